@@ -1,0 +1,330 @@
+"""The `mailgw` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway import __version__
+from gateway.clock import SystemClock
+from gateway.config import Config, load_config
+from gateway.daemon import ROLES, queue_options
+from gateway.directory import AccountDirectory
+from gateway.embedded_redis import socket_path
+from gateway.errors import ConfigError, GatewayError, MalformedJob
+from gateway.jobs import Job, parse_job
+from gateway.keys import Keys
+from gateway.queue import JobQueue
+from gateway.redis_conn import connect
+
+DEFAULT_CONFIG = Path("/etc/mailgw/mailgw.toml")
+
+
+class CommandError(GatewayError):
+    """A command that cannot do what was asked; its message goes to stderr."""
+
+
+def config_path(given: str | None) -> Path | None:
+    """The configuration file to read: --config, else $MAILGW_CONFIG, else the
+    default path if it exists; None means the embedded defaults."""
+    if given:
+        return Path(given)
+    if os.environ.get("MAILGW_CONFIG"):
+        return Path(os.environ["MAILGW_CONFIG"])
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def _redis_for_cli(config: Config) -> Redis:
+    settings = config.settings
+    if settings.redis.url:
+        return connect(settings.redis.url)
+    sock = socket_path(settings.state_dir)
+    if not sock.exists():
+        raise CommandError(
+            f"no Redis URL is configured and the embedded Redis is not running ({sock}"
+            " is missing): start `mailgw run` first, or set redis.url"
+        )
+    return connect(f"unix://{sock}")
+
+
+def _queue(config: Config, redis: Redis) -> JobQueue:
+    return JobQueue(redis, queue_options(config.settings), SystemClock())
+
+
+def _print_json(value: Any, out: TextIO) -> None:
+    out.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+# Reading jobs for `enqueue`
+
+
+def read_jobs(text: str, source: str) -> Iterator[tuple[str, Any]]:
+    """(where, value) for each job in `text`: one JSON object, a JSON array of
+    them, or JSON lines."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    yield f"{source}:{number}", json.loads(line)
+                except ValueError as exc:
+                    yield f"{source}:{number}", MalformedJob(f"not JSON: {exc}")
+        return
+    if isinstance(document, list):
+        for index, item in enumerate(document):
+            yield f"{source}[{index}]", item
+    else:
+        yield source, document
+
+
+async def _validate_jobs(config: Config, redis: Redis, text: str, source: str) -> list[Job]:
+    directory = AccountDirectory(
+        redis,
+        Keys(config.settings.redis.prefix),
+        config.accounts,
+        cache_size=1000,
+        cache_ttl=60,
+        timer=SystemClock().now,
+    )
+    jobs: list[Job] = []
+    problems: list[str] = []
+    for where, value in read_jobs(text, source):
+        try:
+            if isinstance(value, MalformedJob):
+                raise value
+            job = parse_job(json.dumps(value, ensure_ascii=False))
+        except MalformedJob as exc:
+            problems.append(f"{where}: {exc.reason}")
+            continue
+        if job.kind not in ("account.upsert", "account.delete") and (
+            await directory.get(job.account) is None
+        ):
+            problems.append(f"{where}: unknown account '{job.account}'")
+            continue
+        jobs.append(job)
+    if problems:
+        raise CommandError("nothing was enqueued:\n" + "\n".join(problems))
+    if not jobs:
+        raise CommandError(f"{source}: no job found")
+    return jobs
+
+
+# Commands
+
+
+async def cmd_enqueue(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    if args.file == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            text, source = Path(args.file).read_text(encoding="utf-8"), args.file
+        except OSError as exc:
+            raise CommandError(f"{args.file}: {exc.strerror}") from exc
+    redis = _redis_for_cli(config)
+    try:
+        jobs = await _validate_jobs(config, redis, text, source)
+        queue = _queue(config, redis)
+        for job in jobs:
+            result = await queue.enqueue(job)
+            out.write(job.id + "\n")
+            if not result.queued:
+                print(f"{job.id}: not queued again: a job with this id exists", file=sys.stderr)
+    finally:
+        await redis.aclose()
+    return 0
+
+
+async def cmd_queue(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    redis = _redis_for_cli(config)
+    try:
+        depths = await _queue(config, redis).depths()
+    finally:
+        await redis.aclose()
+    rows = {
+        "ready": depths.ready,
+        "in_flight": depths.in_flight,
+        "scheduled": depths.scheduled,
+        "retrying": depths.retrying,
+        "dead_letters": depths.dead_letters,
+    }
+    if args.json:
+        _print_json(rows, out)
+    else:
+        for name, count in rows.items():
+            out.write(f"{name.replace('_', ' '):<13}{count:>10}\n")
+    return 0
+
+
+async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    redis = _redis_for_cli(config)
+    queue = _queue(config, redis)
+    try:
+        if args.action == "list":
+            for letter in await queue.dead_letters(count=args.limit):
+                _print_json(letter.summary(), out)
+        elif args.action == "show":
+            letter = await queue.dead_letter_entry(args.ids[0])
+            if letter is None:
+                raise CommandError(f"no dead letter {args.ids[0]}")
+            shown = letter.summary()
+            try:
+                shown["payload"] = json.loads(letter.job)
+            except ValueError:
+                shown["payload"] = letter.job
+            out.write(json.dumps(shown, ensure_ascii=False, indent=2) + "\n")
+        elif args.action == "replay":
+            ids = args.ids or await queue.all_dead_letter_ids()
+            missing = []
+            for entry_id, new_entry in (await queue.replay(ids)).items():
+                if new_entry is None:
+                    missing.append(entry_id)
+                else:
+                    out.write(f"{entry_id} -> {new_entry}\n")
+            if missing:
+                raise CommandError("no such dead letter: " + ", ".join(missing))
+        else:
+            purged = await queue.purge(args.ids or None)
+            out.write(f"purged {purged} dead letter(s)\n")
+    finally:
+        await redis.aclose()
+    return 0
+
+
+async def cmd_events(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    redis = _redis_for_cli(config)
+    queue = _queue(config, redis)
+    try:
+        after = args.since
+        if after is None:
+            # By default the last --count events, like `tail`.
+            latest = await redis.xrevrange(queue.keys.events, count=args.count)
+            after = _before(latest[-1][0]) if latest else "$"
+        while True:
+            batch = await queue.events(
+                after, count=args.count, block_ms=5000 if args.follow else None
+            )
+            for entry_id, event in batch:
+                try:
+                    value = json.loads(event)
+                except ValueError:
+                    value = {"event": event}
+                _print_json({"entry": entry_id, **value}, out)
+                after = entry_id
+            out.flush()
+            if not args.follow and len(batch) < args.count:
+                return 0
+    finally:
+        await redis.aclose()
+
+
+def _before(entry_id: str) -> str:
+    """The stream id just before `entry_id`, so that XREAD includes it."""
+    millis, _, seq = entry_id.partition("-")
+    if int(seq) > 0:
+        return f"{millis}-{int(seq) - 1}"
+    return f"{int(millis) - 1}-18446744073709551615" if int(millis) > 0 else "0"
+
+
+def cmd_check_config(path: Path | None, out: TextIO) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    where = config.path or "embedded defaults (no configuration file)"
+    out.write(f"{where}: OK, {len(config.accounts)} account file(s)\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailgw", description="E-mail and SMS gateway for an appointment-scheduling service."
+    )
+    parser.add_argument("--version", action="version", version=f"mailgw {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $MAILGW_CONFIG, else /etc/mailgw/mailgw.toml;"
+        " without either, the embedded defaults)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--role", choices=ROLES, default="all", help="what this process does")
+
+    commands.add_parser("check-config", help="validate every configuration file")
+
+    enqueue = commands.add_parser("enqueue", help="put jobs on the queue; prints each job id")
+    enqueue.add_argument("file", metavar="FILE", help="JSON object, JSON array or JSON lines; - for stdin")
+
+    queue = commands.add_parser("queue", help="queue depths")
+    queue.add_argument("--json", action="store_true", help="one JSON object")
+
+    dead = commands.add_parser("dead-letters", help="inspect and replay failed jobs")
+    dead.add_argument("action", choices=("list", "show", "replay", "purge"))
+    dead.add_argument("ids", nargs="*", metavar="ID", help="dead-letter ids (default: all)")
+    dead.add_argument("--limit", type=int, default=100, help="at most this many (list)")
+
+    events = commands.add_parser("events", help="delivery events as JSON lines")
+    events.add_argument("--follow", "-f", action="store_true", help="wait for new events")
+    events.add_argument("--since", metavar="ENTRY", help="events after this entry id (0: all)")
+    events.add_argument("--count", type=int, default=100, help="how many (default 100)")
+    return parser
+
+
+AsyncCommand = Callable[[Config, argparse.Namespace, TextIO], Awaitable[int]]
+ASYNC_COMMANDS: dict[str, AsyncCommand] = {
+    "enqueue": cmd_enqueue,
+    "queue": cmd_queue,
+    "dead-letters": cmd_dead_letters,
+    "events": cmd_events,
+}
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    path = config_path(args.config)
+    if args.command == "run":
+        from gateway.daemon import run
+
+        return run(path, args.role)
+    if args.command == "check-config":
+        return cmd_check_config(path, out)
+    if args.command == "dead-letters" and args.action == "show" and len(args.ids) != 1:
+        print("mailgw: dead-letters show takes one ID", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(path)
+        return asyncio.run(ASYNC_COMMANDS[args.command](config, args, out))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"mailgw: {exc}", file=sys.stderr)
+        return 1
+    except (RedisError, OSError) as exc:
+        print(f"mailgw: Redis: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Loading the configuration: the main file and every account file, checked all at once."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from gateway.account import ACCOUNT_ID_PATTERN, Account
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.settings import Settings
+
+DEFAULT_CONFIG_PATH = Path("/etc/mailgw/mailgw.toml")
+WHOLE_FILE = "(file)"
+"""The key of problems about a file as a whole (missing, unreadable, not UTF-8)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration: the main settings and the accounts found in files."""
+
+    path: Path | None
+    """The main file, or None for the embedded defaults."""
+    settings: Settings
+    accounts: Mapping[str, Account]
+    account_files: Mapping[str, Path]
+
+
+def default_config_path() -> Path:
+    """$MAILGW_CONFIG, else /etc/mailgw/mailgw.toml."""
+    return Path(os.environ.get("MAILGW_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate the main file and its account files; ConfigError lists every problem."""
+    if path is None:
+        return Config(None, Settings(), MappingProxyType({}), MappingProxyType({}))
+    problems: list[ConfigProblem] = []
+    source = str(path)
+    data = _read_toml(path, problems)
+    base_dir = path.absolute().parent
+    settings: Settings | None = None
+    if data is not None:
+        try:
+            settings = Settings.model_validate(data, context={"base_dir": base_dir})
+        except ValidationError as exc:
+            problems.extend(_problems(source, exc))
+    accounts: dict[str, Account] = {}
+    account_files: dict[str, Path] = {}
+    if data is not None:
+        directory = settings.accounts.directory if settings else _accounts_dir(data, base_dir)
+        explicit = isinstance(data.get("accounts"), dict) and "directory" in data["accounts"]
+        if directory is not None:
+            _load_accounts(directory, explicit, settings, accounts, account_files, problems)
+    if problems:
+        raise ConfigError(problems)
+    assert settings is not None
+    return Config(path, settings, MappingProxyType(accounts), MappingProxyType(account_files))
+
+
+def check(path: Path | None) -> list[ConfigProblem]:
+    """Every problem of a configuration (empty when it loads)."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def validate_account(
+    data: Mapping[str, Any], *, account_id: str, source: str, settings: Settings
+) -> Account:
+    """Validate one account's data (a file's or an account.upsert job's); ConfigError if refused."""
+    problems: list[ConfigProblem] = []
+    account = _validate_account(data, account_id, source, settings, problems)
+    if account is None:
+        raise ConfigError(problems)
+    return account
+
+
+def _validate_account(
+    data: Mapping[str, Any],
+    account_id: str,
+    source: str,
+    settings: Settings | None,
+    problems: list[ConfigProblem],
+) -> Account | None:
+    found: list[ConfigProblem] = []
+    if not re.fullmatch(ACCOUNT_ID_PATTERN, account_id):
+        found.append(
+            ConfigProblem(
+                source,
+                "id",
+                f"bad account id {account_id!r}: use letters, digits, '.', '_' and '-' "
+                "(up to 128, starting with a letter or digit)",
+            )
+        )
+    if "id" in data and data["id"] != account_id:
+        found.append(
+            ConfigProblem(source, "id", f"the account id is {account_id!r}; remove this key")
+        )
+    account: Account | None = None
+    try:
+        account = Account.model_validate({**data, "id": account_id})
+    except ValidationError as exc:
+        found.extend(p for p in _problems(source, exc) if p.key != "id")
+    domain = account.sender_domain if account else data.get("sender_domain")
+    if settings is not None and isinstance(domain, str) and settings.sender_domain(domain) is None:
+        known = ", ".join(d.domain for d in settings.sender_domains)
+        found.append(
+            ConfigProblem(
+                source,
+                "sender_domain",
+                f"{domain!r} is not a configured sender domain (configured: {known})",
+            )
+        )
+    problems.extend(found)
+    return account if not found else None
+
+
+def _load_accounts(
+    directory: Path,
+    explicit: bool,
+    settings: Settings | None,
+    accounts: dict[str, Account],
+    account_files: dict[str, Path],
+    problems: list[ConfigProblem],
+) -> None:
+    if not directory.is_dir():
+        # the default folder may be absent (accounts can come from account.upsert jobs only)
+        if explicit:
+            problems.append(
+                ConfigProblem(str(directory), WHOLE_FILE, "accounts directory not found")
+            )
+        return
+    for file in sorted(directory.glob("*.toml")):
+        # editors' hidden and backup files are not accounts
+        if file.name.startswith("."):
+            continue
+        data = _read_toml(file, problems)
+        if data is None:
+            continue
+        account = _validate_account(data, file.stem, str(file), settings, problems)
+        if account is not None:
+            accounts[account.id] = account
+            account_files[account.id] = file
+
+
+def _read_toml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any] | None:
+    source = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        problems.append(ConfigProblem(source, WHOLE_FILE, "file not found"))
+        return None
+    except OSError as exc:
+        problems.append(ConfigProblem(source, WHOLE_FILE, f"cannot read: {exc.strerror}"))
+        return None
+    except UnicodeDecodeError as exc:
+        problems.append(ConfigProblem(source, WHOLE_FILE, f"not UTF-8 text (byte {exc.start})"))
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        # tomllib (3.11) gives the position only inside its message: "... (at line 3, column 7)"
+        where = re.search(r"\(at line (\d+), column (\d+)\)$", message)
+        if where:
+            line, column = where.groups()
+            message = f"{message[: where.start()].rstrip()} (column {column})"
+            key = f"line {line}"
+        else:
+            key = f"line {text.count(chr(10)) + 1}"
+            message = re.sub(r"\s*\(at end of document\)$", " (at the end of the file)", message)
+        problems.append(ConfigProblem(source, key, f"TOML syntax error: {message}"))
+        return None
+
+
+def _accounts_dir(data: Mapping[str, Any], base_dir: Path) -> Path | None:
+    # used when the main file is invalid, so that account files are still checked
+    section = data.get("accounts", {})
+    raw = section.get("directory", "accounts") if isinstance(section, dict) else None
+    if not isinstance(raw, str) or not raw:
+        return None
+    return base_dir / Path(raw).expanduser()
+
+
+def _problems(source: str, exc: ValidationError) -> list[ConfigProblem]:
+    return [ConfigProblem(source, _key(error["loc"]), _message(error)) for error in exc.errors()]
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += f".{part}" if key else part
+    return key
+
+
+_TYPES = {
+    "string_type": "must be a string (text in quotes)",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "tuple_type": "must be a list ([...])",
+    "list_type": "must be a list ([...])",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+}
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return "must be one of: " + ", ".join(choices)
+    if kind in _TYPES:
+        return f"{_TYPES[kind]}, not {_describe(error['input'])}"
+    if kind == "too_long":
+        return f"at most {ctx['max_length']} allowed, found {ctx['actual_length']}"
+    if kind == "too_short":
+        return f"at least {ctx['min_length']} required, found {ctx['actual_length']}"
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else error["msg"]
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters"
+    if kind == "string_pattern_mismatch":
+        return f"{error['input']!r} does not have the expected form ({ctx['pattern']})"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return error["msg"].replace("Input should be", "must be")
+
+
+def _describe(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"{names.get(type(value), type(value).__name__)} ({value!r})"

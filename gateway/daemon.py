@@ -1,0 +1,241 @@
+"""`mailgw run`: the daemon, its roles, its signals and its embedded Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from gateway import systemd
+from gateway.clock import SystemClock
+from gateway.config import Config, load_config
+from gateway.directory import AccountDirectory
+from gateway.embedded_redis import EmbeddedRedis
+from gateway.errors import ConfigError
+from gateway.handlers import builtin_handlers
+from gateway.keys import Keys
+from gateway.queue import JobQueue, QueueOptions
+from gateway.redis_conn import connect
+from gateway.scheduler import Scheduler
+from gateway.settings import Settings
+from gateway.worker import Worker, WorkerOptions
+
+log = logging.getLogger(__name__)
+
+Role = Literal["all", "outbound", "inbound", "scheduler"]
+ROLES: tuple[Role, ...] = ("all", "outbound", "inbound", "scheduler")
+
+
+def queue_options(settings: Settings) -> QueueOptions:
+    return QueueOptions.from_settings(
+        prefix=settings.redis.prefix,
+        group=settings.redis.group,
+        idempotency_ttl=settings.queue.idempotency_ttl,
+        events_max_length=settings.queue.events_max_length,
+        visibility_timeout=settings.queue.visibility_timeout,
+        max_deliveries=settings.queue.max_deliveries,
+    )
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    q = settings.queue
+    visibility = q.visibility_timeout.total_seconds()
+    return WorkerOptions(
+        concurrency=q.concurrency,
+        block_ms=int(q.block_timeout.total_seconds() * 1000),
+        max_attempts=q.max_attempts,
+        backoff_initial=q.backoff_initial.total_seconds(),
+        backoff_max=q.backoff_max.total_seconds(),
+        # A job must give up before another worker may take it over.
+        job_timeout=visibility * 0.9,
+        reclaim_interval=max(1.0, visibility / 4),
+    )
+
+
+async def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
+    """A client for the configured Redis, starting the embedded server when no URL is set."""
+    if settings.redis.url:
+        return connect(settings.redis.url), None
+    embedded = EmbeddedRedis(settings.state_dir)
+    url = await embedded.start()
+    return connect(url), embedded
+
+
+# Settings that only a restart applies; a reload that changes them says so.
+RESTART_ONLY = ("redis", "queue", "state_dir")
+
+
+class Daemon:
+    """One process running the given role on one asyncio loop."""
+
+    def __init__(self, config: Config, role: Role) -> None:
+        self.config = config
+        self.role = role
+        self.clock = SystemClock()
+        self._stopping = False
+        self._done = asyncio.Event()
+        self._exit_status = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._essential: list[asyncio.Task[Any]] = []
+        self._stoppables: list[Worker | Scheduler] = []
+
+    async def serve(self) -> int:
+        settings = self.config.settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        redis, embedded = await open_redis(settings)
+        try:
+            await redis.ping()
+            keys = Keys(settings.redis.prefix)
+            queue = JobQueue(redis, queue_options(settings), self.clock)
+            self.directory = AccountDirectory(
+                redis,
+                keys,
+                self.config.accounts,
+                cache_size=settings.accounts.cache_size,
+                cache_ttl=settings.accounts.cache_ttl.total_seconds(),
+                timer=self.clock.now,
+            )
+            self._start_role(queue, settings)
+            if embedded is not None:
+                self._spawn(self._watch_embedded(embedded))
+            self._install_signals()
+            systemd.notify("READY=1", f"STATUS=running role {self.role}")
+            log.info(
+                "mailgw running (role %s, config %s)",
+                self.role,
+                self.config.path or "embedded defaults",
+            )
+            return await self._wait()
+        finally:
+            systemd.notify("STOPPING=1")
+            await redis.aclose()
+            if embedded is not None:
+                embedded.stop()
+            log.info("mailgw stopped")
+
+    def _start_role(self, queue: JobQueue, settings: Settings) -> None:
+        if self.role in ("all", "outbound"):
+            worker = Worker(
+                queue,
+                self.directory,
+                builtin_handlers(self.directory, lambda: self.config.settings, self.clock),
+                consumer=f"{socket.gethostname()}-{os.getpid()}",
+                options=worker_options(settings),
+            )
+            self._stoppables.append(worker)
+            self._spawn(worker.run(), essential=True)
+            self._spawn(self.directory.follow_changes())
+        if self.role in ("all", "scheduler"):
+            scheduler = Scheduler(
+                queue,
+                settings.queue.scheduler_interval.total_seconds(),
+                settings.queue.scheduler_batch,
+            )
+            self._stoppables.append(scheduler)
+            self._spawn(scheduler.run(), essential=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], essential: bool = False) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        if essential:
+            self._essential.append(task)
+            task.add_done_callback(self._essential_done)
+
+    def _essential_done(self, task: asyncio.Task[Any]) -> None:
+        """A worker or scheduler returned: after a warm stop once all have; on a
+        failure at once, so that systemd restarts the daemon."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stopping: a part of the daemon failed", exc_info=task.exception())
+            self._exit_status = 1
+            self._cold_stop()
+        elif all(t.done() for t in self._essential):
+            self._done.set()
+
+    async def _wait(self) -> int:
+        if self.role == "inbound":
+            log.warning("the inbound role has nothing to serve yet in this version")
+        await self._done.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return self._exit_status
+
+    async def _watch_embedded(self, embedded: EmbeddedRedis) -> None:
+        while embedded.running:
+            await asyncio.sleep(1.0)
+        if not self._stopping:
+            log.error("the embedded Redis server stopped; stopping too")
+            self._exit_status = 1
+            self._cold_stop()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop_signal, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._on_stop_signal, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def _on_stop_signal(self, name: str) -> None:
+        if self._stopping:
+            log.warning("%s again: stopping now; jobs in hand will be reclaimed", name)
+            self._cold_stop()
+            return
+        grace = self.config.settings.queue.shutdown_grace.total_seconds()
+        log.info("%s: finishing the jobs in hand (up to %gs), then stopping", name, grace)
+        self._stopping = True
+        systemd.notify("STOPPING=1")
+        for part in self._stoppables:
+            part.stop()
+        if all(t.done() for t in self._essential):
+            self._done.set()
+        asyncio.get_running_loop().call_later(grace, self._cold_stop)
+
+    def _cold_stop(self) -> None:
+        self._stopping = True
+        self._done.set()
+
+    def reload(self) -> None:
+        """Load the configuration again; a new one with errors is refused whole."""
+        systemd.notify("RELOADING=1", systemd.monotonic_usec())
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error(
+                "reload refused, the configuration in force is kept:\n%s",
+                "\n".join(str(p) for p in exc.problems),
+            )
+        else:
+            old = self.config.settings
+            changed = [s for s in RESTART_ONLY if getattr(old, s) != getattr(new.settings, s)]
+            if changed:
+                log.warning("reloaded; changes to %s apply after a restart", ", ".join(changed))
+            self.config = new
+            self.directory.replace_files(new.accounts)
+            log.info("configuration reloaded: %d account file(s)", len(new.accounts))
+        systemd.notify("READY=1")
+
+
+def run(config_path: Path | None, role: Role) -> int:
+    """Run the daemon until stopped; returns the exit status."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        return 2
+    logging.getLogger().setLevel(config.settings.log.level.upper())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    from gateway.reactor import install_reactor
+
+    install_reactor(loop)
+    try:
+        return loop.run_until_complete(Daemon(config, role).serve())
+    finally:
+        loop.close()

@@ -1,0 +1,44 @@
+"""Delivery events: one JSON entry on the events stream per outcome."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Status = Literal[
+    "sent",
+    "deferred",
+    "bounced",
+    "failed",
+    "skipped",
+    "suppressed",
+    "forwarded",
+    "opted_out",
+    "opted_in",
+    "applied",
+]
+Channel = Literal["email", "sms"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One outcome, as the scheduling service reads it from `<prefix>events`."""
+
+    job: str
+    kind: str
+    status: Status
+    at: str
+    account: str | None = None
+    appointment: str | None = None
+    channel: Channel | None = None
+    recipient: str | None = None
+    reason: str | None = None
+    message_id: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {k: v for k, v in asdict(self).items() if v is not None},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )

@@ -1,0 +1,92 @@
+"""Job handlers: the contract each job kind implements, and the directory's own kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from gateway import __version__
+from gateway.clock import Clock, rfc3339
+from gateway.config import validate_account
+from gateway.directory import AccountDirectory
+from gateway.errors import ConfigError, PermanentFailure
+from gateway.events import Event
+from gateway.jobs import KNOWN_KINDS, AccountDeleteJob, AccountUpsertJob, Job
+from gateway.settings import Settings
+
+
+class Handler(Protocol):
+    """Does one job and returns its outcome as events.
+
+    Raise TemporaryFailure to have the job retried with backoff, PermanentFailure
+    to send it to the dead letters; the worker records and acknowledges the rest.
+    """
+
+    async def handle(self, job: Job) -> list[Event]: ...
+
+
+class DirectoryHandler:
+    """`account.upsert` and `account.delete`: keep the Redis account directory current."""
+
+    def __init__(
+        self, directory: AccountDirectory, settings: Callable[[], Settings], clock: Clock
+    ) -> None:
+        self.directory = directory
+        self.settings = settings
+        self.clock = clock
+
+    async def handle(self, job: Job) -> list[Event]:
+        if isinstance(job, AccountUpsertJob):
+            try:
+                account = validate_account(
+                    job.data,
+                    account_id=job.account,
+                    source=f"job {job.id}",
+                    settings=self.settings(),
+                )
+            except ConfigError as exc:
+                raise PermanentFailure(
+                    "invalid account: " + "; ".join(str(p) for p in exc.problems)
+                ) from exc
+            await self.directory.store(job.account, account)
+            reason = None
+            if job.account in self.directory.file_accounts:
+                reason = "stored, but the account file of the same id takes precedence"
+            return [self._event(job, reason)]
+        if isinstance(job, AccountDeleteJob):
+            removed = await self.directory.remove(job.account)
+            return [self._event(job, None if removed else "no such account in Redis")]
+        raise PermanentFailure(f"the directory handler does not do '{job.kind}' jobs")
+
+    def _event(self, job: Job, reason: str | None) -> Event:
+        return Event(
+            job=job.id,
+            kind=job.kind,
+            status="applied",
+            at=rfc3339(self.clock.now()),
+            account=job.account,
+            reason=reason,
+        )
+
+
+class NotImplementedHandler:
+    """Stands for a job kind whose part of the gateway has not landed yet: such jobs
+    go to the dead letters with that reason, to be replayed once it has."""
+
+    async def handle(self, job: Job) -> list[Event]:
+        raise PermanentFailure(
+            f"job kind '{job.kind}' is not implemented in mailgw {__version__} yet;"
+            " replay this dead letter after upgrading"
+        )
+
+
+def builtin_handlers(
+    directory: AccountDirectory, settings: Callable[[], Settings], clock: Clock
+) -> Mapping[str, Handler]:
+    """The handler of every known job kind."""
+    pending = NotImplementedHandler()
+    directory_handler = DirectoryHandler(directory, settings, clock)
+    handlers: dict[str, Handler] = {kind: pending for kind in KNOWN_KINDS}
+    handlers["account.upsert"] = directory_handler
+    handlers["account.delete"] = directory_handler
+    return handlers

@@ -1,0 +1,440 @@
+"""The jobs upstream applications put on the queue: their schema and a strict, fast parser."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import cache
+from typing import Annotated, Any, Literal, TypeAlias, get_args
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from gateway.errors import MalformedJob
+
+KNOWN_KINDS: tuple[str, ...] = (
+    "appointment.booked",
+    "appointment.rescheduled",
+    "appointment.cancelled",
+    "appointment.confirmation.resend",
+    "order.placed",
+    "subscription.paid",
+    "subscription.renewal_upcoming",
+    "subscription.cancelled",
+    "email.send",
+    "sms.send",
+    "account.upsert",
+    "account.delete",
+)
+
+NotificationKind: TypeAlias = Literal[
+    "confirmation",
+    "reminder",
+    "cancellation",
+    "reschedule",
+    "follow_up",
+    "order",
+    "subscription_paid",
+    "subscription_renewal_reminder",
+    "subscription_cancelled",
+]
+NOTIFICATION_KINDS: tuple[str, ...] = get_args(NotificationKind)
+
+_MAX_REASON = 1000
+_EMAIL_CACHE_SIZE = 100_000
+
+# Each pattern doubles as the key of the sentence an upstream developer reads when it
+# does not match, so a refusal says what is expected rather than quoting a regex.
+_KEY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_URL_PATTERN = r"^(?i:https?)://[^\x00-\x20\x7f/?#]+(?:[/?#][^\x00-\x20\x7f]*)?$"
+_AMOUNT_PATTERN = r"^[0-9]{1,15}(?:\.[0-9]{1,6})?$"
+_CURRENCY_PATTERN = r"^[A-Z]{3}$"
+_LOCALE_PATTERN = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$"
+_PATTERN_HINTS = {
+    _KEY_PATTERN: "must not contain control characters",
+    _ACCOUNT_PATTERN: (
+        "must be an account id: a letter or digit, then up to 127 letters, digits, '.', '_' or '-'"
+    ),
+    _URL_PATTERN: "must be an http or https URL",
+    _AMOUNT_PATTERN: 'must be a decimal amount written as a string, such as "49.90"',
+    _CURRENCY_PATTERN: 'must be an ISO 4217 currency code, such as "EUR"',
+    _LOCALE_PATTERN: 'must be a locale, such as "fr" or "en-CA"',
+}
+
+Key = Annotated[str, Field(min_length=1, max_length=200, pattern=_KEY_PATTERN)]
+AccountId = Annotated[str, Field(pattern=_ACCOUNT_PATTERN)]
+Url = Annotated[str, Field(max_length=2048, pattern=_URL_PATTERN)]
+Amount = Annotated[str, Field(pattern=_AMOUNT_PATTERN)]
+Currency = Annotated[str, Field(pattern=_CURRENCY_PATTERN)]
+Locale = Annotated[str, Field(pattern=_LOCALE_PATTERN)]
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    # "localtime" is the server's own zone and "Factory" a placeholder: neither is a client's.
+    return frozenset(available_timezones() - {"localtime", "Factory"})
+
+
+def _check_time_zone(name: str) -> str:
+    # A set lookup, not ZoneInfo(name): any string is safe to test, and no file is opened.
+    if name not in _time_zones():
+        raise ValueError('must be an IANA time zone name, such as "Europe/Paris"')
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_check_time_zone)]
+
+_emails: dict[str, str] = {}
+
+
+def _remember_email(value: object, validate: ValidatorFunctionWrapHandler) -> str:
+    # Checking an address is most of the cost of a job, and the same clients' addresses come
+    # back job after job; only valid ones are kept, so a refusal is always explained afresh.
+    if isinstance(value, str) and (known := _emails.get(value)) is not None:
+        return known
+    address: str = validate(value)
+    if len(_emails) >= _EMAIL_CACHE_SIZE:
+        _emails.clear()
+    _emails[str(value)] = address
+    return address
+
+
+Email = Annotated[EmailStr, WrapValidator(_remember_email)]
+
+
+class _Model(BaseModel):
+    # Strict: a number is not a string nor "true" a boolean; upstream bugs surface here.
+    # Extra fields are ignored so that upstream may send newer fields before we read them.
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+
+class Client(_Model):
+    """Who booked or bought: every notification goes to each of `emails`."""
+
+    name: str
+    emails: Annotated[list[Email], Field(min_length=1)]
+    phone: str | None = None
+
+
+class Appointment(_Model):
+    """One appointment as the scheduling service describes it."""
+
+    id: Key
+    calendar: Key
+    type: Key
+    start: AwareDatetime
+    end: AwareDatetime
+    timezone: TimeZoneName
+    clients: Annotated[list[Client], Field(min_length=1)]
+    location: str = ""
+    cancel_url: Url | None = None
+    reschedule_url: Url | None = None
+    notify: bool = True
+    booked_at: AwareDatetime | None = None
+    previous_start: AwareDatetime | None = None
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError("must be after 'start'")
+        return end
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The client's time zone, in which dates and times are shown."""
+        return ZoneInfo(self.timezone)
+
+
+class Order(_Model):
+    """A purchase: a package, a gift certificate or a subscription."""
+
+    id: Key
+    name: str
+    client: Client
+    amount: Amount | None = None
+    currency: Currency | None = None
+    details: dict[str, Any] | None = None
+
+
+class Subscription(_Model):
+    """A subscription with automatic renewal charges."""
+
+    id: Key
+    name: str
+    client: Client
+    renews_at: AwareDatetime | None = None
+    amount: Amount | None = None
+    currency: Currency | None = None
+
+
+class JobBase(_Model):
+    """What every job has."""
+
+    # An int limited to 1 rather than Literal[1]: pydantic lets `true` and `1.0` pass a Literal.
+    v: Annotated[int, Field(ge=1, le=1)]
+    id: Key
+    account: AccountId
+    send_at: AwareDatetime | None = None
+
+    @property
+    def appointment_id(self) -> str | None:
+        """The appointment the job is about, for history and cancel-by-appointment."""
+        return None
+
+
+class AppointmentJob(JobBase):
+    """An appointment booked, moved, cancelled, or whose confirmation is to be sent again."""
+
+    kind: Literal[
+        "appointment.booked",
+        "appointment.rescheduled",
+        "appointment.cancelled",
+        "appointment.confirmation.resend",
+    ]
+    appointment: Appointment
+
+    @property
+    def appointment_id(self) -> str | None:
+        return self.appointment.id
+
+
+class OrderJob(JobBase):
+    """A package, gift certificate or subscription purchased."""
+
+    kind: Literal["order.placed"]
+    product: Literal["package", "gift_certificate", "subscription"]
+    order: Order
+
+
+class SubscriptionPaidJob(JobBase):
+    """A subscription charged; nothing is sent for the first charge (the purchase itself)."""
+
+    kind: Literal["subscription.paid"]
+    subscription: Subscription
+    first_charge: bool = False
+
+
+class SubscriptionRenewalUpcomingJob(JobBase):
+    """A subscription about to be charged again."""
+
+    kind: Literal["subscription.renewal_upcoming"]
+    subscription: Subscription
+
+
+class SubscriptionCancelledJob(JobBase):
+    """A subscription ended; `by` says who or what ended it."""
+
+    kind: Literal["subscription.cancelled"]
+    subscription: Subscription
+    by: Literal["client", "owner", "payment_failure"]
+
+
+class _TemplateOrText(JobBase):
+    """A message given either as a template kind with its context, or as its text."""
+
+    template: NotificationKind | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    text: str | None = None
+    appointment: Key | None = None
+
+    def _check_template_or_text(self, text_fields: tuple[str, ...]) -> None:
+        given = [name for name in text_fields if name in self.model_fields_set]
+        wording = " and ".join(f"'{name}'" for name in text_fields)
+        if self.template is not None and given:
+            raise ValueError(f"give either 'template' or {wording}, not both")
+        if self.template is None:
+            if "context" in self.model_fields_set:
+                raise ValueError("'context' is only used with 'template'")
+            if not given:
+                raise ValueError(f"give either 'template' (with 'context') or {wording}")
+            missing = [name for name in text_fields if name not in given]
+            if missing:
+                raise ValueError(f"missing field '{missing[0]}' (it goes with '{given[0]}')")
+
+    @property
+    def appointment_id(self) -> str | None:
+        return self.appointment
+
+
+class EmailJob(_TemplateOrText):
+    """One e-mail, from a template kind or with its subject and body given."""
+
+    kind: Literal["email.send"]
+    to: Annotated[list[Email], Field(min_length=1)]
+    subject: str | None = None
+    html: str | None = None
+    locale: Locale | None = None
+
+    @model_validator(mode="after")
+    def _template_or_text(self) -> EmailJob:
+        self._check_template_or_text(("subject", "text"))
+        if self.html is not None and self.template is not None:
+            raise ValueError("'html' goes with 'subject' and 'text', not with 'template'")
+        return self
+
+
+class SmsJob(_TemplateOrText):
+    """One text message, from a template kind or with its text given."""
+
+    kind: Literal["sms.send"]
+    to: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1, max_length=1600)] | None = None
+
+    @model_validator(mode="after")
+    def _template_or_text(self) -> SmsJob:
+        self._check_template_or_text(("text",))
+        return self
+
+
+class AccountUpsertJob(JobBase):
+    """An account created or changed; `data` is checked against the settings elsewhere."""
+
+    kind: Literal["account.upsert"]
+    data: dict[str, Any]
+
+
+class AccountDeleteJob(JobBase):
+    """An account removed from the directory."""
+
+    kind: Literal["account.delete"]
+
+
+Job: TypeAlias = Annotated[
+    AppointmentJob
+    | OrderJob
+    | SubscriptionPaidJob
+    | SubscriptionRenewalUpcomingJob
+    | SubscriptionCancelledJob
+    | EmailJob
+    | SmsJob
+    | AccountUpsertJob
+    | AccountDeleteJob,
+    Field(discriminator="kind"),
+]
+
+_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
+
+
+def parse_job(raw: str | bytes) -> Job:
+    """Validate one job's JSON; raise MalformedJob with every problem found, briefly."""
+    try:
+        return _ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise MalformedJob(_explain(raw, exc)) from None
+
+
+def job_to_json(job: Job) -> str:
+    """Compact JSON of a job, as it goes on the queue."""
+    return _ADAPTER.dump_json(job, by_alias=True, exclude_unset=True).decode()
+
+
+def _explain(raw: str | bytes, exc: ValidationError) -> str:
+    # Only refused jobs come here, so reading the JSON a second time costs nothing that
+    # matters; it lets the envelope be judged first, in the order a reader would check it.
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        return f"not JSON: {err.msg} at line {err.lineno} column {err.colno} (char {err.pos})"
+    except UnicodeDecodeError as err:
+        return f"not JSON: not valid UTF-8 at byte {err.start}"
+    except RecursionError:
+        return "not JSON: nested too deeply"
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if "v" not in data:
+        return "missing field 'v'"
+    version = data["v"]
+    if type(version) is not int or version != 1:
+        return f"unsupported job version {_show(version)} (supported: 1)"
+    if "kind" not in data:
+        return "missing field 'kind'"
+    kind = data["kind"]
+    if not isinstance(kind, str):
+        return "field 'kind': must be a string"
+    if kind not in KNOWN_KINDS:
+        return f"unknown kind {_show(kind)} (known: {', '.join(KNOWN_KINDS)})"
+    return _join([_describe(error) for error in exc.errors(include_url=False)])
+
+
+def _show(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _join(reasons: list[str]) -> str:
+    unique = list(dict.fromkeys(reasons))
+    text = unique[0]
+    for shown, reason in enumerate(unique[1:], start=1):
+        if len(text) + len(reason) + 2 > _MAX_REASON - 20:
+            return f"{text}; and {len(unique) - shown} more"
+        text = f"{text}; {reason}"
+    return text
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "json_invalid":
+        return f"not JSON: {ctx.get('error', error['msg'])}"
+    # The first location item is the union's tag (the job kind); fields are named without it.
+    where = _location(error["loc"][1:])
+    if kind == "missing":
+        return f"missing field '{where}'"
+    problem = _problem(kind, ctx, error["msg"])
+    return f"field '{where}': {problem}" if where else problem
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for item in loc:
+        text += f"[{item}]" if isinstance(item, int) else f".{item}" if text else item
+    return text
+
+
+_PROBLEMS = {
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "too_short": "must not be empty",
+    "string_too_short": "must not be empty",
+    "datetime_type": "must be an RFC 3339 date-time with offset",
+    "datetime_parsing": "must be an RFC 3339 date-time with offset",
+    "timezone_aware": "must be an RFC 3339 date-time with offset",
+}
+
+
+def _problem(kind: str, ctx: dict[str, Any], msg: str) -> str:
+    if kind in _PROBLEMS:
+        return _PROBLEMS[kind]
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters"
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_HINTS.get(ctx["pattern"], f"must match {ctx['pattern']}")
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}"
+    if kind == "value_error":
+        # EmailStr gives its reason in "reason"; our own validators' ValueError is in "error".
+        if "reason" in ctx:
+            return f"not a valid e-mail address: {ctx['reason']}"
+        return str(ctx.get("error", msg))
+    return msg[:1].lower() + msg[1:]

@@ -1,0 +1,71 @@
+"""Names of every Redis key the gateway uses, derived from one configurable prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under `prefix` (for Redis Cluster the prefix holds a hash tag,
+    such as `{mailgw}:`, so that every key lives in one slot and Lua scripts may
+    touch several at once)."""
+
+    prefix: str = "mailgw:"
+
+    @property
+    def jobs(self) -> str:
+        """Stream of ready jobs, read by the workers' consumer group."""
+        return self.prefix + "jobs"
+
+    @property
+    def events(self) -> str:
+        """Stream of delivery events for the scheduling service."""
+        return self.prefix + "events"
+
+    @property
+    def dead(self) -> str:
+        """Stream of dead letters: failed or malformed jobs with their reason."""
+        return self.prefix + "dead"
+
+    @property
+    def scheduled(self) -> str:
+        """Sorted set of job ids waiting for their `send_at`, scored in epoch ms."""
+        return self.prefix + "scheduled"
+
+    @property
+    def retry(self) -> str:
+        """Sorted set of job ids waiting for their next attempt, scored in epoch ms."""
+        return self.prefix + "retry"
+
+    @property
+    def payloads(self) -> str:
+        """Hash of job id to job JSON for the jobs in `scheduled` and `retry`."""
+        return self.prefix + "payloads"
+
+    @property
+    def attempts(self) -> str:
+        """Hash of job id to the number of failed attempts so far."""
+        return self.prefix + "attempts"
+
+    @property
+    def accounts(self) -> str:
+        """Hash of account id to account JSON, kept by `account.upsert` jobs."""
+        return self.prefix + "accounts"
+
+    @property
+    def accounts_channel(self) -> str:
+        """Pub/sub channel announcing changed account ids to the workers' caches."""
+        return self.prefix + "accounts:changed"
+
+    @property
+    def job_state_prefix(self) -> str:
+        return self.prefix + "job:"
+
+    def job_state(self, job_id: str) -> str:
+        """String holding where a job id stands, for idempotency (expires)."""
+        return self.job_state_prefix + job_id
+
+    def appointment(self, appointment_id: str) -> str:
+        """Set of pending job ids of one appointment, so they can be cancelled at once."""
+        return self.prefix + "appt:" + appointment_id

@@ -1,0 +1,505 @@
+"""The Redis job queue: stream and consumer group, waiting sets, dead letters, events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from gateway import scripts
+from gateway.clock import Clock, rfc3339
+from gateway.events import Event
+from gateway.jobs import Job, job_to_json
+from gateway.keys import Keys
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    """The queue's tunables, in the units Redis wants."""
+
+    prefix: str = "mailgw:"
+    group: str = "workers"
+    state_ttl: int = 7 * 86400
+    events_max_length: int = 1_000_000
+    visibility_timeout_ms: int = 300_000
+    max_deliveries: int = 5
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        prefix: str,
+        group: str,
+        idempotency_ttl: timedelta,
+        events_max_length: int,
+        visibility_timeout: timedelta,
+        max_deliveries: int,
+    ) -> QueueOptions:
+        return cls(
+            prefix=prefix,
+            group=group,
+            state_ttl=max(1, int(idempotency_ttl.total_seconds())),
+            events_max_length=events_max_length,
+            visibility_timeout_ms=int(visibility_timeout.total_seconds() * 1000),
+            max_deliveries=max_deliveries,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stream entry handed to this worker."""
+
+    entry_id: str
+    raw: str
+    has_job_field: bool
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the queue says about a delivered job: run it, or it was dealt with."""
+
+    action: Literal["run", "deferred", "skip"]
+    attempts: int = 0
+    state: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The result of enqueueing one job."""
+
+    job_id: str
+    queued: bool
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class Depths:
+    """How many jobs stand where, for `mailgw queue` and metrics."""
+
+    ready: int
+    in_flight: int
+    scheduled: int
+    retrying: int
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-letter entry."""
+
+    entry_id: str
+    job: str
+    reason: str
+    failed_at: str
+    attempts: int
+    job_id: str | None
+
+    def summary(self) -> dict[str, Any]:
+        try:
+            job = json.loads(self.job)
+        except ValueError:
+            job = None
+        kind = job.get("kind") if isinstance(job, dict) else None
+        return {
+            "dead_letter": self.entry_id,
+            "job": self.job_id or (job.get("id") if isinstance(job, dict) else None),
+            "kind": kind,
+            "failed_at": self.failed_at,
+            "attempts": self.attempts,
+            "reason": self.reason,
+        }
+
+
+def _ms(epoch: float) -> int:
+    return int(epoch * 1000)
+
+
+class JobQueue:
+    """Every queue operation, each one round trip and atomic where it moves a job."""
+
+    def __init__(self, redis: Redis, options: QueueOptions, clock: Clock) -> None:
+        self.redis = redis
+        self.options = options
+        self.clock = clock
+        self.keys = Keys(options.prefix)
+        self._enqueue = self._script(scripts.ENQUEUE)
+        self._claim = self._script(scripts.CLAIM)
+        self._complete = self._script(scripts.COMPLETE)
+        self._retry = self._script(scripts.RETRY)
+        self._dead_letter = self._script(scripts.DEAD_LETTER)
+        self._promote = self._script(scripts.PROMOTE)
+        self._cancel = self._script(scripts.CANCEL_APPOINTMENT)
+        self._replay = self._script(scripts.REPLAY)
+
+    def _script(self, source: str) -> AsyncScript:
+        return self.redis.register_script(source)  # type: ignore[return-value]
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group; from the stream's start, so that jobs added
+        before the first worker ever ran are not skipped."""
+        try:
+            await self.redis.xgroup_create(
+                self.keys.jobs, self.options.group, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # Producing
+
+    async def enqueue(self, job: Job) -> Enqueued:
+        """Queue a validated job once: a job id already known is not queued again."""
+        now = self.clock.now()
+        due = _ms(job.send_at.timestamp()) if job.send_at else 0
+        appointment = job.appointment_id
+        queued, where = await self._enqueue(
+            keys=[
+                self.keys.jobs,
+                self.keys.job_state(job.id),
+                self.keys.scheduled,
+                self.keys.payloads,
+                self.keys.appointment(appointment or ""),
+            ],
+            args=[
+                job.id,
+                job_to_json(job),
+                due,
+                _ms(now),
+                self.options.state_ttl,
+                "1" if appointment else "0",
+            ],
+        )
+        return Enqueued(job.id, bool(queued), str(where))
+
+    async def promote_due(self, limit: int) -> int:
+        """Move due scheduled and retrying jobs onto the stream; returns how many."""
+        now = _ms(self.clock.now())
+        moved = 0
+        for waiting in (self.keys.scheduled, self.keys.retry):
+            while True:
+                count = int(
+                    await self._promote(
+                        keys=[waiting, self.keys.payloads, self.keys.jobs],
+                        args=[now, limit, self.keys.job_state_prefix, self.options.state_ttl],
+                    )
+                )
+                moved += count
+                if count < limit:
+                    break
+        return moved
+
+    async def cancel_appointment(self, appointment_id: str) -> list[str]:
+        """Cancel every pending job of one appointment; returns the cancelled ids."""
+        ids = await self._cancel(
+            keys=[
+                self.keys.appointment(appointment_id),
+                self.keys.scheduled,
+                self.keys.retry,
+                self.keys.payloads,
+                self.keys.attempts,
+            ],
+            args=[self.keys.job_state_prefix, self.options.state_ttl],
+        )
+        return [str(i) for i in ids]
+
+    # Consuming
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        """New entries for this consumer, waiting up to `block_ms` for one."""
+        reply = await self.redis.xreadgroup(
+            self.options.group, consumer, {self.keys.jobs: ">"}, count=count, block=block_ms
+        )
+        if not reply:
+            return []
+        return [_delivery(entry_id, fields) for entry_id, fields in reply[0][1]]
+
+    async def reclaim(self, consumer: str, count: int) -> list[Delivery]:
+        """Take over entries left unacknowledged past the visibility timeout by a
+        worker that died or hung. Each carries how often it was delivered, so that
+        a job that kills every worker that touches it can be set aside."""
+        pending = await self.redis.xpending_range(
+            self.keys.jobs,
+            self.options.group,
+            min="-",
+            max="+",
+            count=count,
+            idle=self.options.visibility_timeout_ms,
+        )
+        if not pending:
+            return []
+        delivered = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        claimed = await self.redis.xclaim(
+            self.keys.jobs,
+            self.options.group,
+            consumer,
+            self.options.visibility_timeout_ms,
+            list(delivered),
+        )
+        return [
+            _delivery(entry_id, fields, delivered[entry_id] + 1)
+            for entry_id, fields in claimed
+            if fields is not None
+        ]
+
+    async def claim(self, job: Job, delivery: Delivery) -> Claim:
+        """Take ownership of a delivered job before running it (idempotency)."""
+        now = self.clock.now()
+        due = _ms(job.send_at.timestamp()) if job.send_at else 0
+        appointment = job.appointment_id
+        skipped = self._event(job, "skipped", None, now)
+        action, detail = await self._claim(
+            keys=[
+                self.keys.jobs,
+                self.keys.job_state(job.id),
+                self.keys.scheduled,
+                self.keys.payloads,
+                self.keys.appointment(appointment or ""),
+                self.keys.attempts,
+                self.keys.events,
+            ],
+            args=[
+                self.options.group,
+                delivery.entry_id,
+                job.id,
+                delivery.raw,
+                due,
+                _ms(now),
+                self.options.state_ttl,
+                "1" if appointment else "0",
+                self.options.events_max_length,
+                skipped.to_json(),
+            ],
+        )
+        if action == "run":
+            return Claim("run", attempts=int(detail))
+        if action == "deferred":
+            return Claim("deferred")
+        return Claim("skip", state=str(detail))
+
+    async def complete(self, job: Job, delivery: Delivery, events: Sequence[Event]) -> None:
+        """Record the job's outcome events and acknowledge it, atomically."""
+        await self._complete(
+            keys=[
+                self.keys.jobs,
+                self.keys.job_state(job.id),
+                self.keys.attempts,
+                self.keys.appointment(job.appointment_id or ""),
+                self.keys.events,
+            ],
+            args=[
+                self.options.group,
+                delivery.entry_id,
+                job.id,
+                self.options.state_ttl,
+                self.options.events_max_length,
+                *(e.to_json() for e in events),
+            ],
+        )
+
+    async def retry(
+        self, job: Job, delivery: Delivery, attempts: int, delay: float, reason: str
+    ) -> bool:
+        """Park a failed job for another attempt after `delay` seconds, with a
+        `deferred` event; False if its appointment was cancelled meanwhile."""
+        now = self.clock.now()
+        appointment = job.appointment_id
+        event = self._event(job, "deferred", f"attempt {attempts} failed: {reason}", now)
+        parked = await self._retry(
+            keys=[
+                self.keys.jobs,
+                self.keys.job_state(job.id),
+                self.keys.retry,
+                self.keys.payloads,
+                self.keys.attempts,
+                self.keys.appointment(appointment or ""),
+                self.keys.events,
+            ],
+            args=[
+                self.options.group,
+                delivery.entry_id,
+                job.id,
+                delivery.raw,
+                _ms(now + delay),
+                attempts,
+                self.options.state_ttl,
+                self.options.events_max_length,
+                event.to_json(),
+                "1" if appointment else "0",
+            ],
+        )
+        return bool(parked)
+
+    async def dead_letter(
+        self, delivery: Delivery, reason: str, job: Job | None = None, attempts: int = 0
+    ) -> None:
+        """Move an entry to the dead letters with its reason and a `failed` event.
+
+        `job` is given only for a job this worker claimed; a malformed entry's
+        contents are kept as they came, and no job id state is touched."""
+        now = self.clock.now()
+        if job is None:
+            event = _malformed_event(delivery, reason, now)
+        else:
+            event = self._event(job, "failed", reason, now)
+        await self._dead_letter(
+            keys=[
+                self.keys.jobs,
+                self.keys.dead,
+                self.keys.events,
+                self.keys.job_state(job.id if job else ""),
+                self.keys.attempts,
+                self.keys.appointment(job.appointment_id or "" if job else ""),
+            ],
+            args=[
+                self.options.group,
+                delivery.entry_id,
+                delivery.raw,
+                reason,
+                rfc3339(now),
+                attempts,
+                job.id if job else "",
+                self.options.state_ttl,
+                self.options.events_max_length,
+                event.to_json(),
+            ],
+        )
+
+    def _event(
+        self,
+        job: Job,
+        status: Literal["skipped", "deferred", "failed"],
+        reason: str | None,
+        now: float,
+    ) -> Event:
+        return Event(
+            job=job.id,
+            kind=job.kind,
+            status=status,
+            at=rfc3339(now),
+            account=job.account,
+            appointment=job.appointment_id,
+            reason=reason,
+        )
+
+    # Inspecting
+
+    async def depths(self) -> Depths:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.keys.jobs)
+            pipe.zcard(self.keys.scheduled)
+            pipe.zcard(self.keys.retry)
+            pipe.xlen(self.keys.dead)
+            on_stream, scheduled, retrying, dead = await pipe.execute()
+        in_flight = 0
+        if on_stream:
+            try:
+                summary = await self.redis.xpending(self.keys.jobs, self.options.group)
+                in_flight = int(summary["pending"])
+            except ResponseError:
+                in_flight = 0
+        return Depths(
+            ready=int(on_stream) - in_flight,
+            in_flight=in_flight,
+            scheduled=int(scheduled),
+            retrying=int(retrying),
+            dead_letters=int(dead),
+        )
+
+    async def dead_letters(self, start: str = "-", count: int = 100) -> list[DeadLetter]:
+        entries = await self.redis.xrange(self.keys.dead, min=start, max="+", count=count)
+        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+
+    async def dead_letter_entry(self, entry_id: str) -> DeadLetter | None:
+        entries = await self.redis.xrange(self.keys.dead, min=entry_id, max=entry_id)
+        return _dead_letter(*entries[0]) if entries else None
+
+    async def replay(self, entry_ids: Iterable[str]) -> dict[str, str | None]:
+        """Put dead letters back on the stream; maps each to its new entry (None if gone)."""
+        replayed: dict[str, str | None] = {}
+        for entry_id in entry_ids:
+            letter = await self.dead_letter_entry(entry_id)
+            job_id = letter.job_id if letter and letter.job_id else ""
+            new_entry = await self._replay(
+                keys=[
+                    self.keys.dead,
+                    self.keys.jobs,
+                    self.keys.job_state(job_id),
+                    self.keys.attempts,
+                ],
+                args=[entry_id, job_id, self.options.state_ttl],
+            )
+            replayed[entry_id] = str(new_entry) if new_entry else None
+        return replayed
+
+    async def all_dead_letter_ids(self) -> list[str]:
+        ids: list[str] = []
+        start = "-"
+        while True:
+            batch = await self.redis.xrange(self.keys.dead, min=start, max="+", count=1000)
+            ids.extend(entry_id for entry_id, _ in batch)
+            if len(batch) < 1000:
+                return ids
+            start = "(" + batch[-1][0]
+
+    async def purge(self, entry_ids: Sequence[str] | None = None) -> int:
+        """Delete the given dead letters, or all of them; returns how many went."""
+        if entry_ids is None:
+            count = int(await self.redis.xlen(self.keys.dead))
+            await self.redis.delete(self.keys.dead)
+            return count
+        return int(await self.redis.xdel(self.keys.dead, *entry_ids)) if entry_ids else 0
+
+    async def events(
+        self, after: str = "0", count: int = 100, block_ms: int | None = None
+    ) -> list[tuple[str, str]]:
+        """Events after the entry id `after`, oldest first: (entry id, event JSON)."""
+        reply = await self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
+        if not reply:
+            return []
+        return [(entry_id, fields.get("event", "")) for entry_id, fields in reply[0][1]]
+
+
+def _delivery(entry_id: str, fields: dict[str, str], deliveries: int = 1) -> Delivery:
+    if "job" in fields:
+        return Delivery(entry_id, fields["job"], True, deliveries)
+    # An entry without the `job` field is kept whole so that nothing is lost.
+    return Delivery(entry_id, json.dumps(fields, ensure_ascii=False), False, deliveries)
+
+
+def _dead_letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:
+    return DeadLetter(
+        entry_id=entry_id,
+        job=fields.get("job", ""),
+        reason=fields.get("reason", ""),
+        failed_at=fields.get("failed_at", ""),
+        attempts=int(fields.get("attempts", 0)),
+        job_id=fields.get("id"),
+    )
+
+
+def _malformed_event(delivery: Delivery, reason: str, now: float) -> Event:
+    """A `failed` event for an entry that is not a valid job, naming what it can."""
+    job_id = kind = account = None
+    try:
+        raw = json.loads(delivery.raw)
+    except ValueError:
+        raw = None
+    if isinstance(raw, dict):
+        job_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        kind = raw.get("kind") if isinstance(raw.get("kind"), str) else None
+        account = raw.get("account") if isinstance(raw.get("account"), str) else None
+    return Event(
+        job=job_id or f"entry:{delivery.entry_id}",
+        kind=kind or "unknown",
+        status="failed",
+        at=rfc3339(now),
+        account=account,
+        reason=reason,
+    )

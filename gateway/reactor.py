@@ -1,0 +1,22 @@
+"""Twisted on the daemon's asyncio loop, so Twisted and asyncio code share one loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+def install_reactor(loop: asyncio.AbstractEventLoop) -> Any:
+    """Install Twisted's asyncio reactor on `loop` and mark it running.
+
+    The loop is driven by asyncio (`run_until_complete`), never by
+    `reactor.run()`; `startRunning` fires Twisted's startup triggers so that
+    code checking `reactor.running` behaves as under `reactor.run()`.
+    """
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    reactor.startRunning(installSignalHandlers=False)  # signals belong to asyncio here
+    return reactor

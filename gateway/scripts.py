@@ -1,0 +1,220 @@
+"""Lua scripts for every queue move that touches more than one key, so each is atomic.
+
+A job id's state lives in the string `<prefix>job:<id>` (it expires after the
+idempotency window):
+
+- `q:<entry id>`: on the jobs stream as that entry (ready or in flight);
+- `s`: waiting in the scheduled set for its `send_at`;
+- `r`: waiting in the retry set for its next attempt;
+- `done`, `dead`, `cancelled`: finished; another entry with this id is a duplicate.
+
+Times are passed in (epoch milliseconds) rather than read with TIME, so the
+callers' clock rules and tests can control them.
+"""
+
+from __future__ import annotations
+
+# Enqueue a validated job: onto the stream, or into the scheduled set when its
+# send_at is in the future. A job id seen before is refused (idempotency).
+# KEYS: jobs, state, scheduled, payloads, appointment
+# ARGV: id, job json, due ms, now ms, state ttl s, has appointment (1/0)
+# Returns {1, entry id or 's'} when queued, {0, existing state} for a duplicate.
+ENQUEUE = """
+local state = redis.call('GET', KEYS[2])
+if state then
+  return {0, state}
+end
+local where
+if tonumber(ARGV[3]) > tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+  where = 's'
+  redis.call('SET', KEYS[2], where, 'EX', ARGV[5])
+else
+  where = redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
+  redis.call('SET', KEYS[2], 'q:' .. where, 'EX', ARGV[5])
+end
+if ARGV[6] == '1' then
+  redis.call('SADD', KEYS[5], ARGV[1])
+end
+return {1, where}
+"""
+
+# Take ownership of a job read from the stream before running it. An entry
+# added with a plain XADD is first seen here: its id is recorded, or it is
+# parked in the scheduled set if its send_at is still ahead. An entry whose id
+# already belongs to another entry, or is finished, is a duplicate (or was
+# cancelled): it is acknowledged and removed with a `skipped` event.
+# KEYS: jobs, state, scheduled, payloads, appointment, attempts, events
+# ARGV: group, entry id, job id, job json, due ms, now ms, state ttl s,
+#       has appointment (1/0), events maxlen, skipped-event json (reason unset)
+# Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}.
+CLAIM = """
+local state = redis.call('GET', KEYS[2])
+local mine = 'q:' .. ARGV[2]
+if state == mine then
+  return {'run', redis.call('HGET', KEYS[6], ARGV[3]) or '0'}
+end
+if not state then
+  if ARGV[8] == '1' then
+    redis.call('SADD', KEYS[5], ARGV[3])
+  end
+  if tonumber(ARGV[5]) > tonumber(ARGV[6]) then
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+    redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+    redis.call('SET', KEYS[2], 's', 'EX', ARGV[7])
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+    redis.call('XDEL', KEYS[1], ARGV[2])
+    return {'deferred', ''}
+  end
+  redis.call('SET', KEYS[2], mine, 'EX', ARGV[7])
+  return {'run', redis.call('HGET', KEYS[6], ARGV[3]) or '0'}
+end
+local reason
+if state == 'cancelled' then
+  reason = 'cancelled before it was done'
+elseif state == 'done' then
+  reason = 'duplicate: a job with this id was already done'
+elseif state == 'dead' then
+  reason = 'duplicate: a job with this id is in the dead letters'
+else
+  reason = 'duplicate: a job with this id is already queued'
+end
+local event = cjson.decode(ARGV[10])
+event['reason'] = reason
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[9], '*', 'event', cjson.encode(event))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return {'skip', state}
+"""
+
+# Record a job's outcome and acknowledge it in one step: its events are
+# published, the entry leaves the stream and the id is marked done.
+# KEYS: jobs, state, attempts, appointment, events
+# ARGV: group, entry id, job id, state ttl s, events maxlen, event json...
+COMPLETE = """
+for i = 6, #ARGV do
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[i])
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], 'done', 'EX', ARGV[4])
+redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('SREM', KEYS[4], ARGV[3])
+return 1
+"""
+
+# Put a failed job into the retry set for a later attempt, with a `deferred`
+# event. If its appointment was cancelled meanwhile it is only acknowledged.
+# KEYS: jobs, state, retry, payloads, attempts, appointment, events
+# ARGV: group, entry id, job id, job json, due ms, attempts, state ttl s,
+#       events maxlen, event json, has appointment (1/0)
+# Returns 1 when parked for retry, 0 when dropped as cancelled.
+RETRY = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[2]) ~= 'q:' .. ARGV[2] then
+  return 0
+end
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'event', ARGV[9])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[5], ARGV[3], ARGV[6])
+redis.call('SET', KEYS[2], 'r', 'EX', ARGV[7])
+if ARGV[10] == '1' then
+  redis.call('SADD', KEYS[6], ARGV[3])
+end
+return 1
+"""
+
+# Move an entry to the dead letters with its reason, a `failed` event, and
+# acknowledge it. Only a job this worker claimed (ARGV[7] set) marks its id
+# dead: a malformed entry's id cannot be trusted to name anything.
+# KEYS: jobs, dead, events, state, attempts, appointment
+# ARGV: group, entry id, raw job, reason, failed at, attempts, job id or '',
+#       state ttl s, events maxlen, event json
+DEAD_LETTER = """
+local fields = {'job', ARGV[3], 'reason', ARGV[4], 'failed_at', ARGV[5],
+                'attempts', ARGV[6], 'entry', ARGV[2]}
+if ARGV[7] ~= '' then
+  table.insert(fields, 'id')
+  table.insert(fields, ARGV[7])
+end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[10])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[4], 'dead', 'EX', ARGV[8])
+  redis.call('HDEL', KEYS[5], ARGV[7])
+  redis.call('SREM', KEYS[6], ARGV[7])
+end
+return 1
+"""
+
+# Move jobs whose time has come from a waiting set (scheduled or retry) onto
+# the jobs stream, at most ARGV[2] of them per call.
+# KEYS: waiting set, payloads, jobs
+# ARGV: now ms, limit, job state key prefix, state ttl s
+# The state keys are built here: with a hash-tagged prefix they share the slot
+# of the declared keys, which is what Redis Cluster requires.
+PROMOTE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  local job = redis.call('HGET', KEYS[2], id)
+  if job then
+    local entry = redis.call('XADD', KEYS[3], '*', 'job', job)
+    redis.call('SET', ARGV[3] .. id, 'q:' .. entry, 'EX', ARGV[4])
+    redis.call('HDEL', KEYS[2], id)
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""
+
+# Cancel every pending job of one appointment: waiting jobs are removed, jobs
+# already on the stream are marked so the worker skips them.
+# KEYS: appointment, scheduled, retry, payloads, attempts
+# ARGV: job state key prefix, state ttl s
+# Returns the cancelled job ids.
+CANCEL_APPOINTMENT = """
+local cancelled = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('HDEL', KEYS[5], id)
+  local state = redis.call('GET', ARGV[1] .. id)
+  if state ~= 'done' and state ~= 'dead' then
+    redis.call('SET', ARGV[1] .. id, 'cancelled', 'EX', ARGV[2])
+    table.insert(cancelled, id)
+  end
+end
+redis.call('DEL', KEYS[1])
+return cancelled
+"""
+
+# Put a dead letter back on the jobs stream with fresh attempts.
+# KEYS: dead, jobs, state, attempts
+# ARGV: dead entry id, job id or '', state ttl s
+# Returns the new stream entry id, or false if the dead letter is gone.
+REPLAY = """
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #entries == 0 then
+  return false
+end
+local fields = entries[1][2]
+local job
+for i = 1, #fields, 2 do
+  if fields[i] == 'job' then
+    job = fields[i + 1]
+  end
+end
+local entry = redis.call('XADD', KEYS[2], '*', 'job', job)
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[3], 'q:' .. entry, 'EX', ARGV[3])
+  redis.call('HDEL', KEYS[4], ARGV[2])
+end
+redis.call('XDEL', KEYS[1], ARGV[1])
+return entry
+"""

@@ -1,0 +1,180 @@
+"""The worker: owns the consume loop; each job kind's handler only does its one job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from gateway.backoff import retry_delay
+from gateway.directory import AccountDirectory
+from gateway.errors import JobFailure, MalformedJob
+from gateway.handlers import Handler
+from gateway.jobs import Job, parse_job
+from gateway.queue import Delivery, JobQueue
+
+log = logging.getLogger(__name__)
+
+# Kinds that may name an account the directory does not hold yet.
+DIRECTORY_KINDS = frozenset({"account.upsert", "account.delete"})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker paces itself."""
+
+    concurrency: int = 32
+    block_ms: int = 1000
+    max_attempts: int = 10
+    backoff_initial: float = 30.0
+    backoff_max: float = 3600.0
+    job_timeout: float = 270.0
+    reclaim_interval: float = 30.0
+
+
+class Worker:
+    """Reads jobs from the consumer group and runs up to `concurrency` at once.
+
+    `stop()` is the warm shutdown: no new job is read and `run()` returns once
+    the jobs in hand are done. Cancelling `run()` is the cold one: jobs in hand
+    stay unacknowledged, and another worker reclaims them after the visibility
+    timeout.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        directory: AccountDirectory,
+        handlers: Mapping[str, Handler],
+        consumer: str,
+        options: WorkerOptions,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.queue = queue
+        self.directory = directory
+        self.handlers = handlers
+        self.consumer = consumer
+        self.options = options
+        self.jitter = jitter
+        self._stopping = asyncio.Event()
+        self._in_hand: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def in_hand(self) -> int:
+        return len(self._in_hand)
+
+    async def run(self) -> None:
+        await self.queue.ensure_group()
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time()
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                free = self.options.concurrency - len(self._in_hand)
+                if free <= 0:
+                    await asyncio.wait(self._in_hand, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    if loop.time() >= next_reclaim:
+                        deliveries = await self.queue.reclaim(self.consumer, free)
+                        next_reclaim = loop.time() + self.options.reclaim_interval
+                        if deliveries:
+                            log.warning(
+                                "reclaimed %d job(s) left by stopped workers", len(deliveries)
+                            )
+                    else:
+                        deliveries = await self.queue.read(
+                            self.consumer, free, self.options.block_ms
+                        )
+                    failures = 0
+                except (RedisError, OSError) as exc:
+                    failures += 1
+                    delay = min(30.0, 0.5 * 2**failures)
+                    log.error("cannot read jobs from Redis (%s); trying again in %.1fs", exc, delay)
+                    await self._sleep(delay)
+                    continue
+                for delivery in deliveries:
+                    task = asyncio.create_task(self._process_safely(delivery))
+                    self._in_hand.add(task)
+                    task.add_done_callback(self._in_hand.discard)
+            if self._in_hand:
+                log.info("finishing %d job(s) in hand before stopping", len(self._in_hand))
+                await asyncio.gather(*self._in_hand, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in self._in_hand:
+                task.cancel()
+            raise
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _process_safely(self, delivery: Delivery) -> None:
+        try:
+            await self.process(delivery)
+        except (RedisError, OSError) as exc:
+            # The entry stays pending; it is reclaimed after the visibility timeout.
+            log.error("lost Redis while finishing entry %s: %s", delivery.entry_id, exc)
+
+    async def process(self, delivery: Delivery) -> None:
+        """Run one delivered entry to its recorded outcome."""
+        try:
+            if not delivery.has_job_field:
+                raise MalformedJob(f"entry has no 'job' field (it has: {delivery.raw})")
+            job = parse_job(delivery.raw)
+        except MalformedJob as exc:
+            log.warning("dead-lettering malformed entry %s: %s", delivery.entry_id, exc.reason)
+            await self.queue.dead_letter(delivery, exc.reason)
+            return
+        if job.kind not in DIRECTORY_KINDS and await self.directory.get(job.account) is None:
+            await self.queue.dead_letter(delivery, f"unknown account '{job.account}'")
+            return
+        if delivery.deliveries > self.queue.options.max_deliveries:
+            await self.queue.dead_letter(
+                delivery,
+                f"delivered {delivery.deliveries} times and never finished: the workers"
+                " running it stopped or hung each time",
+                job,
+            )
+            return
+        claim = await self.queue.claim(job, delivery)
+        if claim.action != "run":
+            return
+        await self._run(job, delivery, claim.attempts + 1)
+
+    async def _run(self, job: Job, delivery: Delivery, attempt: int) -> None:
+        try:
+            async with asyncio.timeout(self.options.job_timeout):
+                events = await self.handlers[job.kind].handle(job)
+        except JobFailure as exc:
+            if not exc.temporary:
+                await self.queue.dead_letter(delivery, exc.reason, job, attempt)
+                return
+            reason = exc.reason
+        except TimeoutError:
+            reason = f"timed out after {self.options.job_timeout:g}s"
+        except Exception as exc:
+            log.exception("job %s (%s) failed unexpectedly", job.id, job.kind)
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            await self.queue.complete(job, delivery, events)
+            return
+        if attempt >= self.options.max_attempts:
+            await self.queue.dead_letter(
+                delivery, f"gave up after {attempt} attempts: {reason}", job, attempt
+            )
+            return
+        delay = retry_delay(
+            attempt, self.options.backoff_initial, self.options.backoff_max, self.jitter()
+        )
+        log.info("job %s failed (%s); attempt %d in %.0fs", job.id, reason, attempt + 1, delay)
+        await self.queue.retry(job, delivery, attempt, delay, reason)

@@ -1,0 +1,1 @@
+"""mailgw inbound: the reply-routing SMTP server, bounces and SMS webhooks."""

@@ -1,0 +1,1 @@
+"""mailgw outbound: rendering, composition, DKIM, SMTP relay and SMS providers."""

@@ -1,0 +1,270 @@
+"""The job queue against a real Redis: every move, idempotency, dead letters, events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.events import Event
+from gateway.jobs import parse_job
+from gateway.queue import JobQueue, QueueOptions
+from tests.conftest import FixedClock
+
+GROUP = "workers"
+
+
+def booked(job_id: str = "job-1", appointment: str = "appt-1", **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": job_id,
+        "kind": "appointment.booked",
+        "account": "salon",
+        "appointment": {
+            "id": appointment,
+            "calendar": "cal-1",
+            "type": "cut",
+            "start": "2027-01-12T14:30:00+01:00",
+            "end": "2027-01-12T15:00:00+01:00",
+            "timezone": "Europe/Paris",
+            "clients": [{"name": "Zoé", "emails": ["zoe@example.com"]}],
+        },
+        **extra,
+    }
+
+
+def email(job_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": job_id,
+        "kind": "email.send",
+        "account": "salon",
+        "to": ["zoe@example.com"],
+        "subject": "Hello",
+        "text": "Hi",
+        **extra,
+    }
+
+
+@pytest.fixture
+async def queue(redis: Redis, clock: FixedClock) -> JobQueue:
+    q = JobQueue(redis, QueueOptions(visibility_timeout_ms=200, max_deliveries=3), clock)
+    await q.ensure_group()
+    return q
+
+
+async def events(queue: JobQueue) -> list[dict[str, Any]]:
+    return [json.loads(e) for _, e in await queue.events("0", count=1000)]
+
+
+async def test_enqueue_read_complete_records_and_acknowledges(queue: JobQueue) -> None:
+    job = parse_job(json.dumps(booked()))
+    assert (await queue.enqueue(job)).queued
+    [delivery] = await queue.read("w1", 10, 100)
+    assert json.loads(delivery.raw)["id"] == "job-1"
+    claim = await queue.claim(job, delivery)
+    assert (claim.action, claim.attempts) == ("run", 0)
+    depths = await queue.depths()
+    assert (depths.ready, depths.in_flight) == (0, 1)
+
+    await queue.complete(job, delivery, [Event("job-1", job.kind, "sent", "now", channel="email")])
+    depths = await queue.depths()
+    assert (depths.ready, depths.in_flight, depths.dead_letters) == (0, 0, 0)
+    assert await queue.redis.xlen(queue.keys.jobs) == 0
+    assert [e["status"] for e in await events(queue)] == ["sent"]
+    assert await queue.redis.get(queue.keys.job_state("job-1")) == "done"
+    assert await queue.redis.ttl(queue.keys.job_state("job-1")) > 0
+
+
+async def test_same_id_twice_is_done_once(queue: JobQueue) -> None:
+    job = parse_job(json.dumps(booked()))
+    assert (await queue.enqueue(job)).queued
+    again = await queue.enqueue(job)
+    assert not again.queued
+    assert again.where.startswith("q:")
+    assert await queue.redis.xlen(queue.keys.jobs) == 1
+
+
+async def test_plain_xadd_duplicates_are_skipped_with_an_event(queue: JobQueue) -> None:
+    raw = json.dumps(booked())
+    await queue.redis.xadd(queue.keys.jobs, {"job": raw})
+    await queue.redis.xadd(queue.keys.jobs, {"job": raw})
+    first, second = await queue.read("w1", 10, 100)
+    job = parse_job(raw)
+    assert (await queue.claim(job, first)).action == "run"
+    skip = await queue.claim(job, second)
+    assert skip.action == "skip"
+    [event] = await events(queue)
+    assert event["status"] == "skipped"
+    assert event["reason"] == "duplicate: a job with this id is already queued"
+    await queue.complete(job, first, [])
+    # Once done, a third copy is a duplicate too.
+    await queue.redis.xadd(queue.keys.jobs, {"job": raw})
+    [third] = await queue.read("w1", 10, 100)
+    assert (await queue.claim(job, third)).state == "done"
+    assert (await queue.depths()).ready == 0
+
+
+async def test_redelivered_entry_is_still_owned(queue: JobQueue) -> None:
+    job = parse_job(json.dumps(booked()))
+    await queue.enqueue(job)
+    [delivery] = await queue.read("w1", 10, 100)
+    assert (await queue.claim(job, delivery)).action == "run"
+    assert (await queue.claim(job, delivery)).action == "run"
+
+
+async def test_send_at_waits_in_the_scheduled_set(queue: JobQueue, clock: FixedClock) -> None:
+    job = parse_job(json.dumps(email("later", send_at="2027-01-15T10:00:00Z")))
+    clock.current = parse_job(json.dumps(email("x", send_at="2027-01-15T09:00:00Z"))).send_at.timestamp()  # type: ignore[union-attr]
+    result = await queue.enqueue(job)
+    assert (result.queued, result.where) == (True, "s")
+    assert (await queue.depths()).scheduled == 1
+    assert await queue.promote_due(100) == 0
+    clock.advance(3599)
+    assert await queue.promote_due(100) == 0
+    clock.advance(1)
+    assert await queue.promote_due(100) == 1
+    depths = await queue.depths()
+    assert (depths.scheduled, depths.ready) == (0, 1)
+    [delivery] = await queue.read("w1", 10, 100)
+    assert (await queue.claim(job, delivery)).action == "run"
+
+
+async def test_plain_xadd_with_future_send_at_is_parked(queue: JobQueue, clock: FixedClock) -> None:
+    raw = json.dumps(email("later", send_at="2030-01-01T00:00:00Z"))
+    await queue.redis.xadd(queue.keys.jobs, {"job": raw})
+    [delivery] = await queue.read("w1", 10, 100)
+    claim = await queue.claim(parse_job(raw), delivery)
+    assert claim.action == "deferred"
+    depths = await queue.depths()
+    assert (depths.ready, depths.in_flight, depths.scheduled) == (0, 0, 1)
+
+
+async def test_promotion_moves_large_batches(queue: JobQueue, clock: FixedClock) -> None:
+    for i in range(250):
+        await queue.enqueue(parse_job(json.dumps(email(f"j{i}", send_at="2030-01-01T00:00:00Z"))))
+    clock.current = 1_900_000_000
+    assert await queue.promote_due(100) == 250
+    assert (await queue.depths()).ready == 250
+
+
+async def test_retry_parks_the_job_with_its_attempts(queue: JobQueue, clock: FixedClock) -> None:
+    job = parse_job(json.dumps(booked()))
+    await queue.enqueue(job)
+    [delivery] = await queue.read("w1", 10, 100)
+    await queue.claim(job, delivery)
+    assert await queue.retry(job, delivery, 1, 30.0, "451 try later")
+    depths = await queue.depths()
+    assert (depths.ready, depths.in_flight, depths.retrying) == (0, 0, 1)
+    [event] = await events(queue)
+    assert event["status"] == "deferred"
+    assert event["reason"] == "attempt 1 failed: 451 try later"
+
+    clock.advance(29)
+    assert await queue.promote_due(10) == 0
+    clock.advance(1)
+    assert await queue.promote_due(10) == 1
+    [again] = await queue.read("w1", 10, 100)
+    claim = await queue.claim(job, again)
+    assert (claim.action, claim.attempts) == ("run", 1)
+
+
+async def test_dead_letter_keeps_the_job_and_reason(queue: JobQueue) -> None:
+    job = parse_job(json.dumps(booked()))
+    await queue.enqueue(job)
+    [delivery] = await queue.read("w1", 10, 100)
+    await queue.claim(job, delivery)
+    await queue.dead_letter(delivery, "gave up after 10 attempts: 451", job, 10)
+    [letter] = await queue.dead_letters()
+    assert letter.reason == "gave up after 10 attempts: 451"
+    assert letter.job_id == "job-1"
+    assert letter.attempts == 10
+    assert json.loads(letter.job) == json.loads(delivery.raw)
+    assert (await queue.depths()).dead_letters == 1
+    assert [e["status"] for e in await events(queue)] == ["failed"]
+    assert await queue.redis.get(queue.keys.job_state("job-1")) == "dead"
+
+    replayed = await queue.replay([letter.entry_id])
+    assert replayed[letter.entry_id]
+    assert (await queue.depths()).dead_letters == 0
+    [back] = await queue.read("w1", 10, 100)
+    claim = await queue.claim(job, back)
+    assert (claim.action, claim.attempts) == ("run", 0)
+
+
+async def test_malformed_entry_does_not_touch_the_id_state(queue: JobQueue) -> None:
+    await queue.redis.xadd(queue.keys.jobs, {"job": '{"v": 1, "id": "x"'})
+    [delivery] = await queue.read("w1", 10, 100)
+    await queue.dead_letter(delivery, "not JSON")
+    [letter] = await queue.dead_letters()
+    assert letter.job == '{"v": 1, "id": "x"'
+    assert letter.job_id is None
+    [event] = await events(queue)
+    assert event["job"] == f"entry:{delivery.entry_id}"
+    assert event["status"] == "failed"
+    assert await queue.redis.xlen(queue.keys.jobs) == 0
+
+
+async def test_cancel_appointment_drops_every_pending_job(
+    queue: JobQueue, clock: FixedClock
+) -> None:
+    later = {"send_at": "2030-01-01T00:00:00Z", "appointment": "appt-1"}
+    await queue.enqueue(parse_job(json.dumps(email("r1", **later))))
+    await queue.enqueue(parse_job(json.dumps(email("r2", **later))))
+    ready = parse_job(json.dumps(email("now", appointment="appt-1")))
+    await queue.enqueue(ready)
+    other = parse_job(json.dumps(email("other", send_at="2030-01-01T00:00:00Z", appointment="x")))
+    await queue.enqueue(other)
+
+    cancelled = await queue.cancel_appointment("appt-1")
+    assert sorted(cancelled) == ["now", "r1", "r2"]
+    assert (await queue.depths()).scheduled == 1
+    [delivery] = await queue.read("w1", 10, 100)
+    skip = await queue.claim(ready, delivery)
+    assert (skip.action, skip.state) == ("skip", "cancelled")
+    [event] = await events(queue)
+    assert event["reason"] == "cancelled before it was done"
+    assert await queue.cancel_appointment("appt-1") == []
+
+
+async def test_retry_after_cancellation_drops_the_job(queue: JobQueue) -> None:
+    job = parse_job(json.dumps(booked()))
+    await queue.enqueue(job)
+    [delivery] = await queue.read("w1", 10, 100)
+    await queue.claim(job, delivery)
+    assert await queue.cancel_appointment("appt-1") == ["job-1"]
+    assert not await queue.retry(job, delivery, 1, 30.0, "451")
+    depths = await queue.depths()
+    assert (depths.in_flight, depths.retrying) == (0, 0)
+
+
+async def test_reclaim_takes_over_after_the_visibility_timeout(queue: JobQueue) -> None:
+    job = parse_job(json.dumps(booked()))
+    await queue.enqueue(job)
+    [delivery] = await queue.read("dead-worker", 10, 100)
+    await queue.claim(job, delivery)
+    assert await queue.reclaim("w2", 10) == []
+    import asyncio
+
+    await asyncio.sleep(0.25)
+    [taken] = await queue.reclaim("w2", 10)
+    assert taken.entry_id == delivery.entry_id
+    assert taken.deliveries == 2
+    assert (await queue.claim(job, taken)).action == "run"
+    await queue.complete(job, taken, [])
+    assert (await queue.depths()).in_flight == 0
+
+
+async def test_purge_and_replay_of_missing_letters(queue: JobQueue) -> None:
+    for i in range(3):
+        await queue.redis.xadd(queue.keys.jobs, {"job": f"garbage {i}"})
+    for delivery in await queue.read("w1", 10, 100):
+        await queue.dead_letter(delivery, "not JSON")
+    letters = await queue.dead_letters()
+    assert len(letters) == 3
+    assert await queue.purge([letters[0].entry_id]) == 1
+    assert await queue.replay(["0-1"]) == {"0-1": None}
+    assert await queue.purge() == 2
+    assert (await queue.depths()).dead_letters == 0
