@@ -61,11 +61,14 @@ def worker_options(settings: Settings) -> WorkerOptions:
 
 async def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
     """A client for the configured Redis, starting the embedded server when no URL is set."""
+    # Each job in hand may hold a connection, besides the blocking read, the
+    # scheduler and the account-change subscription.
+    connections = settings.queue.concurrency + 8
     if settings.redis.url:
-        return connect(settings.redis.url), None
+        return connect(settings.redis.url, connections), None
     embedded = EmbeddedRedis(settings.state_dir)
     url = await embedded.start()
-    return connect(url), embedded
+    return connect(url, connections), embedded
 
 
 # Settings that only a restart applies; a reload that changes them says so.

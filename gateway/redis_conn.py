@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import cast
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
@@ -21,8 +21,9 @@ def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
     return hosts
 
 
-def connect(url: str) -> Redis:
-    """A client for `url`, decoding replies as UTF-8 text.
+def connect(url: str, max_connections: int = 64) -> Redis:
+    """A client for `url`, decoding replies as UTF-8 text, holding at most
+    `max_connections` connections (a caller waits for a free one beyond that).
 
     `redis://`, `rediss://` and `unix://` go straight to redis-py;
     `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` asks the
@@ -44,14 +45,22 @@ def connect(url: str) -> Redis:
             username=username,
             db=db,
             decode_responses=True,
+            max_connections=max_connections,
         )
         return sentinel.master_for(path[0])
     if parts.scheme == CLUSTER_SCHEME:
         nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
         cluster = RedisCluster(
-            startup_nodes=nodes, password=password, username=username, decode_responses=True
+            startup_nodes=nodes,
+            password=password,
+            username=username,
+            decode_responses=True,
+            max_connections=max_connections,
         )
         # The cluster client answers the same commands the gateway uses; its
         # class is separate in redis-py only because it routes them by slot.
         return cast(Redis, cluster)
-    return Redis.from_url(url, decode_responses=True)
+    pool = BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=max_connections
+    )
+    return Redis.from_pool(pool)

@@ -1,0 +1,217 @@
+"""The worker against a real Redis: outcomes, retries, dead letters, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.errors import PermanentFailure, TemporaryFailure
+from gateway.events import Event
+from gateway.handlers import builtin_handlers
+from gateway.jobs import KNOWN_KINDS, Job
+from gateway.settings import Settings
+from gateway.worker import Worker
+from tests.conftest import FixedClock
+from tests.support import ACCOUNT, make_worker
+from tests.test_queue import booked, email
+
+
+class Recorder:
+    """A handler that records its jobs and fails as told."""
+
+    def __init__(self, failures: list[Exception] | None = None, delay: float = 0.0) -> None:
+        self.jobs: list[str] = []
+        self.failures = failures or []
+        self.delay = delay
+
+    async def handle(self, job: Job) -> list[Event]:
+        self.jobs.append(job.id)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.failures:
+            raise self.failures.pop(0)
+        return [Event(job.id, job.kind, "sent", "t", channel="email", recipient="zoe@example.com")]
+
+
+def every_kind(handler: Any) -> dict[str, Any]:
+    return {kind: handler for kind in KNOWN_KINDS}
+
+
+async def drain(worker: Worker) -> None:
+    """Process what is on the stream now, like a runner that stops when its queue is empty."""
+    while deliveries := await worker.queue.read(worker.consumer, 100, 10):
+        for delivery in deliveries:
+            await worker.process(delivery)
+
+
+async def xadd(redis: Redis, value: Any) -> None:
+    await redis.xadd("mailgw:jobs", {"job": value if isinstance(value, str) else json.dumps(value)})
+
+
+async def dead_reasons(worker: Worker) -> list[str]:
+    return [d.reason for d in await worker.queue.dead_letters()]
+
+
+async def statuses(worker: Worker) -> list[tuple[str, str]]:
+    return [
+        (e["job"], e["status"])
+        for e in (json.loads(raw) for _, raw in await worker.queue.events("0", 1000))
+    ]
+
+
+async def test_malformed_entries_go_to_dead_letters_and_the_worker_goes_on(
+    redis: Redis, clock: FixedClock
+) -> None:
+    recorder = Recorder()
+    worker = make_worker(redis, clock, every_kind(recorder))
+    await worker.queue.ensure_group()
+    await xadd(redis, "{not json")
+    await redis.xadd("mailgw:jobs", {"payload": "x"})
+    await xadd(redis, {**booked("a"), "kind": "appointment.bookd"})
+    bad = booked("b")
+    del bad["appointment"]["start"]
+    await xadd(redis, bad)
+    await xadd(redis, {**booked("c"), "account": "nobody"})
+    await xadd(redis, booked("good"))
+    await drain(worker)
+
+    reasons = await dead_reasons(worker)
+    assert reasons[0].startswith("not JSON: ")
+    assert reasons[1] == """entry has no 'job' field (it has: {"payload": "x"})"""
+    assert reasons[2].startswith("unknown kind 'appointment.bookd' (known: appointment.booked,")
+    assert reasons[3] == "missing field 'appointment.start'"
+    assert reasons[4] == "unknown account 'nobody'"
+    assert recorder.jobs == ["good"]
+    assert (await statuses(worker))[-1] == ("good", "sent")
+    depths = await worker.queue.depths()
+    assert (depths.ready, depths.in_flight, depths.dead_letters) == (0, 0, 5)
+
+
+async def test_temporary_failures_back_off_then_dead_letter(
+    redis: Redis, clock: FixedClock
+) -> None:
+    recorder = Recorder([TemporaryFailure("451 4.3.0 busy")] * 10)
+    worker = make_worker(redis, clock, every_kind(recorder), max_attempts=5)
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("j"))
+    delays = []
+    for _ in range(4):
+        await drain(worker)
+        [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
+        delays.append(due / 1000 - clock.now())
+        clock.current = due / 1000
+        assert await worker.queue.promote_due(10) == 1
+    await drain(worker)
+    assert delays == [10.0, 20.0, 40.0, 80.0]
+    assert await dead_reasons(worker) == ["gave up after 5 attempts: 451 4.3.0 busy"]
+    assert [s for _, s in await statuses(worker)] == ["deferred"] * 4 + ["failed"]
+    assert len(recorder.jobs) == 5
+
+
+async def test_permanent_failure_is_dead_lettered_at_once(redis: Redis, clock: FixedClock) -> None:
+    worker = make_worker(redis, clock, every_kind(Recorder([PermanentFailure("550 no")])))
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("j"))
+    await drain(worker)
+    assert await dead_reasons(worker) == ["550 no"]
+    [letter] = await worker.queue.dead_letters()
+    assert (letter.job_id, letter.attempts) == ("j", 1)
+
+
+async def test_unexpected_exception_is_retried(redis: Redis, clock: FixedClock) -> None:
+    recorder = Recorder([KeyError("boom")])
+    worker = make_worker(redis, clock, every_kind(recorder))
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("j"))
+    await drain(worker)
+    assert (await worker.queue.depths()).retrying == 1
+    clock.advance(10)
+    await worker.queue.promote_due(10)
+    await drain(worker)
+    assert [s for _, s in await statuses(worker)] == ["deferred", "sent"]
+
+
+async def test_builtin_handlers_keep_accounts_and_refuse_unbuilt_kinds(
+    redis: Redis, clock: FixedClock
+) -> None:
+    worker = make_worker(redis, clock, {})
+    worker.handlers = builtin_handlers(worker.directory, Settings, clock)
+    await worker.queue.ensure_group()
+    data = {k: v for k, v in ACCOUNT.items() if k != "id"}
+    await xadd(redis, {"v": 1, "id": "u1", "kind": "account.upsert", "account": "new", "data": data})
+    await xadd(redis, {**email("e1"), "account": "new"})
+    await xadd(
+        redis,
+        {"v": 1, "id": "u2", "kind": "account.upsert", "account": "bad", "data": {**data, "plan": "x"}},
+    )
+    await drain(worker)
+    stored = await worker.directory.get("new")
+    assert stored is not None and stored.business_name == "L'Atelier d'Élodie & Fils"
+    reasons = await dead_reasons(worker)
+    assert reasons[0] == (
+        "job kind 'email.send' is not implemented in mailgw 0.1.0 yet;"
+        " replay this dead letter after upgrading"
+    )
+    assert reasons[1].startswith("invalid account: job u2:plan: must be one of")
+    assert (await statuses(worker))[0] == ("u1", "applied")
+
+    await xadd(redis, {"v": 1, "id": "d1", "kind": "account.delete", "account": "new"})
+    await drain(worker)
+    assert await worker.directory.get("new") is None
+
+
+async def test_warm_stop_finishes_the_job_in_hand(redis: Redis, clock: FixedClock) -> None:
+    recorder = Recorder(delay=0.5)
+    worker = make_worker(redis, clock, every_kind(recorder))
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("slow"))
+    running = asyncio.create_task(worker.run())
+    while not recorder.jobs:
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    assert await statuses(worker) == [("slow", "sent")]
+    assert (await worker.queue.depths()).in_flight == 0
+
+
+async def test_cold_stop_leaves_the_job_for_reclaim(redis: Redis, clock: FixedClock) -> None:
+    recorder = Recorder(delay=30)
+    worker = make_worker(redis, clock, every_kind(recorder))
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("slow"))
+    running = asyncio.create_task(worker.run())
+    while not recorder.jobs:
+        await asyncio.sleep(0.01)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    depths = await worker.queue.depths()
+    assert (depths.in_flight, depths.dead_letters) == (1, 0)
+    assert await statuses(worker) == []
+
+
+async def test_job_that_keeps_killing_workers_is_set_aside(
+    redis: Redis, clock: FixedClock
+) -> None:
+    from gateway.queue import QueueOptions
+
+    options = QueueOptions(visibility_timeout_ms=1, max_deliveries=2)
+    recorder = Recorder()
+    worker = make_worker(redis, clock, every_kind(recorder), queue_options=options)
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("poison"))
+    await worker.queue.read("died-1", 10, 10)
+    for dead in ("died-2", "died-3"):
+        await asyncio.sleep(0.01)
+        assert await worker.queue.reclaim(dead, 10)
+    await asyncio.sleep(0.01)
+    [delivery] = await worker.queue.reclaim("w1", 10)
+    assert delivery.deliveries == 4
+    await worker.process(delivery)
+    assert recorder.jobs == []
+    [reason] = await dead_reasons(worker)
+    assert reason.startswith("delivered 4 times and never finished")
