@@ -28,8 +28,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from gateway.account import Account  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.directory import AccountDirectory  # noqa: E402
-from gateway.events import Event  # noqa: E402
 from gateway.embedded_redis import executable  # noqa: E402
+from gateway.events import Event  # noqa: E402
 from gateway.jobs import KNOWN_KINDS, Job, parse_job  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
@@ -74,8 +74,21 @@ def redis_benchmark(port: int, payload: str, requests: int, clients: int) -> flo
     if tool is None:
         sys.exit("redis-benchmark is missing: install Debian's redis-tools")
     out = subprocess.run(
-        [tool, "-p", str(port), "-n", str(requests), "-c", str(clients), "-q",
-         "XADD", "bench:reference", "*", "job", payload],  # fmt: skip
+        [
+            tool,
+            "-p",
+            str(port),
+            "-n",
+            str(requests),
+            "-c",
+            str(clients),
+            "-q",
+            "XADD",
+            "bench:reference",
+            "*",
+            "job",
+            payload,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -91,9 +104,16 @@ async def pipeline(url: str, jobs: int, concurrency: int) -> tuple[float, float,
     redis = connect(url, max_connections=2 * concurrency + 8)
     clock = SystemClock()
     account = Account.model_validate(
-        {"id": "salon", "business_name": "Salon", "owner_email": "o@example.com",
-         "plan": "growing", "timezone": "Europe/Paris", "locale": "fr", "country": "FR"}
-    )  # fmt: skip
+        {
+            "id": "salon",
+            "business_name": "Salon",
+            "owner_email": "o@example.com",
+            "plan": "growing",
+            "timezone": "Europe/Paris",
+            "locale": "fr",
+            "country": "FR",
+        }
+    )
     parsed = [parse_job(json.dumps(job(i))) for i in range(2 * jobs)]
 
     async def enqueue(batch: list[Job]) -> None:
@@ -146,8 +166,19 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         server = subprocess.Popen(
-            [executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],  # fmt: skip
+            [
+                executable(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+            ],
             stdout=subprocess.DEVNULL,
         )
         try:

@@ -270,6 +270,8 @@ class Account(BaseModel):
     @property
     def sms_reminder_skip_reason(self) -> str | None:
         """Why no SMS reminder is sent, or None when it is."""
+        if not self.notifications_enabled:
+            return "notifications turned off for the account"
         if not self.notifications.sms_reminder.enabled:
             return "SMS reminder turned off"
         if self.plan not in SMS_PLANS:
@@ -278,7 +280,7 @@ class Account(BaseModel):
 
     @property
     def sms_reminder_allowed(self) -> bool:
-        """The SMS reminder is on and the plan includes it."""
+        """The SMS reminder is on, for an account whose plan includes it."""
         return self.sms_reminder_skip_reason is None
 
     @property

@@ -12,5 +12,5 @@ def retry_delay(attempt: int, initial: float, maximum: float, jitter: float = 0.
     """
     if attempt < 1:
         raise ValueError("attempt counts from 1")
-    base = min(maximum, initial * 2 ** min(attempt - 1, 62))
+    base = min(maximum, initial * 2.0 ** min(attempt - 1, 62))
     return base * (1.0 - 0.2 * jitter)

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -120,20 +120,23 @@ async def _validate_jobs(config: Config, redis: Redis, text: str, source: str) -
     return jobs
 
 
+def read_input(name: str) -> tuple[str, str]:
+    """The text of FILE, or of standard input for `-`, and how to name it in messages."""
+    if name == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return Path(name).read_text(encoding="utf-8"), name
+    except OSError as exc:
+        raise CommandError(f"{name}: {exc.strerror}") from exc
+
+
 # Commands
 
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    if args.file == "-":
-        text, source = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            text, source = Path(args.file).read_text(encoding="utf-8"), args.file
-        except OSError as exc:
-            raise CommandError(f"{args.file}: {exc.strerror}") from exc
     redis = _redis_for_cli(config)
     try:
-        jobs = await _validate_jobs(config, redis, text, source)
+        jobs = await _validate_jobs(config, redis, args.text, args.source)
         queue = _queue(config, redis)
         for job in jobs:
             result = await queue.enqueue(job)
@@ -174,14 +177,14 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
             for letter in await queue.dead_letters(count=args.limit):
                 _print_json(letter.summary(), out)
         elif args.action == "show":
-            letter = await queue.dead_letter_entry(args.ids[0])
-            if letter is None:
+            found = await queue.dead_letter_entry(args.ids[0])
+            if found is None:
                 raise CommandError(f"no dead letter {args.ids[0]}")
-            shown = letter.summary()
+            shown = found.summary()
             try:
-                shown["payload"] = json.loads(letter.job)
+                shown["payload"] = json.loads(found.job)
             except ValueError:
-                shown["payload"] = letter.job
+                shown["payload"] = found.job
             out.write(json.dumps(shown, ensure_ascii=False, indent=2) + "\n")
         elif args.action == "replay":
             ids = args.ids or await queue.all_dead_letter_ids()
@@ -208,7 +211,7 @@ async def cmd_events(config: Config, args: argparse.Namespace, out: TextIO) -> i
         after = args.since
         if after is None:
             # By default the last --count events, like `tail`.
-            latest = await redis.xrevrange(queue.keys.events, count=args.count)
+            latest: Any = await redis.xrevrange(queue.keys.events, count=args.count)
             after = _before(latest[-1][0]) if latest else "$"
         while True:
             batch = await queue.events(
@@ -267,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", help="validate every configuration file")
 
     enqueue = commands.add_parser("enqueue", help="put jobs on the queue; prints each job id")
-    enqueue.add_argument("file", metavar="FILE", help="JSON object, JSON array or JSON lines; - for stdin")
+    enqueue.add_argument(
+        "file", metavar="FILE", help="JSON object, JSON array or JSON lines; - for stdin"
+    )
 
     queue = commands.add_parser("queue", help="queue depths")
     queue.add_argument("--json", action="store_true", help="one JSON object")
@@ -284,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-AsyncCommand = Callable[[Config, argparse.Namespace, TextIO], Awaitable[int]]
+AsyncCommand = Callable[[Config, argparse.Namespace, TextIO], Coroutine[Any, Any, int]]
 ASYNC_COMMANDS: dict[str, AsyncCommand] = {
     "enqueue": cmd_enqueue,
     "queue": cmd_queue,
@@ -312,6 +317,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print("mailgw: dead-letters show takes one ID", file=sys.stderr)
         return 2
     try:
+        if args.command == "enqueue":
+            args.text, args.source = read_input(args.file)
         config = load_config(path)
         return asyncio.run(ASYNC_COMMANDS[args.command](config, args, out))
     except ConfigError as exc:

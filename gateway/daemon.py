@@ -120,7 +120,7 @@ class Daemon:
             systemd.notify("STOPPING=1")
             await redis.aclose()
             if embedded is not None:
-                embedded.stop()
+                await embedded.stop()
             log.info("mailgw stopped")
 
     def _start_role(self, queue: JobQueue, settings: Settings) -> None:

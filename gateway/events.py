@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 Status = Literal[
@@ -37,8 +37,9 @@ class Event:
     message_id: str | None = None
 
     def to_json(self) -> str:
+        fields = {name: getattr(self, name) for name in self.__slots__}
         return json.dumps(
-            {k: v for k, v in asdict(self).items() if v is not None},
+            {k: v for k, v in fields.items() if v is not None},
             ensure_ascii=False,
             separators=(",", ":"),
         )

@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from gateway import scripts
+from gateway.batching import Arg, Script, ScriptBatcher
 from gateway.clock import Clock, rfc3339
 from gateway.events import Event
 from gateway.jobs import Job, job_to_json
@@ -129,17 +129,10 @@ class JobQueue:
         self.options = options
         self.clock = clock
         self.keys = Keys(options.prefix)
-        self._enqueue = self._script(scripts.ENQUEUE)
-        self._claim = self._script(scripts.CLAIM)
-        self._complete = self._script(scripts.COMPLETE)
-        self._retry = self._script(scripts.RETRY)
-        self._dead_letter = self._script(scripts.DEAD_LETTER)
-        self._promote = self._script(scripts.PROMOTE)
-        self._cancel = self._script(scripts.CANCEL_APPOINTMENT)
-        self._replay = self._script(scripts.REPLAY)
+        self._batcher = ScriptBatcher(redis)
 
-    def _script(self, source: str) -> AsyncScript:
-        return self.redis.register_script(source)  # type: ignore[return-value]
+    async def _run(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
+        return await self._batcher.run(script, keys, args)
 
     async def ensure_group(self) -> None:
         """Create the consumer group; from the stream's start, so that jobs added
@@ -159,7 +152,8 @@ class JobQueue:
         now = self.clock.now()
         due = _ms(job.send_at.timestamp()) if job.send_at else 0
         appointment = job.appointment_id
-        queued, where = await self._enqueue(
+        queued, where = await self._run(
+            scripts.ENQUEUE,
             keys=[
                 self.keys.jobs,
                 self.keys.job_state(job.id),
@@ -185,7 +179,8 @@ class JobQueue:
         for waiting in (self.keys.scheduled, self.keys.retry):
             while True:
                 count = int(
-                    await self._promote(
+                    await self._run(
+                        scripts.PROMOTE,
                         keys=[waiting, self.keys.payloads, self.keys.jobs],
                         args=[now, limit, self.keys.job_state_prefix, self.options.state_ttl],
                     )
@@ -197,7 +192,8 @@ class JobQueue:
 
     async def cancel_appointment(self, appointment_id: str) -> list[str]:
         """Cancel every pending job of one appointment; returns the cancelled ids."""
-        ids = await self._cancel(
+        ids = await self._run(
+            scripts.CANCEL_APPOINTMENT,
             keys=[
                 self.keys.appointment(appointment_id),
                 self.keys.scheduled,
@@ -213,7 +209,7 @@ class JobQueue:
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         """New entries for this consumer, waiting up to `block_ms` for one."""
-        reply = await self.redis.xreadgroup(
+        reply: Any = await self.redis.xreadgroup(
             self.options.group, consumer, {self.keys.jobs: ">"}, count=count, block=block_ms
         )
         if not reply:
@@ -224,7 +220,7 @@ class JobQueue:
         """Take over entries left unacknowledged past the visibility timeout by a
         worker that died or hung. Each carries how often it was delivered, so that
         a job that kills every worker that touches it can be set aside."""
-        pending = await self.redis.xpending_range(
+        pending: Any = await self.redis.xpending_range(
             self.keys.jobs,
             self.options.group,
             min="-",
@@ -235,7 +231,7 @@ class JobQueue:
         if not pending:
             return []
         delivered = {p["message_id"]: int(p["times_delivered"]) for p in pending}
-        claimed = await self.redis.xclaim(
+        claimed: Any = await self.redis.xclaim(
             self.keys.jobs,
             self.options.group,
             consumer,
@@ -254,7 +250,8 @@ class JobQueue:
         due = _ms(job.send_at.timestamp()) if job.send_at else 0
         appointment = job.appointment_id
         skipped = self._event(job, "skipped", None, now)
-        action, detail = await self._claim(
+        action, detail = await self._run(
+            scripts.CLAIM,
             keys=[
                 self.keys.jobs,
                 self.keys.job_state(job.id),
@@ -285,7 +282,8 @@ class JobQueue:
 
     async def complete(self, job: Job, delivery: Delivery, events: Sequence[Event]) -> None:
         """Record the job's outcome events and acknowledge it, atomically."""
-        await self._complete(
+        await self._run(
+            scripts.COMPLETE,
             keys=[
                 self.keys.jobs,
                 self.keys.job_state(job.id),
@@ -311,7 +309,8 @@ class JobQueue:
         now = self.clock.now()
         appointment = job.appointment_id
         event = self._event(job, "deferred", f"attempt {attempts} failed: {reason}", now)
-        parked = await self._retry(
+        parked = await self._run(
+            scripts.RETRY,
             keys=[
                 self.keys.jobs,
                 self.keys.job_state(job.id),
@@ -348,7 +347,8 @@ class JobQueue:
             event = _malformed_event(delivery, reason, now)
         else:
             event = self._event(job, "failed", reason, now)
-        await self._dead_letter(
+        await self._run(
+            scripts.DEAD_LETTER,
             keys=[
                 self.keys.jobs,
                 self.keys.dead,
@@ -413,11 +413,11 @@ class JobQueue:
         )
 
     async def dead_letters(self, start: str = "-", count: int = 100) -> list[DeadLetter]:
-        entries = await self.redis.xrange(self.keys.dead, min=start, max="+", count=count)
+        entries: Any = await self.redis.xrange(self.keys.dead, min=start, max="+", count=count)
         return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
 
     async def dead_letter_entry(self, entry_id: str) -> DeadLetter | None:
-        entries = await self.redis.xrange(self.keys.dead, min=entry_id, max=entry_id)
+        entries: Any = await self.redis.xrange(self.keys.dead, min=entry_id, max=entry_id)
         return _dead_letter(*entries[0]) if entries else None
 
     async def replay(self, entry_ids: Iterable[str]) -> dict[str, str | None]:
@@ -426,7 +426,8 @@ class JobQueue:
         for entry_id in entry_ids:
             letter = await self.dead_letter_entry(entry_id)
             job_id = letter.job_id if letter and letter.job_id else ""
-            new_entry = await self._replay(
+            new_entry = await self._run(
+                scripts.REPLAY,
                 keys=[
                     self.keys.dead,
                     self.keys.jobs,
@@ -442,7 +443,7 @@ class JobQueue:
         ids: list[str] = []
         start = "-"
         while True:
-            batch = await self.redis.xrange(self.keys.dead, min=start, max="+", count=1000)
+            batch: Any = await self.redis.xrange(self.keys.dead, min=start, max="+", count=1000)
             ids.extend(entry_id for entry_id, _ in batch)
             if len(batch) < 1000:
                 return ids
@@ -460,7 +461,7 @@ class JobQueue:
         self, after: str = "0", count: int = 100, block_ms: int | None = None
     ) -> list[tuple[str, str]]:
         """Events after the entry id `after`, oldest first: (entry id, event JSON)."""
-        reply = await self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
+        reply: Any = await self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
         if not reply:
             return []
         return [(entry_id, fields.get("event", "")) for entry_id, fields in reply[0][1]]

@@ -15,7 +15,7 @@ def install_reactor(loop: asyncio.AbstractEventLoop) -> Any:
     """
     from twisted.internet import asyncioreactor
 
-    asyncioreactor.install(loop)
+    asyncioreactor.install(loop)  # type: ignore[no-untyped-call]
     from twisted.internet import reactor
 
     reactor.startRunning(installSignalHandlers=False)  # signals belong to asyncio here

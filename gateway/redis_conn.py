@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from typing import cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-SENTINEL_SCHEME = "redis+sentinel"
-CLUSTER_SCHEME = "redis+cluster"
-
-
-def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
-    hosts = []
-    for part in netloc.rpartition("@")[2].split(","):
-        host, _, port = part.rpartition(":") if part.count(":") == 1 else (part, "", "")
-        hosts.append((host or part, int(port) if port else default_port))
-    return hosts
+from gateway.settings import parse_multi_node_url
 
 
 def connect(url: str, max_connections: int = 64) -> Redis:
@@ -30,35 +21,32 @@ def connect(url: str, max_connections: int = 64) -> Redis:
     sentinels for the current master; `redis+cluster://host:port[,...]` talks to a
     Cluster (the key prefix then carries a hash tag: see gateway.keys).
     """
-    parts = urlsplit(url)
-    password = unquote(parts.password) if parts.password else None
-    username = unquote(parts.username) if parts.username else None
-    if parts.scheme == SENTINEL_SCHEME:
-        path = [p for p in parts.path.split("/") if p]
-        if not path:
-            raise ValueError("a Sentinel URL names the service: redis+sentinel://host:port/service")
-        db = int(path[1]) if len(path) > 1 else 0
-        sentinel = Sentinel(
-            _hosts(parts.netloc, 26379),
-            sentinel_kwargs={"password": password} if password else None,
-            password=password,
-            username=username,
-            db=db,
-            decode_responses=True,
-            max_connections=max_connections,
-        )
-        return sentinel.master_for(path[0])
-    if parts.scheme == CLUSTER_SCHEME:
-        nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
+    if url.startswith(("redis+sentinel://", "redis+cluster://")):
+        parts = parse_multi_node_url(url)
+        password = unquote(parts.password) if parts.password else None
+        username = unquote(parts.username) if parts.username else None
+        hosts = [(node.host, node.port) for node in parts.nodes]
+        if parts.service_name is not None:
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                hosts,
+                sentinel_kwargs={"password": password} if password else None,
+                password=password,
+                username=username,
+                db=parts.db,
+                decode_responses=True,
+                max_connections=max_connections,
+            )
+            master: Redis = sentinel.master_for(parts.service_name)
+            return master
         cluster = RedisCluster(
-            startup_nodes=nodes,
+            startup_nodes=[ClusterNode(host, port) for host, port in hosts],
             password=password,
             username=username,
             decode_responses=True,
             max_connections=max_connections,
         )
-        # The cluster client answers the same commands the gateway uses; its
-        # class is separate in redis-py only because it routes them by slot.
+        # The cluster client answers the commands the gateway uses; redis-py keeps
+        # it a separate class only because it routes each command by slot.
         return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
         url, decode_responses=True, max_connections=max_connections

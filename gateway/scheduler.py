@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from redis.exceptions import RedisError
@@ -33,7 +34,5 @@ class Scheduler:
                     log.debug("promoted %d due job(s)", moved)
             except (RedisError, OSError) as exc:
                 log.error("cannot promote due jobs (%s); trying again", exc)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except TimeoutError:
-                pass

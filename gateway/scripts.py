@@ -14,12 +14,14 @@ callers' clock rules and tests can control them.
 
 from __future__ import annotations
 
+from gateway.batching import Script
+
 # Enqueue a validated job: onto the stream, or into the scheduled set when its
 # send_at is in the future. A job id seen before is refused (idempotency).
 # KEYS: jobs, state, scheduled, payloads, appointment
 # ARGV: id, job json, due ms, now ms, state ttl s, has appointment (1/0)
 # Returns {1, entry id or 's'} when queued, {0, existing state} for a duplicate.
-ENQUEUE = """
+ENQUEUE = Script("""
 local state = redis.call('GET', KEYS[2])
 if state then
   return {0, state}
@@ -38,7 +40,7 @@ if ARGV[6] == '1' then
   redis.call('SADD', KEYS[5], ARGV[1])
 end
 return {1, where}
-"""
+""")
 
 # Take ownership of a job read from the stream before running it. An entry
 # added with a plain XADD is first seen here: its id is recorded, or it is
@@ -49,7 +51,7 @@ return {1, where}
 # ARGV: group, entry id, job id, job json, due ms, now ms, state ttl s,
 #       has appointment (1/0), events maxlen, skipped-event json (reason unset)
 # Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}.
-CLAIM = """
+CLAIM = Script("""
 local state = redis.call('GET', KEYS[2])
 local mine = 'q:' .. ARGV[2]
 if state == mine then
@@ -86,13 +88,13 @@ redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[9], '*', 'event', cjson.encode(e
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return {'skip', state}
-"""
+""")
 
 # Record a job's outcome and acknowledge it in one step: its events are
 # published, the entry leaves the stream and the id is marked done.
 # KEYS: jobs, state, attempts, appointment, events
 # ARGV: group, entry id, job id, state ttl s, events maxlen, event json...
-COMPLETE = """
+COMPLETE = Script("""
 for i = 6, #ARGV do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[i])
 end
@@ -102,7 +104,7 @@ redis.call('SET', KEYS[2], 'done', 'EX', ARGV[4])
 redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('SREM', KEYS[4], ARGV[3])
 return 1
-"""
+""")
 
 # Put a failed job into the retry set for a later attempt, with a `deferred`
 # event. If its appointment was cancelled meanwhile it is only acknowledged.
@@ -110,7 +112,7 @@ return 1
 # ARGV: group, entry id, job id, job json, due ms, attempts, state ttl s,
 #       events maxlen, event json, has appointment (1/0)
 # Returns 1 when parked for retry, 0 when dropped as cancelled.
-RETRY = """
+RETRY = Script("""
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if redis.call('GET', KEYS[2]) ~= 'q:' .. ARGV[2] then
@@ -125,7 +127,7 @@ if ARGV[10] == '1' then
   redis.call('SADD', KEYS[6], ARGV[3])
 end
 return 1
-"""
+""")
 
 # Move an entry to the dead letters with its reason, a `failed` event, and
 # acknowledge it. Only a job this worker claimed (ARGV[7] set) marks its id
@@ -133,7 +135,7 @@ return 1
 # KEYS: jobs, dead, events, state, attempts, appointment
 # ARGV: group, entry id, raw job, reason, failed at, attempts, job id or '',
 #       state ttl s, events maxlen, event json
-DEAD_LETTER = """
+DEAD_LETTER = Script("""
 local fields = {'job', ARGV[3], 'reason', ARGV[4], 'failed_at', ARGV[5],
                 'attempts', ARGV[6], 'entry', ARGV[2]}
 if ARGV[7] ~= '' then
@@ -150,7 +152,7 @@ if ARGV[7] ~= '' then
   redis.call('SREM', KEYS[6], ARGV[7])
 end
 return 1
-"""
+""")
 
 # Move jobs whose time has come from a waiting set (scheduled or retry) onto
 # the jobs stream, at most ARGV[2] of them per call.
@@ -158,7 +160,7 @@ return 1
 # ARGV: now ms, limit, job state key prefix, state ttl s
 # The state keys are built here: with a hash-tagged prefix they share the slot
 # of the declared keys, which is what Redis Cluster requires.
-PROMOTE = """
+PROMOTE = Script("""
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(ids) do
   local job = redis.call('HGET', KEYS[2], id)
@@ -170,14 +172,14 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
 end
 return #ids
-"""
+""")
 
 # Cancel every pending job of one appointment: waiting jobs are removed, jobs
 # already on the stream are marked so the worker skips them.
 # KEYS: appointment, scheduled, retry, payloads, attempts
 # ARGV: job state key prefix, state ttl s
 # Returns the cancelled job ids.
-CANCEL_APPOINTMENT = """
+CANCEL_APPOINTMENT = Script("""
 local cancelled = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   redis.call('ZREM', KEYS[2], id)
@@ -192,13 +194,13 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 redis.call('DEL', KEYS[1])
 return cancelled
-"""
+""")
 
 # Put a dead letter back on the jobs stream with fresh attempts.
 # KEYS: dead, jobs, state, attempts
 # ARGV: dead entry id, job id or '', state ttl s
 # Returns the new stream entry id, or false if the dead letter is gone.
-REPLAY = """
+REPLAY = Script("""
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entries == 0 then
   return false
@@ -217,4 +219,4 @@ if ARGV[2] ~= '' then
 end
 redis.call('XDEL', KEYS[1], ARGV[1])
 return entry
-"""
+""")

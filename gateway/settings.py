@@ -191,6 +191,14 @@ ListenAddress = Annotated[Endpoint, BeforeValidator(_listen), _endpoint_str]
 Resolver = Annotated[Endpoint, BeforeValidator(_resolver), _endpoint_str]
 
 
+def _not_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    # a length check that runs only once the items are valid (min_length would also count
+    # the invalid items as missing)
+    if not value:
+        raise _custom("empty", "must list at least one entry")
+    return value
+
+
 # --- [log] ---
 
 
@@ -289,6 +297,7 @@ class RedisSettings(BaseModel):
     prefix: str = Field(
         "mailgw:",
         min_length=1,
+        validate_default=True,
         description=(
             "Prepended to every Redis key (jobs stream: <prefix>jobs). With Redis Cluster it "
             'must hold a hash tag, like "{mailgw}:".'
@@ -308,8 +317,7 @@ class RedisSettings(BaseModel):
                 "hash_tag",
                 "with a redis+cluster:// URL the prefix must contain a hash tag, like "
                 f'"{{mailgw}}:" (got {prefix!r}): the gateway\'s Lua scripts touch several keys '
-                "at once, and "
-                "Redis Cluster only allows that when all of them hash to the same slot",
+                "at once, and Redis Cluster allows that only when all of them hash to one slot",
             )
         return prefix
 
@@ -432,8 +440,8 @@ class SenderDomain(BaseModel):
         False,
         description="Domain of accounts that name none; at most one (none marked: the first).",
     )
-    dkim: tuple[DkimSelector, ...] = Field(
-        strict=False, min_length=1, description="DKIM keys; every message is signed with each."
+    dkim: Annotated[tuple[DkimSelector, ...], AfterValidator(_not_empty)] = Field(
+        strict=False, description="DKIM keys; every message is signed with each."
     )
 
     @model_validator(mode="after")
@@ -722,10 +730,9 @@ class Settings(BaseModel):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)
     templates: TemplatesSettings = Field(default_factory=TemplatesSettings)
-    sender_domains: tuple[SenderDomain, ...] = Field(
+    sender_domains: Annotated[tuple[SenderDomain, ...], AfterValidator(_not_empty)] = Field(
         default_factory=_embedded_sender_domains,
         strict=False,
-        min_length=1,
         description='Domains mail is sent from. Default: "localhost" with two generated keys.',
     )
     relay: RelaySettings = Field(default_factory=RelaySettings)
@@ -735,10 +742,15 @@ class Settings(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _state_dir_defaults(cls, data: Any) -> Any:
+    def _path_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        # absent sections that hold paths are still validated, so that their default paths
+        # are made absolute against the configuration file's folder
+        data = {"accounts": {}, "templates": {}, **data}
         # paths whose default lies under a state_dir given in the file: joined to it as written,
         # so that a relative state_dir and its derived paths are made absolute the same way
-        state_dir = data.get("state_dir") if isinstance(data, Mapping) else None
+        state_dir = data.get("state_dir")
         if not isinstance(state_dir, str | PurePath) or not str(state_dir):
             return data
         return {

@@ -142,11 +142,19 @@ async def test_builtin_handlers_keep_accounts_and_refuse_unbuilt_kinds(
     worker.handlers = builtin_handlers(worker.directory, Settings, clock)
     await worker.queue.ensure_group()
     data = {k: v for k, v in ACCOUNT.items() if k != "id"}
-    await xadd(redis, {"v": 1, "id": "u1", "kind": "account.upsert", "account": "new", "data": data})
+    await xadd(
+        redis, {"v": 1, "id": "u1", "kind": "account.upsert", "account": "new", "data": data}
+    )
     await xadd(redis, {**email("e1"), "account": "new"})
     await xadd(
         redis,
-        {"v": 1, "id": "u2", "kind": "account.upsert", "account": "bad", "data": {**data, "plan": "x"}},
+        {
+            "v": 1,
+            "id": "u2",
+            "kind": "account.upsert",
+            "account": "bad",
+            "data": {**data, "plan": "x"},
+        },
     )
     await drain(worker)
     stored = await worker.directory.get("new")
@@ -194,9 +202,7 @@ async def test_cold_stop_leaves_the_job_for_reclaim(redis: Redis, clock: FixedCl
     assert await statuses(worker) == []
 
 
-async def test_job_that_keeps_killing_workers_is_set_aside(
-    redis: Redis, clock: FixedClock
-) -> None:
+async def test_job_that_keeps_killing_workers_is_set_aside(redis: Redis, clock: FixedClock) -> None:
     from gateway.queue import QueueOptions
 
     options = QueueOptions(visibility_timeout_ms=1, max_deliveries=2)
