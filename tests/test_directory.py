@@ -6,16 +6,15 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from gateway.account import Account
 from gateway.directory import AccountDirectory
 from gateway.keys import Keys
 from tests.conftest import FixedClock
 from tests.support import account
 
 
-def directory(redis: Redis, clock: FixedClock, **files: object) -> AccountDirectory:
-    return AccountDirectory(
-        redis, Keys(), dict(files), cache_size=100, cache_ttl=60, timer=clock.now  # type: ignore[arg-type]
-    )
+def directory(redis: Redis, clock: FixedClock, **files: Account) -> AccountDirectory:
+    return AccountDirectory(redis, Keys(), files, cache_size=100, cache_ttl=60, timer=clock.now)
 
 
 async def test_file_accounts_take_precedence(redis: Redis, clock: FixedClock) -> None:
