@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,10 +18,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from gateway.account import Account  # noqa: E402
 from gateway.directory import AccountDirectory  # noqa: E402
-from gateway.embedded_redis import executable  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.redis_server import start_redis  # noqa: E402
 
 
 def account(i: int) -> Account:
@@ -82,15 +80,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--lookups", type=int, default=20_000)
     args = parser.parse_args()
-    port = free_port()
     with tempfile.TemporaryDirectory() as directory:
-        server = subprocess.Popen(
-            [executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        server, port = start_redis(Path(directory))
         try:
-            time.sleep(0.3)
             rows = asyncio.run(measure(f"redis://127.0.0.1:{port}/0", args.accounts, args.lookups))
         finally:
             server.terminate()

@@ -14,7 +14,6 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,13 +27,13 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from gateway.account import Account  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.directory import AccountDirectory  # noqa: E402
-from gateway.embedded_redis import executable  # noqa: E402
 from gateway.events import Event  # noqa: E402
 from gateway.jobs import KNOWN_KINDS, Job, parse_job  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
 from gateway.worker import Worker, WorkerOptions  # noqa: E402
+from tests.redis_server import start_redis  # noqa: E402
 
 
 def job(i: int) -> dict[str, object]:
@@ -61,12 +60,6 @@ def job(i: int) -> dict[str, object]:
 class NoOp:
     async def handle(self, job: Job) -> list[Event]:
         return [Event(job.id, job.kind, "sent", "t", channel="email")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_benchmark(port: int, payload: str, requests: int, clients: int) -> float:
@@ -163,26 +156,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    port = free_port()
     with tempfile.TemporaryDirectory() as directory:
-        server = subprocess.Popen(
-            [
-                executable(),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                directory,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        server, port = start_redis(Path(directory))
         try:
-            time.sleep(0.3)
             payload = json.dumps(job(0))
             reference = redis_benchmark(port, payload, args.jobs * 5, 50)
             url = f"redis://127.0.0.1:{port}/0"

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from redis.exceptions import RedisError
 
 from gateway import __version__
 from gateway.clock import SystemClock
-from gateway.config import Config, load_config
+from gateway.config import Config, config_path, load_config
 from gateway.daemon import ROLES, queue_options
 from gateway.directory import AccountDirectory
 from gateway.embedded_redis import socket_path
@@ -27,21 +26,9 @@ from gateway.keys import Keys
 from gateway.queue import JobQueue
 from gateway.redis_conn import connect
 
-DEFAULT_CONFIG = Path("/etc/mailgw/mailgw.toml")
-
 
 class CommandError(GatewayError):
     """A command that cannot do what was asked; its message goes to stderr."""
-
-
-def config_path(given: str | None) -> Path | None:
-    """The configuration file to read: --config, else $MAILGW_CONFIG, else the
-    default path if it exists; None means the embedded defaults."""
-    if given:
-        return Path(given)
-    if os.environ.get("MAILGW_CONFIG"):
-        return Path(os.environ["MAILGW_CONFIG"])
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
 
 def _redis_for_cli(config: Config) -> Redis:

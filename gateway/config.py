@@ -34,9 +34,14 @@ class Config:
     account_files: Mapping[str, Path]
 
 
-def default_config_path() -> Path:
-    """$MAILGW_CONFIG, else /etc/mailgw/mailgw.toml."""
-    return Path(os.environ.get("MAILGW_CONFIG") or DEFAULT_CONFIG_PATH)
+def config_path(given: str | None = None) -> Path | None:
+    """The main file to read: `given` (--config), else $MAILGW_CONFIG, else
+    /etc/mailgw/mailgw.toml if it exists; None means the embedded defaults."""
+    if given:
+        return Path(given)
+    if os.environ.get("MAILGW_CONFIG"):
+        return Path(os.environ["MAILGW_CONFIG"])
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
 
 
 def load_config(path: Path | None) -> Config:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -13,16 +13,14 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic.networks import validate_email
 from pydantic_core import ErrorDetails
 
 from gateway.errors import MalformedJob
@@ -100,22 +98,15 @@ def _check_time_zone(name: str) -> str:
 
 TimeZoneName = Annotated[str, AfterValidator(_check_time_zone)]
 
-_emails: dict[str, str] = {}
+
+# Checking an address is most of the cost of a job, and the same clients' addresses come
+# back job after job. (A refusal raises, so it is never cached and always explained.)
+@lru_cache(maxsize=_EMAIL_CACHE_SIZE)
+def _email(value: str) -> str:
+    return validate_email(value)[1]
 
 
-def _remember_email(value: object, validate: ValidatorFunctionWrapHandler) -> str:
-    # Checking an address is most of the cost of a job, and the same clients' addresses come
-    # back job after job; only valid ones are kept, so a refusal is always explained afresh.
-    if isinstance(value, str) and (known := _emails.get(value)) is not None:
-        return known
-    address: str = validate(value)
-    if len(_emails) >= _EMAIL_CACHE_SIZE:
-        _emails.clear()
-    _emails[str(value)] = address
-    return address
-
-
-Email = Annotated[EmailStr, WrapValidator(_remember_email)]
+Email = Annotated[str, AfterValidator(_email)]
 
 
 class _Model(BaseModel):

