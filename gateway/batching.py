@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 Arg = str | int | float
@@ -62,10 +63,7 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[_Call], reloaded: bool = False) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for call in batch:
-                    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-                results = await pipe.execute(raise_on_error=False)
+            results = await self._execute(batch)
         except BaseException as exc:  # every caller must hear of it, cancellation included
             for call in batch:
                 if not call.result.done():
@@ -82,9 +80,23 @@ class ScriptBatcher:
                 await self.redis.script_load(source)
             await self._send(unknown, reloaded=True)
         for call, result in zip(batch, results, strict=True):
-            if call.result.done() or (unknown and call in unknown and not reloaded):
+            if call.result.done():
                 continue
             if isinstance(result, Exception):
                 call.result.set_exception(result)
             else:
                 call.result.set_result(result)
+
+    async def _execute(self, batch: list[_Call]) -> list[Any]:
+        """Each call's reply, or the exception it raised."""
+        if isinstance(self.redis, RedisCluster):
+            # redis-py refuses scripts in cluster pipelines; with the keys in one
+            # slot (the hash-tagged prefix) they all go to one node anyway.
+            return await asyncio.gather(
+                *(self.redis.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args) for c in batch),
+                return_exceptions=True,
+            )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for call in batch:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            return await pipe.execute(raise_on_error=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -247,8 +248,6 @@ async def test_reclaim_takes_over_after_the_visibility_timeout(queue: JobQueue) 
     [delivery] = await queue.read("dead-worker", 10, 100)
     await queue.claim(job, delivery)
     assert await queue.reclaim("w2", 10) == []
-    import asyncio
-
     await asyncio.sleep(0.25)
     [taken] = await queue.reclaim("w2", 10)
     assert taken.entry_id == delivery.entry_id
@@ -269,3 +268,13 @@ async def test_purge_and_replay_of_missing_letters(queue: JobQueue) -> None:
     assert await queue.replay(["0-1"]) == {"0-1": None}
     assert await queue.purge() == 2
     assert (await queue.depths()).dead_letters == 0
+
+
+async def test_scripts_are_loaded_again_after_a_script_flush(queue: JobQueue) -> None:
+    await queue.enqueue(parse_job(json.dumps(booked("before"))))
+    await queue.redis.script_flush()
+    results = await asyncio.gather(
+        *(queue.enqueue(parse_job(json.dumps(booked(f"after-{i}")))) for i in range(5))
+    )
+    assert all(r.queued for r in results)
+    assert await queue.redis.xlen(queue.keys.jobs) == 6
