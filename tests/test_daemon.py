@@ -63,11 +63,12 @@ class Daemon:
     """A `mailgw run` process whose readiness is heard on a NOTIFY_SOCKET, as systemd would."""
 
     def __init__(self, config: Path, tmp: Path, *args: str) -> None:
-        self.notify_path = tmp / f"notify-{time.monotonic_ns()}"
+        stamp = time.monotonic_ns()
+        self.notify_path = tmp / f"notify-{stamp}"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
         self.notify.settimeout(30)
-        self.log_path = tmp / "daemon.log"
+        self.log_path = tmp / f"daemon-{stamp}.log"
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "--config", str(config), "run", *args],
@@ -364,3 +365,19 @@ def test_events_follow_prints_new_events(tmp_path: Path, redis_url: str) -> None
     finally:
         follower.terminate()
         follower.wait(10)
+
+
+def test_scheduler_and_outbound_roles_in_separate_processes(
+    tmp_path: Path, redis_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path, redis_url)
+    start_daemon(config, "--role", "outbound")
+    start_daemon(config, "--role", "scheduler")
+    send_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    job = json.dumps({**UPSERT, "send_at": send_at})
+    assert mailgw(config, "enqueue", "-", stdin=job).returncode == 0
+    assert json.loads(mailgw(config, "queue", "--json").stdout)["scheduled"] == 1
+    wait_for(lambda: event_lines(config), "the scheduled job's outcome")
+    [event] = event_lines(config)
+    assert (event["job"], event["status"]) == ("upsert-1", "applied")
+    assert json.loads(mailgw(config, "queue", "--json").stdout)["scheduled"] == 0
