@@ -23,7 +23,7 @@ from gateway.embedded_redis import socket_path
 from gateway.errors import ConfigError, GatewayError, MalformedJob
 from gateway.jobs import Job, parse_job
 from gateway.keys import Keys
-from gateway.queue import JobQueue
+from gateway.queue import NOT_REPLAYABLE, JobQueue
 from gateway.redis_conn import connect
 
 
@@ -175,14 +175,16 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
             out.write(json.dumps(shown, ensure_ascii=False, indent=2) + "\n")
         elif args.action == "replay":
             ids = args.ids or await queue.all_dead_letter_ids()
-            missing = []
+            problems = []
             for entry_id, new_entry in (await queue.replay(ids)).items():
                 if new_entry is None:
-                    missing.append(entry_id)
+                    problems.append(f"{entry_id}: no such dead letter")
+                elif new_entry == NOT_REPLAYABLE:
+                    problems.append(f"{entry_id}: the entry had no 'job' field; nothing to replay")
                 else:
                     out.write(f"{entry_id} -> {new_entry}\n")
-            if missing:
-                raise CommandError("no such dead letter: " + ", ".join(missing))
+            if problems:
+                raise CommandError("\n".join(problems))
         else:
             purged = await queue.purge(args.ids or None)
             out.write(f"purged {purged} dead letter(s)\n")
@@ -243,36 +245,47 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mailgw", description="E-mail and SMS gateway for an appointment-scheduling service."
     )
     parser.add_argument("--version", action="version", version=f"mailgw {__version__}")
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="configuration file (default: $MAILGW_CONFIG, else /etc/mailgw/mailgw.toml;"
-        " without either, the embedded defaults)",
+    config_help = (
+        "configuration file (default: $MAILGW_CONFIG, else /etc/mailgw/mailgw.toml;"
+        " without either, the embedded defaults)"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--config", metavar="PATH", help=config_help)
+    # Every command takes --config after its name too; SUPPRESS keeps one given
+    # before the command from being reset by the command's own default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, help=summary, parents=[common])
+
+    run = command("run", "run the daemon")
     run.add_argument("--role", choices=ROLES, default="all", help="what this process does")
 
-    commands.add_parser("check-config", help="validate every configuration file")
+    command("check-config", "validate every configuration file")
 
-    enqueue = commands.add_parser("enqueue", help="put jobs on the queue; prints each job id")
+    enqueue = command("enqueue", "put jobs on the queue; prints each job id")
     enqueue.add_argument(
         "file", metavar="FILE", help="JSON object, JSON array or JSON lines; - for stdin"
     )
 
-    queue = commands.add_parser("queue", help="queue depths")
+    queue = command("queue", "queue depths")
     queue.add_argument("--json", action="store_true", help="one JSON object")
 
-    dead = commands.add_parser("dead-letters", help="inspect and replay failed jobs")
+    dead = command("dead-letters", "inspect and replay failed jobs")
     dead.add_argument("action", choices=("list", "show", "replay", "purge"))
     dead.add_argument("ids", nargs="*", metavar="ID", help="dead-letter ids (default: all)")
     dead.add_argument("--limit", type=int, default=100, help="at most this many (list)")
 
-    events = commands.add_parser("events", help="delivery events as JSON lines")
+    events = command("events", "delivery events as JSON lines")
     events.add_argument("--follow", "-f", action="store_true", help="wait for new events")
     events.add_argument("--since", metavar="ENTRY", help="events after this entry id (0: all)")
-    events.add_argument("--count", type=int, default=100, help="how many (default 100)")
+    events.add_argument(
+        "--count",
+        type=int,
+        default=100,
+        help="without --since: the last COUNT events (default 100); with it: read COUNT at a time",
+    )
     return parser
 
 

@@ -72,7 +72,14 @@ async def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
 
 
 # Settings that only a restart applies; a reload that changes them says so.
-RESTART_ONLY = ("redis", "queue", "state_dir")
+RESTART_ONLY = ("state_dir", "redis", "queue", "accounts.cache_size", "accounts.cache_ttl")
+
+
+def _setting(settings: Settings, dotted: str) -> Any:
+    value: Any = settings
+    for name in dotted.split("."):
+        value = getattr(value, name)
+    return value
 
 
 class Daemon:
@@ -80,6 +87,8 @@ class Daemon:
 
     def __init__(self, config: Config, role: Role) -> None:
         self.config = config
+        # The settings the process started with: those RESTART_ONLY names stay in force.
+        self.started_with = config.settings
         self.role = role
         self.clock = SystemClock()
         self._stopping = False
@@ -106,7 +115,8 @@ class Daemon:
                 timer=self.clock.now,
             )
             self._start_role(queue, settings)
-            if embedded is not None:
+            if embedded is not None and embedded.running:
+                # Only the process that started the embedded server depends on it alone.
                 self._spawn(self._watch_embedded(embedded))
             self._install_signals()
             systemd.notify("READY=1", f"STATUS=running role {self.role}")
@@ -189,7 +199,7 @@ class Daemon:
             log.warning("%s again: stopping now; jobs in hand will be reclaimed", name)
             self._cold_stop()
             return
-        grace = self.config.settings.queue.shutdown_grace.total_seconds()
+        grace = self.started_with.queue.shutdown_grace.total_seconds()
         log.info("%s: finishing the jobs in hand (up to %gs), then stopping", name, grace)
         self._stopping = True
         systemd.notify("STOPPING=1")
@@ -214,10 +224,14 @@ class Daemon:
                 "\n".join(str(p) for p in exc.problems),
             )
         else:
-            old = self.config.settings
-            changed = [s for s in RESTART_ONLY if getattr(old, s) != getattr(new.settings, s)]
+            changed = [
+                name
+                for name in RESTART_ONLY
+                if _setting(self.started_with, name) != _setting(new.settings, name)
+            ]
             if changed:
                 log.warning("reloaded; changes to %s apply after a restart", ", ".join(changed))
+            logging.getLogger().setLevel(new.settings.log.level.upper())
             self.config = new
             self.directory.replace_files(new.accounts)
             log.info("configuration reloaded: %d account file(s)", len(new.accounts))

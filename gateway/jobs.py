@@ -12,6 +12,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.networks import validate_email
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gateway.errors import MalformedJob
 
@@ -75,7 +76,18 @@ _PATTERN_HINTS = {
     _LOCALE_PATTERN: 'must be a locale, such as "fr" or "en-CA"',
 }
 
-Key = Annotated[str, Field(min_length=1, max_length=200, pattern=_KEY_PATTERN)]
+
+def _number_as_text(value: object) -> object:
+    # The scheduling service's ids are often numbers in its own JSON; they are
+    # identifiers all the same, kept as text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Key = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=_KEY_PATTERN), BeforeValidator(_number_as_text)
+]
 AccountId = Annotated[str, Field(pattern=_ACCOUNT_PATTERN)]
 Url = Annotated[str, Field(max_length=2048, pattern=_URL_PATTERN)]
 Amount = Annotated[str, Field(pattern=_AMOUNT_PATTERN)]
@@ -103,6 +115,9 @@ TimeZoneName = Annotated[str, AfterValidator(_check_time_zone)]
 # back job after job. (A refusal raises, so it is never cached and always explained.)
 @lru_cache(maxsize=_EMAIL_CACHE_SIZE)
 def _email(value: str) -> str:
+    if "<" in value:
+        # The recipient's name comes from the client record, never from the address.
+        raise PydanticCustomError("email_name", "must be a bare e-mail address, without a name")
     return validate_email(value)[1]
 
 

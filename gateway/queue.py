@@ -117,6 +117,9 @@ class DeadLetter:
         }
 
 
+NOT_REPLAYABLE = "no-job"
+
+
 def _ms(epoch: float) -> int:
     return int(epoch * 1000)
 
@@ -206,6 +209,14 @@ class JobQueue:
         return [str(i) for i in ids]
 
     # Consuming
+
+    async def forget_consumer(self, consumer: str) -> bool:
+        """Drop a stopping worker's name from the group if it holds no entry, so
+        that names of past processes do not pile up."""
+        removed = await self._run(
+            scripts.FORGET_CONSUMER, keys=[self.keys.jobs], args=[self.options.group, consumer]
+        )
+        return bool(removed)
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         """New entries for this consumer, waiting up to `block_ms` for one."""
@@ -368,6 +379,7 @@ class JobQueue:
                 self.options.state_ttl,
                 self.options.events_max_length,
                 event.to_json(),
+                "job" if delivery.has_job_field else "fields",
             ],
         )
 
@@ -421,7 +433,8 @@ class JobQueue:
         return _dead_letter(*entries[0]) if entries else None
 
     async def replay(self, entry_ids: Iterable[str]) -> dict[str, str | None]:
-        """Put dead letters back on the stream; maps each to its new entry (None if gone)."""
+        """Put dead letters back on the stream; maps each to its new entry, None if
+        there is no such dead letter, or NOT_REPLAYABLE for an entry that had no job."""
         replayed: dict[str, str | None] = {}
         for entry_id in entry_ids:
             letter = await self.dead_letter_entry(entry_id)
@@ -477,7 +490,7 @@ def _delivery(entry_id: str, fields: dict[str, str], deliveries: int = 1) -> Del
 def _dead_letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:
     return DeadLetter(
         entry_id=entry_id,
-        job=fields.get("job", ""),
+        job=fields.get("job", fields.get("fields", "")),
         reason=fields.get("reason", ""),
         failed_at=fields.get("failed_at", ""),
         attempts=int(fields.get("attempts", 0)),

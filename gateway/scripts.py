@@ -107,7 +107,8 @@ return 1
 """)
 
 # Put a failed job into the retry set for a later attempt, with a `deferred`
-# event. If its appointment was cancelled meanwhile it is only acknowledged.
+# event. If its appointment was cancelled meanwhile it is dropped instead, with
+# a `skipped` event.
 # KEYS: jobs, state, retry, payloads, attempts, appointment, events
 # ARGV: group, entry id, job id, job json, due ms, attempts, state ttl s,
 #       events maxlen, event json, has appointment (1/0)
@@ -116,6 +117,10 @@ RETRY = Script("""
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if redis.call('GET', KEYS[2]) ~= 'q:' .. ARGV[2] then
+  local event = cjson.decode(ARGV[9])
+  event['status'] = 'skipped'
+  event['reason'] = 'cancelled before it was done'
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'event', cjson.encode(event))
   return 0
 end
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'event', ARGV[9])
@@ -131,12 +136,14 @@ return 1
 
 # Move an entry to the dead letters with its reason, a `failed` event, and
 # acknowledge it. Only a job this worker claimed (ARGV[7] set) marks its id
-# dead: a malformed entry's id cannot be trusted to name anything.
+# dead: a malformed entry's id cannot be trusted to name anything. An entry
+# without a `job` field keeps its fields under `fields` (ARGV[11]), so that it
+# is never replayed as if it were a job.
 # KEYS: jobs, dead, events, state, attempts, appointment
 # ARGV: group, entry id, raw job, reason, failed at, attempts, job id or '',
-#       state ttl s, events maxlen, event json
+#       state ttl s, events maxlen, event json, 'job' or 'fields'
 DEAD_LETTER = Script("""
-local fields = {'job', ARGV[3], 'reason', ARGV[4], 'failed_at', ARGV[5],
+local fields = {ARGV[11], ARGV[3], 'reason', ARGV[4], 'failed_at', ARGV[5],
                 'attempts', ARGV[6], 'entry', ARGV[2]}
 if ARGV[7] ~= '' then
   table.insert(fields, 'id')
@@ -199,7 +206,8 @@ return cancelled
 # Put a dead letter back on the jobs stream with fresh attempts.
 # KEYS: dead, jobs, state, attempts
 # ARGV: dead entry id, job id or '', state ttl s
-# Returns the new stream entry id, or false if the dead letter is gone.
+# Returns the new stream entry id, false if the dead letter is gone, or
+# 'no-job' for an entry that had no `job` field (there is nothing to replay).
 REPLAY = Script("""
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entries == 0 then
@@ -212,6 +220,9 @@ for i = 1, #fields, 2 do
     job = fields[i + 1]
   end
 end
+if not job then
+  return 'no-job'
+end
 local entry = redis.call('XADD', KEYS[2], '*', 'job', job)
 if ARGV[2] ~= '' then
   redis.call('SET', KEYS[3], 'q:' .. entry, 'EX', ARGV[3])
@@ -219,4 +230,17 @@ if ARGV[2] ~= '' then
 end
 redis.call('XDEL', KEYS[1], ARGV[1])
 return entry
+""")
+
+# Remove a stopping worker's consumer from the group, unless it still holds
+# entries: those must stay pending so that another worker reclaims them.
+# KEYS: jobs
+# ARGV: group, consumer
+# Returns 1 if removed, 0 if it still held entries.
+FORGET_CONSUMER = Script("""
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then
+  return 0
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
 """)

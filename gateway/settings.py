@@ -262,8 +262,8 @@ def _redis_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     # the URL may hold a password: messages name the scheme, never the whole URL
     if not sep or scheme not in _REDIS_SCHEMES:
-        shown = f"{scheme}://" if sep else "this URL"
-        raise _custom("redis_url", f"unsupported Redis URL scheme {shown}; use {_REDIS_FORMS}")
+        problem = f"unsupported Redis URL scheme {scheme}://" if sep else "not a Redis URL"
+        raise _custom("redis_url", f"{problem}; use {_REDIS_FORMS}")
     if scheme in ("redis+sentinel", "redis+cluster"):
         try:
             parse_multi_node_url(url)
@@ -352,7 +352,10 @@ class QueueSettings(BaseModel):
     max_deliveries: int = Field(
         5,
         gt=0,
-        description="Times a job may be reclaimed from dead workers before it is dead-lettered.",
+        description=(
+            "Times a job may be handed to workers that stop or hang before finishing it;"
+            " the next delivery sends it to dead letters."
+        ),
     )
     idempotency_ttl: PositiveDuration = Field(
         timedelta(days=7),

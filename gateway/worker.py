@@ -108,6 +108,8 @@ class Worker:
             if self._in_hand:
                 log.info("finishing %d job(s) in hand before stopping", len(self._in_hand))
                 await asyncio.gather(*self._in_hand, return_exceptions=True)
+            with contextlib.suppress(RedisError, OSError):
+                await self.queue.forget_consumer(self.consumer)
         except asyncio.CancelledError:
             for task in self._in_hand:
                 task.cancel()

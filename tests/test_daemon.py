@@ -381,3 +381,29 @@ def test_scheduler_and_outbound_roles_in_separate_processes(
     [event] = event_lines(config)
     assert (event["job"], event["status"]) == ("upsert-1", "applied")
     assert json.loads(mailgw(config, "queue", "--json").stdout)["scheduled"] == 0
+
+
+def test_config_may_follow_the_command(tmp_path: Path) -> None:
+    config = write_config(tmp_path, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(config) in result.stdout
+
+
+def test_second_daemon_shares_the_running_embedded_redis(
+    tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path, None)
+    first = start_daemon(config)
+    second = start_daemon(config, "--role", "scheduler")
+    assert "using the embedded Redis already running" in second.output()
+    time.sleep(1.5)
+    assert second.process.poll() is None, second.output()
+    assert second.stop() == 0
+    assert mailgw(config, "queue").returncode == 0  # the first one's Redis is still up
+    assert first.stop() == 0

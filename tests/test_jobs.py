@@ -371,13 +371,25 @@ def test_bad_account_and_id() -> None:
     )
 
 
-def test_strings_and_booleans_are_not_coerced() -> None:
-    body = job("appointment.booked")
+def test_numeric_ids_are_kept_as_text_but_nothing_else_is_coerced() -> None:
+    body = job("appointment.booked", id=42)
     body["appointment"]["calendar"] = 4321
+    parsed = parse_job(json.dumps(body))
+    assert isinstance(parsed, AppointmentJob)
+    assert (parsed.id, parsed.appointment.calendar) == ("42", "4321")
+    body["appointment"]["calendar"] = True
     body["appointment"]["notify"] = "false"
+    body["appointment"]["location"] = 12
     assert reason(body) == (
         "field 'appointment.calendar': must be a string; "
+        "field 'appointment.location': must be a string; "
         "field 'appointment.notify': must be true or false"
+    )
+
+
+def test_email_with_a_display_name_is_refused() -> None:
+    assert reason(job("email.send", to=["Zoé <zoe@example.com>"])) == (
+        "field 'to[0]': must be a bare e-mail address, without a name"
     )
 
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from gateway.events import Event
 from gateway.jobs import parse_job
-from gateway.queue import JobQueue, QueueOptions
+from gateway.queue import NOT_REPLAYABLE, JobQueue, QueueOptions
 from tests.conftest import FixedClock
 
 GROUP = "workers"
@@ -240,6 +240,8 @@ async def test_retry_after_cancellation_drops_the_job(queue: JobQueue) -> None:
     assert not await queue.retry(job, delivery, 1, 30.0, "451")
     depths = await queue.depths()
     assert (depths.in_flight, depths.retrying) == (0, 0)
+    [event] = await events(queue)
+    assert (event["status"], event["reason"]) == ("skipped", "cancelled before it was done")
 
 
 async def test_reclaim_takes_over_after_the_visibility_timeout(queue: JobQueue) -> None:
@@ -264,7 +266,13 @@ async def test_purge_and_replay_of_missing_letters(queue: JobQueue) -> None:
         await queue.dead_letter(delivery, "not JSON")
     letters = await queue.dead_letters()
     assert len(letters) == 3
-    assert await queue.purge([letters[0].entry_id]) == 1
+    await queue.redis.xadd(queue.keys.jobs, {"payload": "no job field"})
+    [fieldless] = await queue.read("w1", 10, 100)
+    await queue.dead_letter(fieldless, "entry has no 'job' field")
+    last = (await queue.dead_letters())[-1]
+    assert json.loads(last.job) == {"payload": "no job field"}
+    assert await queue.replay([last.entry_id]) == {last.entry_id: NOT_REPLAYABLE}
+    assert await queue.purge([letters[0].entry_id, last.entry_id]) == 2
     assert await queue.replay(["0-1"]) == {"0-1": None}
     assert await queue.purge() == 2
     assert (await queue.depths()).dead_letters == 0

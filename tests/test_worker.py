@@ -184,6 +184,8 @@ async def test_warm_stop_finishes_the_job_in_hand(redis: Redis, clock: FixedCloc
     await asyncio.wait_for(running, 5)
     assert await statuses(worker) == [("slow", "sent")]
     assert (await worker.queue.depths()).in_flight == 0
+    # Its consumer name leaves the group with it.
+    assert await redis.xinfo_consumers("mailgw:jobs", "workers") == []
 
 
 async def test_cold_stop_leaves_the_job_for_reclaim(redis: Redis, clock: FixedClock) -> None:
@@ -200,6 +202,7 @@ async def test_cold_stop_leaves_the_job_for_reclaim(redis: Redis, clock: FixedCl
     depths = await worker.queue.depths()
     assert (depths.in_flight, depths.dead_letters) == (1, 0)
     assert await statuses(worker) == []
+    assert not await worker.queue.forget_consumer(worker.consumer)
 
 
 async def test_job_that_keeps_killing_workers_is_set_aside(redis: Redis, clock: FixedClock) -> None:
