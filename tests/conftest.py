@@ -1,17 +1,24 @@
-"""Fixtures: a real Redis server per test session and a settable clock."""
+"""Fixtures: real Redis and DNS servers per test session, a settable clock, the reactor."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from tests.redis_server import start_redis
+from gateway.reactor import install_reactor
+from tests.redis_server import free_port, start_redis
 
 
 @dataclass
@@ -68,3 +75,67 @@ def clock() -> FixedClock:
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def twisted_reactor() -> Any:
+    """Twisted's asyncio reactor on the session's loop, as the daemon runs it."""
+    return install_reactor(asyncio.get_running_loop())
+
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need_tool(name: str) -> str:
+    """The path of an external tool; a test whose tool is missing skips, but fails in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if IN_CI:
+            pytest.fail(message + " (.ci/run installs it)")
+        pytest.skip(message)
+    return path
+
+
+class DnsZone:
+    """The records a loopback DNS server answers (read again on every query)."""
+
+    def __init__(self, path: Path, port: int) -> None:
+        self.path = path
+        self.port = port
+        self.records: dict[str, list[list[Any]]] = {}
+        self.save()
+
+    def set(self, name: str, *records: list[Any]) -> None:
+        self.records[name.lower()] = [list(r) for r in records]
+        self.save()
+
+    def clear(self) -> None:
+        self.records = {}
+        self.save()
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.records))
+
+
+@pytest.fixture(scope="session")
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsZone]:
+    """A DNS server (Twisted Names, its own process) on a free loopback port."""
+    zone = DnsZone(tmp_path_factory.mktemp("dns") / "zone.json", free_port())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.dns_server", str(zone.path), str(zone.port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    yield zone
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def dns_zone(dns_server: DnsZone) -> DnsZone:
+    """The session's DNS server, with no records at the start of the test."""
+    dns_server.clear()
+    return dns_server
