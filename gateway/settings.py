@@ -577,6 +577,20 @@ class RelaySettings(BaseModel):
     max_lifetime: PositiveDuration = Field(
         timedelta(days=5), description="A message not delivered after this long bounces."
     )
+    connection_idle_timeout: PositiveDuration = Field(
+        timedelta(seconds=5),
+        description="An open connection with no message to send is closed after this long.",
+    )
+    tls_ca_file: ReadableFile | None = Field(
+        None,
+        description=(
+            "CA certificates (PEM) that verify the servers' TLS certificates; default: the "
+            "system's. Verified TLS is what starttls = \"required\" and hipaa accounts demand."
+        ),
+    )
+    helo_name: str = Field(
+        "", description="Name given in EHLO; empty: this machine's fully qualified name."
+    )
 
     @model_validator(mode="after")
     def _smarthost_host(self) -> RelaySettings:
@@ -619,6 +633,14 @@ class InboundSettings(BaseModel):
     message_id_ttl: PositiveDuration = Field(
         timedelta(days=90),
         description="How long sent Message-IDs are remembered to route replies and bounces.",
+    )
+    public_url: str = Field(
+        "http://localhost:8026",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description=(
+            "Base URL at which clients reach the gateway's web endpoints (one-click unsubscribe"
+            " links in List-Unsubscribe); https in production."
+        ),
     )
 
     @model_validator(mode="after")
