@@ -58,7 +58,7 @@ def job(i: int) -> dict[str, object]:
 
 
 class NoOp:
-    async def handle(self, job: Job) -> list[Event]:
+    async def handle(self, job: Job, attempt: int) -> list[Event]:
         return [Event(job.id, job.kind, "sent", "t", channel="email")]
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.events import Event
 
 
 class GatewayError(Exception):
@@ -48,9 +53,21 @@ class JobFailure(GatewayError):
 
 
 class TemporaryFailure(JobFailure):
-    """Retry later with backoff (a 4xx, a timeout, an unreachable provider)."""
+    """Retry later (a 4xx, a timeout, an unreachable provider).
+
+    `retry_after` (seconds) replaces the queue's backoff when the failing part has
+    its own schedule (the relay's, Postfix-like); `events` are outcomes already
+    reached (a message sent to some recipients) that are recorded with the retry.
+    """
 
     temporary = True
+
+    def __init__(
+        self, reason: str, retry_after: float | None = None, events: Sequence[Event] = ()
+    ) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.events = tuple(events)
 
 
 class PermanentFailure(JobFailure):

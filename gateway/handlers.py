@@ -18,11 +18,12 @@ from gateway.settings import Settings
 class Handler(Protocol):
     """Does one job and returns its outcome as events.
 
-    Raise TemporaryFailure to have the job retried with backoff, PermanentFailure
-    to send it to the dead letters; the worker records and acknowledges the rest.
+    `attempt` counts from 1. Raise TemporaryFailure to have the job retried,
+    PermanentFailure to send it to the dead letters; the worker records and
+    acknowledges the rest.
     """
 
-    async def handle(self, job: Job) -> list[Event]: ...
+    async def handle(self, job: Job, attempt: int) -> list[Event]: ...
 
 
 class DirectoryHandler:
@@ -35,7 +36,7 @@ class DirectoryHandler:
         self.settings = settings
         self.clock = clock
 
-    async def handle(self, job: Job) -> list[Event]:
+    async def handle(self, job: Job, attempt: int) -> list[Event]:
         if isinstance(job, AccountUpsertJob):
             try:
                 account = validate_account(
@@ -73,7 +74,7 @@ class NotImplementedHandler:
     """Stands for a job kind whose part of the gateway has not landed yet: such jobs
     go to the dead letters with that reason, to be replayed once it has."""
 
-    async def handle(self, job: Job) -> list[Event]:
+    async def handle(self, job: Job, attempt: int) -> list[Event]:
         raise PermanentFailure(
             f"job kind '{job.kind}' is not implemented in mailgw {__version__} yet;"
             " replay this dead letter after upgrading"

@@ -313,10 +313,17 @@ class JobQueue:
         )
 
     async def retry(
-        self, job: Job, delivery: Delivery, attempts: int, delay: float, reason: str
+        self,
+        job: Job,
+        delivery: Delivery,
+        attempts: int,
+        delay: float,
+        reason: str,
+        reached: Sequence[Event] = (),
     ) -> bool:
         """Park a failed job for another attempt after `delay` seconds, with a
-        `deferred` event; False if its appointment was cancelled meanwhile."""
+        `deferred` event and the events of outcomes already `reached`; False if
+        its appointment was cancelled meanwhile."""
         now = self.clock.now()
         appointment = job.appointment_id
         event = self._event(job, "deferred", f"attempt {attempts} failed: {reason}", now)
@@ -342,12 +349,18 @@ class JobQueue:
                 self.options.events_max_length,
                 event.to_json(),
                 "1" if appointment else "0",
+                *(e.to_json() for e in reached),
             ],
         )
         return bool(parked)
 
     async def dead_letter(
-        self, delivery: Delivery, reason: str, job: Job | None = None, attempts: int = 0
+        self,
+        delivery: Delivery,
+        reason: str,
+        job: Job | None = None,
+        attempts: int = 0,
+        reached: Sequence[Event] = (),
     ) -> None:
         """Move an entry to the dead letters with its reason and a `failed` event.
 
@@ -380,6 +393,7 @@ class JobQueue:
                 self.options.events_max_length,
                 event.to_json(),
                 "job" if delivery.has_job_field else "fields",
+                *(e.to_json() for e in reached),
             ],
         )
 

@@ -109,13 +109,17 @@ return 1
 # Put a failed job into the retry set for a later attempt, with a `deferred`
 # event. If its appointment was cancelled meanwhile it is dropped instead, with
 # a `skipped` event.
+# Events of outcomes already reached (ARGV[11] on) are recorded either way.
 # KEYS: jobs, state, retry, payloads, attempts, appointment, events
 # ARGV: group, entry id, job id, job json, due ms, attempts, state ttl s,
-#       events maxlen, event json, has appointment (1/0)
+#       events maxlen, event json, has appointment (1/0), reached event json...
 # Returns 1 when parked for retry, 0 when dropped as cancelled.
 RETRY = Script("""
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
+for i = 11, #ARGV do
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'event', ARGV[i])
+end
 if redis.call('GET', KEYS[2]) ~= 'q:' .. ARGV[2] then
   local event = cjson.decode(ARGV[9])
   event['status'] = 'skipped'
@@ -141,8 +145,12 @@ return 1
 # is never replayed as if it were a job.
 # KEYS: jobs, dead, events, state, attempts, appointment
 # ARGV: group, entry id, raw job, reason, failed at, attempts, job id or '',
-#       state ttl s, events maxlen, event json, 'job' or 'fields'
+#       state ttl s, events maxlen, event json, 'job' or 'fields',
+#       reached event json...
 DEAD_LETTER = Script("""
+for i = 12, #ARGV do
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[i])
+end
 local fields = {ARGV[11], ARGV[3], 'reason', ARGV[4], 'failed_at', ARGV[5],
                 'attempts', ARGV[6], 'entry', ARGV[2]}
 if ARGV[7] ~= '' then

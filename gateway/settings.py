@@ -585,7 +585,7 @@ class RelaySettings(BaseModel):
         None,
         description=(
             "CA certificates (PEM) that verify the servers' TLS certificates; default: the "
-            "system's. Verified TLS is what starttls = \"required\" and hipaa accounts demand."
+            'system\'s. Verified TLS is what starttls = "required" and hipaa accounts demand.'
         ),
     )
     helo_name: str = Field(

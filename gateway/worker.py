@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from gateway.backoff import retry_delay
 from gateway.directory import AccountDirectory
-from gateway.errors import JobFailure, MalformedJob
+from gateway.errors import JobFailure, MalformedJob, TemporaryFailure
 from gateway.handlers import Handler
 from gateway.jobs import Job, parse_job
 from gateway.queue import Delivery, JobQueue
@@ -155,27 +155,33 @@ class Worker:
     async def _run(self, job: Job, delivery: Delivery, attempt: int) -> None:
         try:
             async with asyncio.timeout(self.options.job_timeout):
-                events = await self.handlers[job.kind].handle(job)
+                events = await self.handlers[job.kind].handle(job, attempt)
+        except TemporaryFailure as exc:
+            reason, retry_after, reached = exc.reason, exc.retry_after, exc.events
         except JobFailure as exc:
-            if not exc.temporary:
-                await self.queue.dead_letter(delivery, exc.reason, job, attempt)
-                return
-            reason = exc.reason
+            await self.queue.dead_letter(delivery, exc.reason, job, attempt)
+            return
         except TimeoutError:
-            reason = f"timed out after {self.options.job_timeout:g}s"
+            reason, retry_after, reached = (
+                f"timed out after {self.options.job_timeout:g}s",
+                None,
+                (),
+            )
         except Exception as exc:
             log.exception("job %s (%s) failed unexpectedly", job.id, job.kind)
-            reason = f"{type(exc).__name__}: {exc}"
+            reason, retry_after, reached = f"{type(exc).__name__}: {exc}", None, ()
         else:
             await self.queue.complete(job, delivery, events)
             return
-        if attempt >= self.options.max_attempts:
+        if retry_after is None and attempt >= self.options.max_attempts:
             await self.queue.dead_letter(
-                delivery, f"gave up after {attempt} attempts: {reason}", job, attempt
+                delivery, f"gave up after {attempt} attempts: {reason}", job, attempt, reached
             )
             return
-        delay = retry_delay(
-            attempt, self.options.backoff_initial, self.options.backoff_max, self.jitter()
-        )
+        delay = retry_after
+        if delay is None:
+            delay = retry_delay(
+                attempt, self.options.backoff_initial, self.options.backoff_max, self.jitter()
+            )
         log.info("job %s failed (%s); attempt %d in %.0fs", job.id, reason, attempt + 1, delay)
-        await self.queue.retry(job, delivery, attempt, delay, reason)
+        await self.queue.retry(job, delivery, attempt, delay, reason, reached)

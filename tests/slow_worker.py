@@ -19,7 +19,7 @@ class Hang:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    async def handle(self, job: Job) -> list[Event]:
+    async def handle(self, job: Job, attempt: int) -> list[Event]:
         self.marker.write_text(job.id)
         await asyncio.sleep(3600)
         raise AssertionError("unreachable: the test kills this process")

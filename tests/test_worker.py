@@ -28,7 +28,7 @@ class Recorder:
         self.failures = failures or []
         self.delay = delay
 
-    async def handle(self, job: Job) -> list[Event]:
+    async def handle(self, job: Job, attempt: int) -> list[Event]:
         self.jobs.append(job.id)
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -224,3 +224,18 @@ async def test_job_that_keeps_killing_workers_is_set_aside(redis: Redis, clock: 
     assert recorder.jobs == []
     [reason] = await dead_reasons(worker)
     assert reason.startswith("delivered 4 times and never finished")
+
+
+async def test_handler_schedule_and_reached_outcomes_travel_with_the_retry(
+    redis: Redis, clock: FixedClock
+) -> None:
+    sent = Event("j", "email.send", "sent", "t", channel="email", recipient="a@example.com")
+    failure = TemporaryFailure("451 4.4.1 later", retry_after=300.0, events=[sent])
+    worker = make_worker(redis, clock, every_kind(Recorder([failure])), max_attempts=1)
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("j"))
+    await drain(worker)
+    # Its own schedule, and no max_attempts: the handler decides when to give up.
+    [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
+    assert due / 1000 - clock.now() == 300.0
+    assert [s for _, s in await statuses(worker)] == ["sent", "deferred"]
