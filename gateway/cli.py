@@ -15,33 +15,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import __version__
+from gateway.cli_support import CommandError, redis_for_cli
 from gateway.clock import SystemClock
 from gateway.config import Config, config_path, load_config
 from gateway.daemon import ROLES, queue_options
 from gateway.directory import AccountDirectory
-from gateway.embedded_redis import socket_path
 from gateway.errors import ConfigError, GatewayError, MalformedJob
 from gateway.jobs import Job, parse_job
 from gateway.keys import Keys
 from gateway.queue import NOT_REPLAYABLE, JobQueue
-from gateway.redis_conn import connect
-
-
-class CommandError(GatewayError):
-    """A command that cannot do what was asked; its message goes to stderr."""
-
-
-def _redis_for_cli(config: Config) -> Redis:
-    settings = config.settings
-    if settings.redis.url:
-        return connect(settings.redis.url)
-    sock = socket_path(settings.state_dir)
-    if not sock.exists():
-        raise CommandError(
-            f"no Redis URL is configured and the embedded Redis is not running ({sock}"
-            " is missing): start `mailgw run` first, or set redis.url"
-        )
-    return connect(f"unix://{sock}")
 
 
 def _queue(config: Config, redis: Redis) -> JobQueue:
@@ -121,7 +103,7 @@ def read_input(name: str) -> tuple[str, str]:
 
 
 async def cmd_enqueue(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    redis = _redis_for_cli(config)
+    redis = redis_for_cli(config)
     try:
         jobs = await _validate_jobs(config, redis, args.text, args.source)
         queue = _queue(config, redis)
@@ -136,7 +118,7 @@ async def cmd_enqueue(config: Config, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def cmd_queue(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    redis = _redis_for_cli(config)
+    redis = redis_for_cli(config)
     try:
         depths = await _queue(config, redis).depths()
     finally:
@@ -157,7 +139,7 @@ async def cmd_queue(config: Config, args: argparse.Namespace, out: TextIO) -> in
 
 
 async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    redis = _redis_for_cli(config)
+    redis = redis_for_cli(config)
     queue = _queue(config, redis)
     try:
         if args.action == "list":
@@ -194,7 +176,7 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
 
 
 async def cmd_events(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    redis = _redis_for_cli(config)
+    redis = redis_for_cli(config)
     queue = _queue(config, redis)
     try:
         after = args.since

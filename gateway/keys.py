@@ -59,6 +59,24 @@ class Keys:
         return self.prefix + "accounts:changed"
 
     @property
+    def suppressed(self) -> str:
+        """Hash of address to why no mail at all goes to it (hard bounce, by hand)."""
+        return self.prefix + "suppressed"
+
+    def opted_out(self, account: str) -> str:
+        """Hash of address to why one account's reminders and follow-ups stop for it."""
+        return self.prefix + "optout:" + account
+
+    def message(self, token: str) -> str:
+        """Hash describing one sent message (job, account, appointment, recipient),
+        found again from its Message-ID or bounce address."""
+        return self.prefix + "msg:" + token
+
+    def delivered(self, job_id: str) -> str:
+        """Set of the recipients a job has reached, so that a retry skips them."""
+        return self.prefix + "delivered:" + job_id
+
+    @property
     def job_state_prefix(self) -> str:
         return self.prefix + "job:"
 

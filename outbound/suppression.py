@@ -1,0 +1,86 @@
+"""Addresses not to send to: hard bounces (every mail) and opt-outs (reminders and follow-ups)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from gateway.keys import Keys
+
+Reason = Literal["hard_bounce", "unsubscribe", "complaint", "manual"]
+
+# PRODUCT.md: an unsubscribe or a complaint stops reminders and follow-ups, never
+# confirmations, cancellations, reschedules or payment notices.
+OPT_OUT_KINDS = frozenset({"reminder", "follow_up"})
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """Why an address is not sent to, and since when."""
+
+    address: str
+    reason: Reason
+    detail: str
+    at: str
+    account: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Suppression:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)
+
+
+def normalise(address: str) -> str:
+    """Addresses compare case-insensitively: mailbox providers treat them so."""
+    return address.strip().lower()
+
+
+def blocks(kind: str, hard: Suppression | None, opt_out: Suppression | None) -> Suppression | None:
+    """The suppression that stops a notification of `kind`, if any."""
+    if hard is not None:
+        return hard
+    if opt_out is not None and kind in OPT_OUT_KINDS:
+        return opt_out
+    return None
+
+
+class SuppressionList:
+    """Hard bounces are kept for all accounts (the mailbox is gone); opt-outs per
+    account (a client leaves one business's reminders, not every business's)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    def _key(self, account: str | None) -> str:
+        return self.keys.suppressed if account is None else self.keys.opted_out(account)
+
+    async def add(self, entry: Suppression) -> None:
+        scope = None if entry.reason in ("hard_bounce", "manual") else entry.account
+        await self.redis.hset(self._key(scope), normalise(entry.address), entry.to_json())
+
+    async def remove(self, address: str, account: str | None = None) -> bool:
+        return bool(await self.redis.hdel(self._key(account), normalise(address)))
+
+    async def check(self, kind: str, address: str, account: str) -> Suppression | None:
+        """What stops `kind` from being sent to `address` for `account`, if anything."""
+        address = normalise(address)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.suppressed, address)
+            pipe.hget(self.keys.opted_out(account), address)
+            hard, opt_out = await pipe.execute()
+        return blocks(
+            kind,
+            Suppression.from_json(hard) if hard else None,
+            Suppression.from_json(opt_out) if opt_out else None,
+        )
+
+    async def entries(self, account: str | None = None) -> list[Suppression]:
+        stored: Any = await self.redis.hgetall(self._key(account))
+        return sorted((Suppression.from_json(v) for v in stored.values()), key=lambda s: s.address)

@@ -1,0 +1,1 @@
+"""DKIM verifiers run by the tests (Mail::DKIM, mailauth) and the message they sign."""
