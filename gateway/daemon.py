@@ -9,7 +9,7 @@ import signal
 import socket
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from redis.asyncio import Redis
 
@@ -26,6 +26,9 @@ from gateway.redis_conn import connect
 from gateway.scheduler import Scheduler
 from gateway.settings import Settings
 from gateway.worker import Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    from outbound.service import OutboundService
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,14 @@ async def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
 
 
 # Settings that only a restart applies; a reload that changes them says so.
-RESTART_ONLY = ("state_dir", "redis", "queue", "accounts.cache_size", "accounts.cache_ttl")
+RESTART_ONLY = (
+    "state_dir",
+    "redis",
+    "queue",
+    "relay",
+    "accounts.cache_size",
+    "accounts.cache_ttl",
+)
 
 
 def _setting(settings: Settings, dotted: str) -> Any:
@@ -97,6 +107,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._essential: list[asyncio.Task[Any]] = []
         self._stoppables: list[Worker | Scheduler] = []
+        self.outbound: OutboundService | None = None
 
     async def serve(self) -> int:
         settings = self.config.settings
@@ -114,6 +125,18 @@ class Daemon:
                 cache_ttl=settings.accounts.cache_ttl.total_seconds(),
                 timer=self.clock.now,
             )
+            if self.role in ("all", "outbound"):
+                # Imported here: the other commands need none of the outbound side.
+                from outbound.service import OutboundService
+
+                try:
+                    self.outbound = OutboundService(
+                        lambda: self.config.settings, redis, keys, self.directory, self.clock
+                    )
+                except ConfigError as exc:
+                    for problem in exc.problems:
+                        log.error("%s", problem)
+                    return 2
             self._start_role(queue, settings)
             if embedded is not None and embedded.running:
                 # Only the process that started the embedded server depends on it alone.
@@ -128,17 +151,21 @@ class Daemon:
             return await self._wait()
         finally:
             systemd.notify("STOPPING=1")
+            if self.outbound is not None:
+                await self.outbound.close()
             await redis.aclose()
             if embedded is not None:
                 await embedded.stop()
             log.info("mailgw stopped")
 
     def _start_role(self, queue: JobQueue, settings: Settings) -> None:
-        if self.role in ("all", "outbound"):
+        if self.outbound is not None:
             worker = Worker(
                 queue,
                 self.directory,
-                builtin_handlers(self.directory, lambda: self.config.settings, self.clock),
+                builtin_handlers(
+                    self.directory, lambda: self.config.settings, self.clock, self.outbound.email
+                ),
                 consumer=f"{socket.gethostname()}-{os.getpid()}",
                 options=worker_options(settings),
             )
@@ -218,6 +245,8 @@ class Daemon:
         systemd.notify("RELOADING=1", systemd.monotonic_usec())
         try:
             new = load_config(self.config.path)
+            if self.outbound is not None:
+                self.outbound.reload(new.settings)
         except ConfigError as exc:
             log.error(
                 "reload refused, the configuration in force is kept:\n%s",

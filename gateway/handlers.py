@@ -82,7 +82,10 @@ class NotImplementedHandler:
 
 
 def builtin_handlers(
-    directory: AccountDirectory, settings: Callable[[], Settings], clock: Clock
+    directory: AccountDirectory,
+    settings: Callable[[], Settings],
+    clock: Clock,
+    email: Handler,
 ) -> Mapping[str, Handler]:
     """The handler of every known job kind."""
     pending = NotImplementedHandler()
@@ -90,4 +93,5 @@ def builtin_handlers(
     handlers: dict[str, Handler] = {kind: pending for kind in KNOWN_KINDS}
     handlers["account.upsert"] = directory_handler
     handlers["account.delete"] = directory_handler
+    handlers["email.send"] = email
     return handlers

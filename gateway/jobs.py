@@ -154,6 +154,8 @@ class Appointment(_Model):
     notify: bool = True
     booked_at: AwareDatetime | None = None
     previous_start: AwareDatetime | None = None
+    # The iCalendar SEQUENCE: the scheduling service raises it on each change of the event.
+    sequence: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("end")
     @classmethod

@@ -58,7 +58,7 @@ class MessageRecord:
     appointment: str = ""
     calendar: str = ""
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> dict[str, str]:
         return asdict(self)
 
 
@@ -66,5 +66,6 @@ def record_message(
     pipe: Pipeline, keys: Keys, token: str, record: MessageRecord, ttl_seconds: int
 ) -> None:
     """Queue the writes of a message's record on `pipe` (the caller executes it)."""
-    pipe.hset(keys.message(token), mapping=record.fields())
+    fields: Any = record.fields()  # redis-py wants a Mapping of its own key union
+    pipe.hset(keys.message(token), mapping=fields)
     pipe.expire(keys.message(token), ttl_seconds)

@@ -176,6 +176,21 @@ def test_rescheduled_carries_the_previous_start() -> None:
     )
 
 
+def test_appointment_sequence_defaults_to_zero_and_is_never_negative() -> None:
+    parsed = parse_job(json.dumps(job("appointment.booked")))
+    assert isinstance(parsed, AppointmentJob)
+    assert parsed.appointment.sequence == 0
+    body = job("appointment.rescheduled")
+    body["appointment"]["sequence"] = 3
+    moved = parse_job(json.dumps(body))
+    assert isinstance(moved, AppointmentJob)
+    assert moved.appointment.sequence == 3
+    body["appointment"]["sequence"] = -1
+    assert (
+        reason(body) == "field 'appointment.sequence': input should be greater than or equal to 0"
+    )
+
+
 def test_send_at_is_an_aware_datetime() -> None:
     parsed = parse_job(json.dumps(job("sms.send", send_at="2026-11-24T08:00:00Z")))
     assert parsed.send_at == datetime(2026, 11, 24, 8, tzinfo=UTC)

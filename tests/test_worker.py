@@ -139,13 +139,25 @@ async def test_builtin_handlers_keep_accounts_and_refuse_unbuilt_kinds(
     redis: Redis, clock: FixedClock
 ) -> None:
     worker = make_worker(redis, clock, {})
-    worker.handlers = builtin_handlers(worker.directory, Settings, clock)
+    recorder = Recorder()
+    worker.handlers = builtin_handlers(worker.directory, Settings, clock, email=recorder)
     await worker.queue.ensure_group()
     data = {k: v for k, v in ACCOUNT.items() if k != "id"}
     await xadd(
         redis, {"v": 1, "id": "u1", "kind": "account.upsert", "account": "new", "data": data}
     )
     await xadd(redis, {**email("e1"), "account": "new"})
+    await xadd(
+        redis,
+        {
+            "v": 1,
+            "id": "s1",
+            "kind": "sms.send",
+            "account": "new",
+            "to": "+33612345678",
+            "text": "Hi",
+        },
+    )
     await xadd(
         redis,
         {
@@ -160,8 +172,9 @@ async def test_builtin_handlers_keep_accounts_and_refuse_unbuilt_kinds(
     stored = await worker.directory.get("new")
     assert stored is not None and stored.business_name == "L'Atelier d'Élodie & Fils"
     reasons = await dead_reasons(worker)
+    assert recorder.jobs == ["e1"]
     assert reasons[0] == (
-        "job kind 'email.send' is not implemented in mailgw 0.1.0 yet;"
+        "job kind 'sms.send' is not implemented in mailgw 0.1.0 yet;"
         " replay this dead letter after upgrading"
     )
     assert reasons[1].startswith("invalid account: job u2:plan: must be one of")

@@ -1,0 +1,284 @@
+"""`email.send` jobs: render, compose, sign and relay one message per recipient."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from gateway.account import Account
+from gateway.backoff import retry_delay
+from gateway.clock import Clock, rfc3339
+from gateway.directory import AccountDirectory
+from gateway.errors import PermanentFailure, TemporaryFailure
+from gateway.events import Event, Status
+from gateway.jobs import Appointment, EmailJob, Job
+from gateway.keys import Keys
+from gateway.settings import Settings
+from outbound.compose import MailSpec, compose
+from outbound.context import APPOINTMENT_KINDS, build_context, context_model
+from outbound.dkim import Signer
+from outbound.ics import Method, invitation
+from outbound.messages import MessageIdentity, MessageRecord, new_token, record_message
+from outbound.relay import Envelope, RecipientResult, RelayTransport
+from outbound.rendering import Rendered, Renderer
+from outbound.suppression import Suppression, SuppressionList, blocks, normalise
+
+log = logging.getLogger(__name__)
+
+# Kinds whose mail carries the appointment as a calendar invitation, and how.
+ICS_METHODS: dict[str, Method] = {
+    "confirmation": "REQUEST",
+    "reminder": "REQUEST",
+    "reschedule": "REQUEST",
+    "cancellation": "CANCEL",
+}
+# Kinds that carry an unsubscribe link and List-Unsubscribe (PRODUCT.md).
+UNSUBSCRIBABLE = frozenset({"reminder", "follow_up"})
+CUSTOM = "custom"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One recipient's result, as an event and whether it is final."""
+
+    event: Event
+    final: bool
+
+
+def relay_elapsed(attempts: int, initial: float, maximum: float) -> float:
+    """Seconds spent waiting between the first attempt and attempt `attempts + 1`."""
+    return sum(retry_delay(n, initial, maximum) for n in range(1, attempts + 1))
+
+
+class EmailHandler:
+    """Turns an `email.send` job into one signed message per recipient, relayed."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        directory: AccountDirectory,
+        settings: Callable[[], Settings],
+        renderer: Callable[[], Renderer],
+        signer: Callable[[], Signer],
+        transport: RelayTransport,
+        clock: Clock,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.directory = directory
+        self.settings = settings
+        self.renderer = renderer
+        self.signer = signer
+        self.transport = transport
+        self.clock = clock
+        self.jitter = jitter
+        self.suppressions = SuppressionList(redis, keys)
+
+    async def handle(self, job: Job, attempt: int) -> list[Event]:
+        if not isinstance(job, EmailJob):
+            raise PermanentFailure(f"the e-mail handler does not do '{job.kind}' jobs")
+        account = await self.directory.get(job.account)
+        if account is None:
+            raise PermanentFailure(f"unknown account '{job.account}'")
+        kind = job.template or CUSTOM
+        appointment = None
+        if kind in APPOINTMENT_KINDS:
+            appointment = context_model(kind, job.context, "appointment", Appointment)
+        done: set[str] = set()
+        if attempt > 1:
+            done = set(await self.redis.smembers(self.keys.delivered(job.id)))  # type: ignore[arg-type]
+        recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
+        outcomes = await asyncio.gather(
+            *(self._send(job, account, kind, appointment, r) for r in recipients)
+        )
+        final = [o.event for o in outcomes if o.final]
+        waiting = [o.event for o in outcomes if not o.final]
+        if not waiting:
+            return final
+        return await self._defer(job, attempt, final, waiting)
+
+    async def _defer(
+        self, job: EmailJob, attempt: int, final: list[Event], waiting: list[Event]
+    ) -> list[Event]:
+        """Retry the recipients not reached yet on the relay's schedule, or give them
+        up as bounced once the message has outlived relay.max_lifetime."""
+        relay = self.settings().relay
+        initial, maximum = relay.retry_initial.total_seconds(), relay.retry_max.total_seconds()
+        if relay_elapsed(attempt, initial, maximum) >= relay.max_lifetime.total_seconds():
+            expired = f"undelivered after {attempt} attempts"
+            return final + [
+                replace(e, status="bounced", reason=f"{expired}: {e.reason}") for e in waiting
+            ]
+        if final:
+            # Recipients already done are skipped when the job comes back.
+            key = self.keys.delivered(job.id)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(key, *(e.recipient for e in final if e.recipient))
+                pipe.expire(key, int(relay.max_lifetime.total_seconds()) + 86400)
+                await pipe.execute()
+        reason = "; ".join(f"{e.recipient}: {e.reason}" for e in waiting)
+        delay = retry_delay(attempt, initial, maximum, self.jitter())
+        raise TemporaryFailure(reason, retry_after=delay, events=final)
+
+    async def _send(
+        self,
+        job: EmailJob,
+        account: Account,
+        kind: str,
+        appointment: Appointment | None,
+        address: str,
+    ) -> Outcome:
+        settings = self.settings()
+        domain = account.sender_domain or settings.default_sender_domain.domain
+        identity = MessageIdentity(
+            new_token(), domain, settings.inbound.reply_domain, settings.inbound.public_url
+        )
+        record = MessageRecord(
+            job=job.id,
+            account=account.id,
+            kind=kind,
+            recipient=address,
+            sender_domain=domain,
+            appointment=job.appointment_id or (appointment.id if appointment else ""),
+            calendar=appointment.calendar if appointment else "",
+        )
+        # One round trip: what may stop this message, and its record for bounces
+        # and replies (written before sending, since a bounce can come back at once).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.suppressed, address)
+            pipe.hget(self.keys.opted_out(account.id), address)
+            record_message(
+                pipe,
+                self.keys,
+                identity.token,
+                record,
+                int(settings.inbound.message_id_ttl.total_seconds()),
+            )
+            hard, opt_out, *_ = await pipe.execute()
+        blocked = blocks(
+            kind,
+            Suppression.from_json(hard) if hard else None,
+            Suppression.from_json(opt_out) if opt_out else None,
+        )
+        if blocked is not None:
+            return self._outcome(job, account, address, "suppressed", blocked.reason, None)
+        unsubscribe = identity if kind in UNSUBSCRIBABLE else None
+        rendered, to_name = self._render(job, account, kind, appointment, address, unsubscribe)
+        if rendered.empty:
+            return self._outcome(
+                job, account, address, "skipped", "its template renders empty", None
+            )
+        method = ICS_METHODS.get(kind)
+        ics = None
+        if method is not None and appointment is not None and account.attach_ics:
+            ics = invitation(
+                appointment,
+                account,
+                organizer=f"scheduling@{domain}",
+                attendee=address,
+                method=method,
+                sequence=appointment.sequence,
+                domain=domain,
+            )
+        spec = MailSpec(
+            from_name=account.business_name,
+            from_address=f"scheduling@{domain}",
+            to=address,
+            to_name=to_name,
+            reply_to=account.reply_address_for(appointment.calendar if appointment else None),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=identity.message_id,
+            date=datetime.fromtimestamp(self.clock.now(), UTC),
+            ics=ics,
+            ics_method=method or "REQUEST",
+            list_unsubscribe=(
+                (unsubscribe.unsubscribe_url, unsubscribe.unsubscribe_mailto)
+                if unsubscribe
+                else None
+            ),
+        )
+        message = self.signer().sign(compose(spec), domain)
+        [result] = await self.transport.deliver(
+            Envelope(identity.bounce_address, (address,), message, require_tls=account.hipaa)
+        )
+        return await self._result(job, account, result, identity.message_id)
+
+    def _render(
+        self,
+        job: EmailJob,
+        account: Account,
+        kind: str,
+        appointment: Appointment | None,
+        address: str,
+        unsubscribe: MessageIdentity | None,
+    ) -> tuple[Rendered, str | None]:
+        """The message's text, and the recipient's name for its To header."""
+        if job.template is None:
+            return Rendered(job.subject or "", job.text or "", job.html), None
+        recipient = None
+        if appointment is not None:
+            recipient = next(
+                (c for c in appointment.clients if address in map(normalise, c.emails)), None
+            )
+        context = build_context(
+            kind,
+            account,
+            {**job.context, "appointment": appointment} if appointment else job.context,
+            recipient,
+            unsubscribe_url=unsubscribe.unsubscribe_url if unsubscribe else None,
+        )
+        rendered = self.renderer().render(kind, job.locale or account.locale, context, account.id)
+        return rendered, str(context["client"]["name"]) or None
+
+    async def _result(
+        self, job: EmailJob, account: Account, result: RecipientResult, message_id: str
+    ) -> Outcome:
+        detail = f"{result.code} {result.response}".strip() if result.code else result.response
+        if result.status == "bounced":
+            await self.suppressions.add(
+                Suppression(
+                    result.recipient,
+                    "hard_bounce",
+                    detail,
+                    rfc3339(self.clock.now()),
+                    account.id,
+                )
+            )
+        status: Status = result.status
+        return self._outcome(
+            job, account, result.recipient, status, detail, message_id, final=status != "deferred"
+        )
+
+    def _outcome(
+        self,
+        job: EmailJob,
+        account: Account,
+        address: str,
+        status: Status,
+        reason: str | None,
+        message_id: str | None,
+        final: bool = True,
+    ) -> Outcome:
+        event = Event(
+            job=job.id,
+            kind=job.template or job.kind,
+            status=status,
+            at=rfc3339(self.clock.now()),
+            account=account.id,
+            appointment=job.appointment_id,
+            channel="email",
+            recipient=address,
+            reason=reason,
+            message_id=message_id,
+        )
+        return Outcome(event, final)

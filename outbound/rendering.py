@@ -1,0 +1,290 @@
+"""Notification templates rendered in a sandbox: account, service-wide and default templates."""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    pass_context,
+)
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from gateway.errors import PermanentFailure
+from outbound.context import format_date, format_datetime, format_time
+
+DEFAULTS: Final = Path(__file__).with_name("templates")
+FALLBACK_LOCALE: Final = "en"
+
+# No separator and no leading dot: a name from a template or a job can never leave its folder.
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_LOCALE = re.compile(r"([A-Za-z]{2,3})(?:[-_]([A-Za-z0-9]{2,8}))?")
+_SHARED_SCOPE: Final = "_"
+_CACHE_SIZE: Final = 2000
+# Bounds on what a template may compute: enough for any message, too little to exhaust memory.
+_MAX_EXPONENT: Final = 64
+_MAX_REPEAT: Final = 100_000
+_MAX_PROBLEM: Final = 300
+
+ACCOUNT_OVERRIDE: Final = "account override"
+SERVICE_OVERRIDE: Final = "service-wide override"
+DEFAULT: Final = "default"
+
+
+class RenderError(PermanentFailure):
+    """A template that cannot be rendered: which one, from where, at which line, and why."""
+
+    def __init__(self, template: str, origin: str, line: int | None, problem: str) -> None:
+        self.template = template
+        self.origin = origin
+        self.line = line
+        self.problem = problem
+        where = f" line {line}" if line is not None else ""
+        super().__init__(f"template {template} ({origin}){where}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One notification rendered: a one-line subject, the text body and the HTML body if any."""
+
+    subject: str
+    text: str
+    html: str | None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to say (a follow-up whose template renders empty is not sent)."""
+        return not self.text.strip() and not (self.html or "").strip()
+
+
+def locale_chain(locale: str) -> tuple[str, ...]:
+    """Where templates are looked for, most specific first: fr_CA, then fr, then en."""
+    match = _LOCALE.fullmatch(locale)
+    if match is None:
+        raise ValueError(f"not a locale: {locale!r}")
+    language, region = match.group(1).lower(), match.group(2)
+    chain = [f"{language}_{region.upper()}"] if region else []
+    chain += [language, FALLBACK_LOCALE]
+    return tuple(dict.fromkeys(chain))
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    file: str
+    label: str
+
+
+class _Loader(BaseLoader):
+    """Finds `<scope>/<locale>/<file>`: account folder, service-wide folder, package defaults.
+
+    The scope is the account id when the account has its own folder, else `_`, so that the
+    compiled defaults are shared by every account without overrides.
+    """
+
+    def __init__(self, templates_dir: Path | None) -> None:
+        self.templates_dir = templates_dir
+        # Compiled code names its template by file path; errors are reported by file and origin.
+        self.origins: dict[str, _Origin] = {}
+
+    def candidates(self, scope: str, locale: str, file: str) -> list[tuple[Path, str]]:
+        found: list[tuple[Path, str]] = []
+        for name in locale_chain(locale):
+            if self.templates_dir is not None:
+                if scope != _SHARED_SCOPE:
+                    found.append((self.templates_dir / scope / name / file, ACCOUNT_OVERRIDE))
+                found.append((self.templates_dir / name / file, SERVICE_OVERRIDE))
+            found.append((DEFAULTS / name / file, DEFAULT))
+        # Files shared by every locale (the HTML layout) live at the root of the defaults.
+        found.append((DEFAULTS / file, DEFAULT))
+        return found
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        scope, locale, file = template.split("/", 2)
+        if not _FILE.fullmatch(file):
+            raise TemplateNotFound(template)
+        shadowing: list[Path] = []
+        for path, label in self.candidates(scope, locale, file):
+            try:
+                source = path.read_text(encoding="utf-8")
+                mtime = path.stat().st_mtime_ns
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                if label != DEFAULT:
+                    shadowing.append(path)
+                continue
+            self.origins[str(path)] = _Origin(file, label)
+            watched = mtime if label != DEFAULT else None
+            return source, str(path), _uptodate(path, watched, shadowing)
+        raise TemplateNotFound(template)
+
+
+def _uptodate(path: Path, mtime: int | None, shadowing: list[Path]) -> Callable[[], bool]:
+    # Overrides may be edited or added while the gateway runs; the installed defaults do not
+    # change, so a process without overrides never touches the disk again.
+    def check() -> bool:
+        if any(candidate.exists() for candidate in shadowing):
+            return False
+        if mtime is None:
+            return True
+        try:
+            return path.stat().st_mtime_ns == mtime
+        except OSError:
+            return False
+
+    return check
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def join_path(self, template: str, parent: str) -> str:
+        # `{% extends "layout.html" %}` means the layout of the same account and locale.
+        scope, locale, _ = parent.split("/", 2)
+        return f"{scope}/{locale}/{template}"
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"exponent larger than {_MAX_EXPONENT}")
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(sequence) * count > _MAX_REPEAT
+                ):
+                    raise SecurityError(f"repetition longer than {_MAX_REPEAT}")
+        return super().call_binop(context, operator, left, right)
+
+
+def _zone(context: Context) -> ZoneInfo:
+    return ZoneInfo(str(context.get("timezone", "UTC")))
+
+
+@pass_context
+def _date_filter(context: Context, value: str, format: str = "full") -> str:
+    return format_date(datetime.fromisoformat(value), _zone(context), context["locale"], format)
+
+
+@pass_context
+def _time_filter(context: Context, value: str, format: str = "short") -> str:
+    return format_time(datetime.fromisoformat(value), _zone(context), context["locale"], format)
+
+
+@pass_context
+def _datetime_filter(context: Context, value: str) -> str:
+    return format_datetime(datetime.fromisoformat(value), _zone(context), context["locale"])
+
+
+class Renderer:
+    """Renders notifications; compiled templates are cached and shared across accounts."""
+
+    def __init__(self, templates_dir: Path | None) -> None:
+        self.templates_dir = templates_dir
+        self._loader = _Loader(templates_dir)
+        self._env = _Environment(
+            loader=self._loader,
+            undefined=StrictUndefined,
+            autoescape=lambda name: name is not None and name.endswith(".html"),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            cache_size=_CACHE_SIZE,
+            auto_reload=True,
+        )
+        # lipsum() can produce text of any size; the other default globals are bounded.
+        del self._env.globals["lipsum"]
+        self._env.filters.update(date=_date_filter, time=_time_filter, datetime=_datetime_filter)
+
+    def render(
+        self, kind: str, locale: str, context: Mapping[str, Any], account_id: str
+    ) -> Rendered:
+        """Subject, text and HTML of `kind` for that account; RenderError if any part fails."""
+        if not _FILE.fullmatch(kind):
+            raise RenderError(kind, DEFAULT, None, "not a template name")
+        if not _ACCOUNT.fullmatch(account_id):
+            raise RenderError(kind, DEFAULT, None, f"not an account id: {account_id!r}")
+        try:
+            chain = locale_chain(locale)
+        except ValueError as exc:
+            raise RenderError(kind, DEFAULT, None, str(exc)) from None
+        prefix = f"{self._scope(account_id)}/{chain[0]}/"
+        values = dict(context)
+        subject = self._required(prefix, f"{kind}.subject.txt", values)
+        text = self._required(prefix, f"{kind}.txt", values)
+        html = self._render(prefix, f"{kind}.html", values)
+        return Rendered(
+            subject=" ".join("".join(c for c in subject if c.isprintable() or c.isspace()).split()),
+            text=text,
+            html=html if html is not None and html.strip() else None,
+        )
+
+    def _searched(self, prefix: str) -> str:
+        labels = [DEFAULT]
+        if self.templates_dir is not None:
+            labels.insert(0, SERVICE_OVERRIDE)
+            if not prefix.startswith(f"{_SHARED_SCOPE}/"):
+                labels.insert(0, ACCOUNT_OVERRIDE)
+        return ", ".join(labels)
+
+    def _scope(self, account_id: str) -> str:
+        if self.templates_dir is not None and (self.templates_dir / account_id).is_dir():
+            return account_id
+        return _SHARED_SCOPE
+
+    def _required(self, prefix: str, file: str, values: dict[str, Any]) -> str:
+        text = self._render(prefix, file, values)
+        if text is None:
+            raise RenderError(file, self._searched(prefix), None, "not found")
+        return text
+
+    def _render(self, prefix: str, file: str, values: dict[str, Any]) -> str | None:
+        """The rendered template, or None if there is no such template."""
+        name = prefix + file
+        try:
+            return self._env.get_template(name).render(values)
+        except TemplateNotFound as exc:
+            if exc.name == name:
+                return None
+            missing = str(exc.name).rsplit("/", 1)[-1]
+            raise self._error(file, exc, f"{missing} not found") from None
+        except Exception as exc:
+            raise self._error(file, exc, _problem(exc)) from None
+
+    def _error(self, file: str, exc: Exception, problem: str) -> RenderError:
+        origin, line = None, None
+        # Jinja rewrites the traceback so that template frames carry the template's file and
+        # line; the innermost one is where the problem is (perhaps in the layout, not `file`).
+        for frame, lineno in traceback.walk_tb(exc.__traceback__):
+            found = self._loader.origins.get(frame.f_code.co_filename)
+            if found is not None:
+                origin, line = found, lineno
+        if isinstance(exc, TemplateSyntaxError):
+            found = self._loader.origins.get(exc.filename or "")
+            origin, line = found or origin, exc.lineno
+        if origin is None:
+            return RenderError(file, DEFAULT, line, problem)
+        return RenderError(origin.file, origin.label, line, problem)
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, UndefinedError | SecurityError | TemplateSyntaxError):
+        text = exc.message or str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= _MAX_PROBLEM else text[: _MAX_PROBLEM - 3] + "..."

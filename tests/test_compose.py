@@ -1,0 +1,195 @@
+"""Tests of the MIME message: structure, headers, and a From that no name can subvert."""
+
+from __future__ import annotations
+
+import email
+import re
+import unicodedata
+from dataclasses import replace
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.errors import PermanentFailure
+from outbound.compose import MailSpec, compose
+
+ICS = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n"
+SPEC = MailSpec(
+    from_name="L'Atelier d'Élodie & Fils",
+    from_address="scheduling@acuityscheduling.com",
+    to="zoe@example.com",
+    to_name="Zoé Dupont",
+    reply_to="elodie.rdv@atelier-elodie.fr",
+    subject="Rendez-vous confirmé : Coupe femme, mardi 24 novembre 2026 à 14:30",
+    text="Bonjour Zoé,\n\nVotre rendez-vous est confirmé.\n" + "très long " * 200 + "\n",
+    html="<p>Bonjour Zoé,</p>\n<p>" + "très long " * 200 + "</p>\n",
+    message_id="<20261120.abc123@acuityscheduling.com>",
+    date=datetime(2026, 11, 20, 9, 0, tzinfo=UTC),
+    ics=ICS,
+    ics_method="REQUEST",
+    list_unsubscribe=(
+        "https://acuityscheduling.com/unsubscribe/" + "t" * 120,
+        "mailto:unsubscribe+abc@acuityscheduling.com",
+    ),
+)
+# Headers a message has; anything else would have been added by a crafted name.
+HEADERS = {
+    "from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
+    "auto-submitted", "list-unsubscribe", "list-unsubscribe-post", "content-type",
+    "content-transfer-encoding",
+}  # fmt: skip
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_structure_is_mixed_alternative_with_calendar_and_attachment() -> None:
+    data = compose(SPEC)
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    message = parse(data)
+    assert message.get_content_type() == "multipart/mixed"
+    alternative, attachment = message.iter_parts()
+    assert alternative.get_content_type() == "multipart/alternative"
+    text, html, calendar = alternative.iter_parts()
+    assert text.get_content_type() == "text/plain"
+    assert text.get_content().replace("\r\n", "\n") == SPEC.text
+    assert html.get_content_type() == "text/html"
+    assert html.get_content().replace("\r\n", "\n") == SPEC.html
+    assert calendar.get_content_type() == "text/calendar"
+    assert calendar.get_param("method") == "REQUEST"
+    assert calendar.get_content().replace("\r\n", "\n") == ICS.decode().replace("\r\n", "\n")
+    assert attachment.get_content_type() == "application/ics"
+    assert attachment.get_filename() == "invite.ics"
+    assert attachment.get_content() == ICS
+    assert data.count(b"MIME-Version") == 1
+
+
+def test_headers() -> None:
+    message = parse(compose(SPEC))
+    assert {name.lower() for name in message} == HEADERS - {"content-transfer-encoding"}
+    assert message["Subject"] == SPEC.subject
+    assert message["To"].addresses[0].display_name == "Zoé Dupont"
+    assert message["To"].addresses[0].addr_spec == "zoe@example.com"
+    assert message["Reply-To"].addresses[0].addr_spec == "elodie.rdv@atelier-elodie.fr"
+    assert message["Message-ID"] == SPEC.message_id
+    assert message["Date"].datetime == SPEC.date
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["MIME-Version"] == "1.0"
+    assert message["List-Unsubscribe"] == (
+        f"<{SPEC.list_unsubscribe[0]}>, <{SPEC.list_unsubscribe[1]}>"  # type: ignore[index]
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_without_ics_html_or_unsubscribe() -> None:
+    message = parse(compose(replace(SPEC, ics=None, list_unsubscribe=None)))
+    assert message.get_content_type() == "multipart/alternative"
+    assert "List-Unsubscribe" not in message and "List-Unsubscribe-Post" not in message
+    plain = parse(compose(replace(SPEC, ics=None, html=None)))
+    assert plain.get_content_type() == "text/plain"
+
+
+def test_cancel_method() -> None:
+    message = parse(compose(replace(SPEC, ics_method="CANCEL")))
+    calendar = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+    assert calendar.get_param("method") == "CANCEL"
+
+
+def expected_name(name: str) -> str:
+    kept = "".join(
+        " " if c == "\t" else c
+        for c in name
+        if unicodedata.category(c) not in ("Cc", "Zl", "Zp") or c == "\t"
+    )
+    return re.sub(r"\s{2,}", " ", kept).strip()
+
+
+def check_from(name: str) -> None:
+    data = compose(replace(SPEC, from_name=name, to_name=name))
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    message = parse(data)
+    assert {key.lower() for key in message} <= HEADERS
+    assert len(message.keys()) == len(set(message.keys()))
+    for header, addr_spec in (("From", SPEC.from_address), ("To", SPEC.to)):
+        assert len(message.get_all(header) or []) == 1
+        (address,) = message[header].addresses
+        assert address.addr_spec == addr_spec
+        assert address.display_name == expected_name(name)
+    assert not message.defects
+
+
+HOSTILE = [
+    "Evil\r\nBcc: x@y",
+    "Evil\nBcc: victim@example.com",
+    'Evil"\r\nBcc: x@y\r\n"',
+    '"a" <b@c>',
+    "a <b@c>, d@e",
+    "Élodie, d'Artagnan & Fils <x@y>",
+    "x@y.com",
+    "; group:",
+    "(comment) name",
+    'back\\slash \\" quote',
+    "=?utf-8?q?Fake=40x?=",
+    "nul\x00byte",
+    "x" * 200,
+    "é" * 200,
+    "Élodie " * 30,
+    "😀 Spa & Bien-être 💆",
+    "🐍" * 60,
+    "山田美容室 渋谷店",
+    "  spaces  around  ",
+    "\t\t¡  é",
+    "¡ \xa00",
+    "Salon «\xa0Les Fils\xa0»",
+    "\u2028line\u2029separators\x85",
+    "",
+    "\r\n",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_display_names(name: str) -> None:
+    check_from(name)
+
+
+@settings(max_examples=300, deadline=None)
+# Names of only white space are refused by the account settings, as they would show nothing.
+@given(st.text(max_size=80).filter(lambda name: bool(name.strip())))
+def test_any_display_name_is_kept_exactly_and_alone(name: str) -> None:
+    check_from(name)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"to": "a@b.c\r\nBcc: x@y"},
+        {"to": "Name <a@b.c>"},
+        {"reply_to": "not an address"},
+        {"message_id": "<x@y>\r\nBcc: z@w"},
+        {"message_id": "no-brackets@y"},
+        {"list_unsubscribe": ("http://insecure.example.com/u", "mailto:u@example.com")},
+        {"list_unsubscribe": ("https://e.com/u>, <https://evil", "mailto:u@example.com")},
+        {"list_unsubscribe": ("https://e.com/u\r\nBcc: x@y", "mailto:u@example.com")},
+    ],
+)
+def test_unusable_addresses_and_urls_are_refused(change: dict[str, object]) -> None:
+    with pytest.raises(PermanentFailure):
+        compose(replace(SPEC, **change))  # type: ignore[arg-type]
+
+
+def test_internationalized_domain_is_sent_as_punycode() -> None:
+    message = parse(compose(replace(SPEC, to="zoe@exémple.fr")))
+    assert message["To"].addresses[0].addr_spec == "zoe@xn--exmple-cva.fr"
+
+
+def test_non_ascii_local_part_is_refused() -> None:
+    with pytest.raises(PermanentFailure, match="non-ASCII local part"):
+        compose(replace(SPEC, to="zoé@exemple.fr"))
