@@ -90,10 +90,8 @@ def need_tool(name: str) -> str:
     """The path of an external tool; a test whose tool is missing skips, but fails in CI."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed"
-        if IN_CI:
-            pytest.fail(message + " (.ci/run installs it)")
-        pytest.skip(message)
+        missing_tool(f"{name} is not installed")
+    assert path is not None
     return path
 
 
@@ -139,3 +137,38 @@ def dns_zone(dns_server: DnsZone) -> DnsZone:
     """The session's DNS server, with no records at the start of the test."""
     dns_server.clear()
     return dns_server
+
+
+VERIFIERS = Path(__file__).resolve().parent / "verifiers"
+
+
+@pytest.fixture(scope="session")
+def mail_dkim() -> str:
+    perl = need_tool("perl")
+    if subprocess.run([perl, "-MMail::DKIM::Verifier", "-e1"], capture_output=True).returncode:
+        missing_tool("Perl's Mail::DKIM is not installed (Debian: libmail-dkim-perl)")
+    return perl
+
+
+@pytest.fixture(scope="session")
+def mailauth() -> str:
+    """node, with mailauth installed from tests/verifiers/package.json if it is not yet."""
+    node = need_tool("node")
+    if not (VERIFIERS / "node_modules" / "mailauth").is_dir():
+        npm = need_tool("npm")
+        result = subprocess.run(
+            [npm, "install", "--prefix", VERIFIERS, "--no-package-lock", "--no-audit", "--no-fund"],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        if result.returncode:
+            missing_tool(f"cannot install mailauth: {result.stderr[-2000:]}")
+    return node
+
+
+def missing_tool(message: str) -> None:
+    """A tool that cannot run: the test skips locally, and fails in CI (.ci/run installs it)."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)

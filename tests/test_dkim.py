@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import email
-import json
 import logging
-import os
 import re
 import stat
 import subprocess
@@ -15,13 +13,11 @@ from collections.abc import Callable
 from email import policy
 from email.header import decode_header, make_header
 from pathlib import Path
-from typing import Any
 
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from dkim.util import parse_tag_value
 
 from gateway.errors import ConfigError
 from gateway.settings import DkimKey
@@ -34,7 +30,14 @@ from outbound.dkim import (
     generate_private_key,
     load_keys,
 )
-from tests.conftest import IN_CI, DnsZone, need_tool
+from tests.conftest import DnsZone, need_tool
+from tests.dkim_verifiers import (
+    dkimpy_verdicts,
+    mail_dkim_verdicts,
+    mailauth_verdicts,
+    publish,
+    results,
+)
 from tests.verifiers.message import BUSINESS_NAME, realistic_message
 
 VERIFIERS = Path(__file__).resolve().parent / "verifiers"
@@ -43,13 +46,6 @@ SIGNED = (
     "from : reply-to : to : subject : date : message-id : auto-submitted : list-unsubscribe : "
     "list-unsubscribe-post : mime-version : content-type : from"
 )
-
-
-def _missing(message: str) -> None:
-    """A verifier that cannot run: skipped locally, a failure in CI (.ci/run installs it)."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _key(algorithm: Algorithm, selector: str) -> SigningKey:
@@ -79,86 +75,6 @@ def published(dns_zone: DnsZone, rsa_key: SigningKey, ed_key: SigningKey) -> Dns
     """The DNS server, answering both keys' TXT records."""
     publish(dns_zone, rsa_key, ed_key)
     return dns_zone
-
-
-def publish(zone: DnsZone, *keys: SigningKey) -> None:
-    for key in keys:
-        name, value = dns_record(key)
-        zone.set(name, ["TXT", value])
-
-
-@pytest.fixture(scope="session")
-def mail_dkim() -> str:
-    perl = need_tool("perl")
-    if subprocess.run([perl, "-MMail::DKIM::Verifier", "-e1"], capture_output=True).returncode:
-        _missing("Perl's Mail::DKIM is not installed (Debian: libmail-dkim-perl)")
-    return perl
-
-
-@pytest.fixture(scope="session")
-def mailauth() -> str:
-    """node, with mailauth installed from tests/verifiers/package.json if it is not yet."""
-    node = need_tool("node")
-    if not (VERIFIERS / "node_modules" / "mailauth").is_dir():
-        npm = need_tool("npm")
-        result = subprocess.run(
-            [npm, "install", "--prefix", VERIFIERS, "--no-package-lock", "--no-audit", "--no-fund"],
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        if result.returncode:
-            _missing(f"cannot install mailauth: {result.stderr[-2000:]}")
-    return node
-
-
-Verdicts = list[dict[str, Any]]
-
-
-def dkimpy_verdicts(message: bytes, zone: DnsZone) -> Verdicts:
-    """dkimpy's verdict on each signature, keys from the zone's records."""
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
-        records = zone.records.get(name.decode().rstrip(".").lower(), [])
-        return "".join(value for kind, value in records if kind == "TXT").encode()
-
-    verifier = dkim.DKIM(message)
-    signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
-    verdicts = []
-    for index, signature in enumerate(signatures):
-        try:
-            passed = verifier.verify(index, dnsfunc=dnsfunc)
-        except dkim.DKIMException:  # a body hash mismatch is raised, not returned
-            passed = False
-        fields = parse_tag_value(signature)
-        verdicts.append(
-            {
-                "domain": fields[b"d"].decode(),
-                "selector": fields[b"s"].decode(),
-                "algorithm": fields[b"a"].decode(),
-                "result": "pass" if passed else "fail",
-            }
-        )
-    return verdicts
-
-
-def run_verifier(command: list[str], message: bytes) -> Verdicts:
-    result = subprocess.run(command, input=message, capture_output=True, timeout=60)
-    assert result.returncode == 0, result.stderr.decode()
-    return [json.loads(line) for line in result.stdout.decode().splitlines()]
-
-
-def mail_dkim_verdicts(perl: str, message: bytes, zone: DnsZone) -> Verdicts:
-    return run_verifier([perl, str(VERIFIERS / "verify_dkim.pl"), str(zone.port)], message)
-
-
-def mailauth_verdicts(node: str, message: bytes, zone: DnsZone) -> Verdicts:
-    return run_verifier([node, str(VERIFIERS / "verify_dkim.mjs"), str(zone.port)], message)
-
-
-def results(verdicts: Verdicts) -> dict[str, str]:
-    """Result by algorithm."""
-    return {verdict["algorithm"]: verdict["result"] for verdict in verdicts}
 
 
 def signature_headers(message: bytes) -> list[str]:
@@ -472,16 +388,15 @@ def test_wrong_key_type_for_ed25519(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_key_file(tmp_path: Path) -> None:
+    # A folder where the key should be: unreadable even for root, unlike chmod 0.
     path = tmp_path / "locked.key"
-    path.write_bytes(generate_private_key("ed25519"))
-    path.chmod(0)
+    path.mkdir()
     with pytest.raises(ConfigError) as error:
         load_keys([DkimKey(DOMAIN, "e", "ed25519", path, False)], generate=True)
     assert _problems(error) == [
         f"{path}:sender_domains[0].dkim[0].key_file: cannot read the DKIM private key: "
-        "Permission denied"
+        "Is a directory"
     ]
 
 

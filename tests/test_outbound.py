@@ -1,0 +1,300 @@
+"""E-mail jobs end to end: the example French business's confirmation through a loopback
+smarthost, checked by independent DKIM verifiers; deferrals, bounces and suppression."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import pytest
+from redis.asyncio import Redis
+
+from gateway.config import Config, load_config
+from gateway.directory import AccountDirectory
+from gateway.handlers import builtin_handlers
+from gateway.jobs import parse_job
+from gateway.keys import Keys
+from gateway.queue import JobQueue, QueueOptions
+from gateway.worker import Worker, WorkerOptions
+from outbound.dkim import load_keys
+from outbound.service import OutboundService
+from outbound.suppression import SuppressionList
+from tests.conftest import DnsZone, FixedClock
+from tests.dkim_verifiers import (
+    dkimpy_verdicts,
+    mail_dkim_verdicts,
+    mailauth_verdicts,
+    publish,
+    results,
+)
+from tests.smtp_server import SmtpServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN = "acuityscheduling.com"
+
+
+def write_config(directory: Path, redis_url: str, smtp_port: int) -> Path:
+    (directory / "accounts").mkdir()
+    shutil.copy(ROOT / "config/accounts/atelier-elodie.toml", directory / "accounts")
+    config = directory / "mailgw.toml"
+    config.write_text(
+        f"""
+state_dir = "state"
+[redis]
+url = "{redis_url}"
+[[sender_domains]]
+domain = "{DOMAIN}"
+[[sender_domains.dkim]]
+selector = "mailgw-rsa"
+algorithm = "rsa"
+[[sender_domains.dkim]]
+selector = "mailgw-ed25519"
+algorithm = "ed25519"
+[relay]
+transport = "smarthost"
+retry_initial = "5m"
+retry_max = "4000s"
+max_lifetime = "5d"
+[relay.smarthost]
+host = "127.0.0.1"
+port = {smtp_port}
+starttls = "none"
+[inbound]
+reply_domain = "reply.{DOMAIN}"
+public_url = "https://mail.{DOMAIN}"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+class Gateway:
+    """A worker with the real outbound side, on the test's loop and a settable clock."""
+
+    def __init__(self, config: Config, redis: Redis, clock: FixedClock) -> None:
+        self.config = config
+        self.clock = clock
+        keys = Keys()
+        self.directory = AccountDirectory(
+            redis, keys, config.accounts, cache_size=10, cache_ttl=60, timer=clock.now
+        )
+        self.outbound = OutboundService(lambda: config.settings, redis, keys, self.directory, clock)
+        self.outbound.email.jitter = lambda: 0.0
+        self.queue = JobQueue(redis, QueueOptions(), clock)
+        self.worker = Worker(
+            self.queue,
+            self.directory,
+            builtin_handlers(self.directory, lambda: config.settings, clock, self.outbound.email),
+            "test",
+            WorkerOptions(block_ms=10),
+        )
+        self.suppressions = SuppressionList(redis, keys)
+
+    async def run(self, job: dict[str, Any]) -> None:
+        await self.queue.ensure_group()
+        await self.queue.enqueue(parse_job(json.dumps(job)))
+        await self.drain()
+
+    async def drain(self) -> None:
+        while deliveries := await self.queue.read("test", 100, 10):
+            for delivery in deliveries:
+                await self.worker.process(delivery)
+
+    async def events(self) -> list[dict[str, Any]]:
+        return [json.loads(e) for _, e in await self.queue.events("0", 1000)]
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpServer]:
+    async with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, redis_url: str, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> AsyncIterator[Gateway]:
+    config = load_config(write_config(tmp_path, redis_url, smtp.port))
+    gateway = Gateway(config, redis, clock)
+    yield gateway
+    await gateway.outbound.close()
+
+
+def confirmation(job_id: str, *addresses: str) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": job_id,
+        "kind": "email.send",
+        "account": "atelier-elodie",
+        "to": list(addresses),
+        "template": "confirmation",
+        "context": {
+            "appointment": {
+                "id": "appt-42",
+                "calendar": "101",
+                "type": "2001",
+                "start": "2026-11-24T13:30:00Z",
+                "end": "2026-11-24T14:15:00Z",
+                "timezone": "Europe/Paris",
+                "location": "12 rue des Lilas, Lyon",
+                "clients": [{"name": "Zoé Martin", "emails": list(addresses)}],
+                "cancel_url": "https://example.com/cancel/abc",
+                "reschedule_url": "https://example.com/reschedule/abc",
+                "sequence": 2,
+            }
+        },
+    }
+
+
+async def test_confirmation_of_the_french_business_arrives_signed_and_whole(
+    gateway: Gateway,
+    smtp: SmtpServer,
+    dns_zone: DnsZone,
+    mail_dkim: str,
+    mailauth: str,
+) -> None:
+    await gateway.run(confirmation("c1", "zoe@example.com"))
+    [event] = await gateway.events()
+    assert (event["status"], event["recipient"], event["channel"]) == (
+        "sent",
+        "zoe@example.com",
+        "email",
+    )
+    [received] = smtp.messages
+    message = email.message_from_bytes(received.data, policy=email.policy.default)
+    [sender] = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == (
+        "L'Atelier d'Élodie & Fils",
+        f"scheduling@{DOMAIN}",
+    )
+    assert message["Reply-To"].addresses[0].addr_spec == "elodie.rdv@atelier-elodie.fr"
+    assert message["To"].addresses[0].display_name == "Zoé Martin"
+    assert message["Message-ID"] == event["message_id"]
+    assert message["Message-ID"].endswith(f"@{DOMAIN}>")
+    assert received.sender.startswith("b-") and received.sender.endswith(f"@{DOMAIN}")
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert "List-Unsubscribe" not in message  # confirmations cannot be unsubscribed from
+    text = message.get_body(("plain",))
+    assert text is not None and "mardi 24 novembre 2026 à 14:30" in text.get_content()
+
+    [calendar_part] = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    calendar = icalendar.Calendar.from_ical(calendar_part.get_content())
+    [appointment] = calendar.walk("VEVENT")
+    assert calendar["METHOD"] == "REQUEST"
+    assert str(appointment["UID"]) == f"appt-42@{DOMAIN}"
+    assert appointment["SEQUENCE"] == 2
+
+    keys = load_keys(gateway.config.settings.dkim_keys, generate=False)[DOMAIN]
+    publish(dns_zone, *keys)
+    assert results(mail_dkim_verdicts(mail_dkim, received.data, dns_zone))["rsa-sha256"] == "pass"
+    assert results(mailauth_verdicts(mailauth, received.data, dns_zone)) == {
+        "rsa-sha256": "pass",
+        "ed25519-sha256": "pass",
+    }
+    assert results(dkimpy_verdicts(received.data, dns_zone)) == {
+        "rsa-sha256": "pass",
+        "ed25519-sha256": "pass",
+    }
+
+
+async def test_each_client_address_gets_its_own_message(gateway: Gateway, smtp: SmtpServer) -> None:
+    await gateway.run(confirmation("c2", "zoe@example.com", "paul@example.com"))
+    assert sorted(r.recipients[0] for r in smtp.messages) == [
+        "paul@example.com",
+        "zoe@example.com",
+    ]
+    assert len({r.sender for r in smtp.messages}) == 2  # a bounce names its message
+    assert {e["status"] for e in await gateway.events()} == {"sent"}
+
+
+async def test_temporary_failure_is_retried_on_the_relay_schedule(
+    gateway: Gateway, smtp: SmtpServer, redis: Redis, clock: FixedClock
+) -> None:
+    await gateway.run(confirmation("c3", "defer-me@example.com", "zoe@example.com"))
+    events = await gateway.events()
+    assert [(e["recipient"], e["status"]) for e in events if e.get("recipient")] == [
+        ("zoe@example.com", "sent")
+    ]
+    assert events[-1]["status"] == "deferred"
+    assert "450 4.2.1" in events[-1]["reason"]
+    for expected_delay in (300, 600, 1200):
+        [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
+        assert due / 1000 - clock.now() == expected_delay
+        clock.current = due / 1000
+        assert await gateway.queue.promote_due(10) == 1
+        await gateway.drain()
+    # The recipient reached on the first attempt was not sent to again.
+    assert [r.recipients for r in smtp.messages] == [["zoe@example.com"]]
+    assert [e["status"] for e in await gateway.events()][-4:] == ["deferred"] * 4
+
+
+async def test_undelivered_mail_bounces_when_its_lifetime_is_over(
+    gateway: Gateway, redis: Redis, clock: FixedClock
+) -> None:
+    await gateway.run(confirmation("c4", "defer-me@example.com"))
+    while await redis.zcard("mailgw:retry"):
+        [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
+        clock.current = due / 1000
+        await gateway.queue.promote_due(10)
+        await gateway.drain()
+    last = (await gateway.events())[-1]
+    assert last["status"] == "bounced"
+    assert last["reason"].startswith("undelivered after ")
+    assert clock.now() - 1_800_000_000 >= 5 * 86400 - 4000
+
+
+async def test_permanent_failure_bounces_and_suppresses_the_address(
+    gateway: Gateway, smtp: SmtpServer
+) -> None:
+    await gateway.run(confirmation("c5", "reject-me@example.com"))
+    [bounced] = await gateway.events()
+    assert bounced["status"] == "bounced"
+    assert "550 5.1.1" in bounced["reason"]
+    entry = await gateway.suppressions.check("confirmation", "reject-me@example.com", "x")
+    assert entry is not None and entry.reason == "hard_bounce"
+
+    await gateway.run(confirmation("c6", "Reject-Me@example.com"))
+    suppressed = (await gateway.events())[-1]
+    assert (suppressed["job"], suppressed["status"], suppressed["reason"]) == (
+        "c6",
+        "suppressed",
+        "hard_bounce",
+    )
+    assert smtp.messages == []
+
+
+async def test_an_opt_out_stops_reminders_but_not_confirmations(
+    gateway: Gateway, smtp: SmtpServer
+) -> None:
+    from outbound.suppression import Suppression
+
+    await gateway.suppressions.add(
+        Suppression("zoe@example.com", "unsubscribe", "link", "t", "atelier-elodie")
+    )
+    reminder = confirmation("r1", "zoe@example.com")
+    reminder["template"] = "reminder"
+    await gateway.run(reminder)
+    await gateway.run(confirmation("c7", "zoe@example.com"))
+    statuses = [(e["job"], e["status"]) for e in await gateway.events()]
+    assert statuses == [("r1", "suppressed"), ("c7", "sent")]
+    [received] = smtp.messages
+    assert b"List-Unsubscribe" not in received.data
+
+
+async def test_reminders_carry_one_click_unsubscribe(gateway: Gateway, smtp: SmtpServer) -> None:
+    reminder = confirmation("r2", "zoe@example.com")
+    reminder["template"] = "reminder"
+    await gateway.run(reminder)
+    [received] = smtp.messages
+    message = email.message_from_bytes(received.data, policy=email.policy.default)
+    token = message["Message-ID"][1:].split("@")[0]
+    assert message["List-Unsubscribe"] == (
+        f"<https://mail.{DOMAIN}/unsubscribe/{token}>, <mailto:unsubscribe-{token}@reply.{DOMAIN}>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
