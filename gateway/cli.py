@@ -24,6 +24,7 @@ from gateway.errors import ConfigError, GatewayError, MalformedJob
 from gateway.jobs import Job, parse_job
 from gateway.keys import Keys
 from gateway.queue import NOT_REPLAYABLE, JobQueue
+from outbound import command_line as outbound_command_line
 
 
 def _queue(config: Config, redis: Redis) -> JobQueue:
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="without --since: the last COUNT events (default 100); with it: read COUNT at a time",
     )
+    outbound_command_line.add_parsers(command)
     return parser
 
 
@@ -302,6 +304,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         if args.command == "enqueue":
             args.text, args.source = read_input(args.file)
         config = load_config(path)
+        if args.command in outbound_command_line.COMMANDS:
+            from outbound import commands
+
+            if args.command == "dkim":
+                return commands.cmd_dkim(config, args, out)
+            outbound_command = (
+                commands.cmd_render if args.command == "render" else commands.cmd_suppression
+            )
+            return asyncio.run(outbound_command(config, args, out))
         return asyncio.run(ASYNC_COMMANDS[args.command](config, args, out))
     except ConfigError as exc:
         for problem in exc.problems:

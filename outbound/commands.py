@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.cli_support import CommandError, redis_for_cli
 from gateway.clock import SystemClock, rfc3339
 from gateway.config import Config
+from gateway.directory import AccountDirectory
+from gateway.jobs import EmailJob, parse_job
 from gateway.keys import Keys
+from gateway.settings import DkimKey
+from outbound.builder import MessageBuilder, job_appointment
+from outbound.dkim import dns_record, load_keys
+from outbound.rendering import Renderer
+from outbound.samples import sample_context
+from outbound.service import signer_for
 from outbound.suppression import Suppression, SuppressionList
-
-
-def add_parsers(command: Any) -> None:
-    """Add this side's commands through the CLI's `command(name, summary)` factory."""
-    suppression = command("suppression", "addresses not sent to, with the reason")
-    suppression.add_argument("action", choices=("list", "add", "remove"))
-    suppression.add_argument("address", nargs="?", help="the address (add, remove)")
-    suppression.add_argument(
-        "--account",
-        help="an account's opt-outs (unsubscribes, complaints) instead of the hard bounces",
-    )
-    suppression.add_argument(
-        "--reason",
-        choices=("manual", "hard_bounce", "unsubscribe", "complaint"),
-        default="manual",
-        help="why (add); unsubscribe and complaint need --account",
-    )
-    suppression.add_argument("--detail", default="", help="free text kept with it (add)")
 
 
 async def cmd_suppression(config: Config, args: argparse.Namespace, out: TextIO) -> int:
@@ -64,3 +56,75 @@ def read_json(path: str) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CommandError(f"{path}: {exc}") from exc
+
+
+async def cmd_render(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    account = config.accounts.get(args.account)
+    if account is None:
+        redis = redis_for_cli(config)
+        try:
+            directory = AccountDirectory(
+                redis, Keys(config.settings.redis.prefix), {}, cache_size=1, cache_ttl=1,
+                timer=SystemClock().now,
+            )  # fmt: skip
+            account = await directory.get(args.account)
+        finally:
+            await redis.aclose()
+    if account is None:
+        raise CommandError(f"unknown account '{args.account}'")
+    context = read_json(args.data) if args.data else sample_context(args.kind, account)
+    job_data = {
+        "v": 1,
+        "id": "render",
+        "kind": "email.send",
+        "account": account.id,
+        "to": [args.to or _first_address(context)],
+        "template": args.kind,
+        "context": context,
+        **({"locale": args.locale} if args.locale else {}),
+    }
+    job = parse_job(json.dumps(job_data))
+    assert isinstance(job, EmailJob)
+    settings = config.settings
+    builder = MessageBuilder(
+        lambda: settings, lambda: Renderer(settings.templates.directory),
+        lambda: signer_for(settings), SystemClock(),
+    )  # fmt: skip
+    message = builder.build(
+        job, account, job_appointment(job), job.to[0], builder.identity(account)
+    )
+    if message is None:
+        out.write(f"(the {args.kind} template renders empty: nothing would be sent)\n")
+        return 0
+    out.write(message.decode("utf-8", "replace").replace("\r\n", "\n"))
+    return 0
+
+
+def _first_address(context: dict[str, Any]) -> str:
+    for key in ("appointment", "order", "subscription"):
+        value = context.get(key)
+        if isinstance(value, dict):
+            clients = value.get("clients") or [value.get("client") or {}]
+            emails = clients[0].get("emails") if isinstance(clients[0], dict) else None
+            if emails:
+                return str(emails[0])
+    raise CommandError("the context names no client address: give --to")
+
+
+def cmd_dkim(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """Create the key (if it does not exist yet) and print the record to publish."""
+    configured = {(k.domain, k.selector): k for k in config.settings.dkim_keys}
+    key = configured.get((args.domain.lower(), args.selector))
+    if key is None:
+        path = config.settings.state_dir / "dkim" / args.domain.lower() / f"{args.selector}.key"
+        key = DkimKey(args.domain.lower(), args.selector, args.algorithm, path, True)
+    elif key.algorithm != args.algorithm:
+        raise CommandError(
+            f"{args.domain} selector {args.selector} is configured as {key.algorithm}"
+        )
+    existed = key.path.exists()
+    [signing_key] = load_keys([replace(key, generate=True)], generate=True)[key.domain]
+    name, value = dns_record(signing_key)
+    print(f"{'kept the existing' if existed else 'wrote'} key {key.path}", file=sys.stderr)
+    out.write(f'{name}. IN TXT "{value}"\n')
+    return 0

@@ -7,7 +7,6 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
@@ -20,27 +19,12 @@ from gateway.events import Event, Status
 from gateway.jobs import Appointment, EmailJob, Job
 from gateway.keys import Keys
 from gateway.settings import Settings
-from outbound.compose import MailSpec, compose
-from outbound.context import APPOINTMENT_KINDS, build_context, context_model
-from outbound.dkim import Signer
-from outbound.ics import Method, invitation
-from outbound.messages import MessageIdentity, MessageRecord, new_token, record_message
+from outbound.builder import MessageBuilder, job_appointment, job_kind
+from outbound.messages import MessageRecord, record_message
 from outbound.relay import Envelope, RecipientResult, RelayTransport
-from outbound.rendering import Rendered, Renderer
 from outbound.suppression import Suppression, SuppressionList, blocks, normalise
 
 log = logging.getLogger(__name__)
-
-# Kinds whose mail carries the appointment as a calendar invitation, and how.
-ICS_METHODS: dict[str, Method] = {
-    "confirmation": "REQUEST",
-    "reminder": "REQUEST",
-    "reschedule": "REQUEST",
-    "cancellation": "CANCEL",
-}
-# Kinds that carry an unsubscribe link and List-Unsubscribe (PRODUCT.md).
-UNSUBSCRIBABLE = frozenset({"reminder", "follow_up"})
-CUSTOM = "custom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +49,7 @@ class EmailHandler:
         keys: Keys,
         directory: AccountDirectory,
         settings: Callable[[], Settings],
-        renderer: Callable[[], Renderer],
-        signer: Callable[[], Signer],
+        builder: MessageBuilder,
         transport: RelayTransport,
         clock: Clock,
         jitter: Callable[[], float] = random.random,
@@ -75,8 +58,7 @@ class EmailHandler:
         self.keys = keys
         self.directory = directory
         self.settings = settings
-        self.renderer = renderer
-        self.signer = signer
+        self.builder = builder
         self.transport = transport
         self.clock = clock
         self.jitter = jitter
@@ -88,10 +70,8 @@ class EmailHandler:
         account = await self.directory.get(job.account)
         if account is None:
             raise PermanentFailure(f"unknown account '{job.account}'")
-        kind = job.template or CUSTOM
-        appointment = None
-        if kind in APPOINTMENT_KINDS:
-            appointment = context_model(kind, job.context, "appointment", Appointment)
+        kind = job_kind(job)
+        appointment = job_appointment(job)
         done: set[str] = set()
         if attempt > 1:
             done = set(await self.redis.smembers(self.keys.delivered(job.id)))  # type: ignore[arg-type]
@@ -137,16 +117,13 @@ class EmailHandler:
         address: str,
     ) -> Outcome:
         settings = self.settings()
-        domain = account.sender_domain or settings.default_sender_domain.domain
-        identity = MessageIdentity(
-            new_token(), domain, settings.inbound.reply_domain, settings.inbound.public_url
-        )
+        identity = self.builder.identity(account)
         record = MessageRecord(
             job=job.id,
             account=account.id,
             kind=kind,
             recipient=address,
-            sender_domain=domain,
+            sender_domain=identity.sender_domain,
             appointment=job.appointment_id or (appointment.id if appointment else ""),
             calendar=appointment.calendar if appointment else "",
         )
@@ -170,75 +147,15 @@ class EmailHandler:
         )
         if blocked is not None:
             return self._outcome(job, account, address, "suppressed", blocked.reason, None)
-        unsubscribe = identity if kind in UNSUBSCRIBABLE else None
-        rendered, to_name = self._render(job, account, kind, appointment, address, unsubscribe)
-        if rendered.empty:
+        message = self.builder.build(job, account, appointment, address, identity)
+        if message is None:
             return self._outcome(
                 job, account, address, "skipped", "its template renders empty", None
             )
-        method = ICS_METHODS.get(kind)
-        ics = None
-        if method is not None and appointment is not None and account.attach_ics:
-            ics = invitation(
-                appointment,
-                account,
-                organizer=f"scheduling@{domain}",
-                attendee=address,
-                method=method,
-                sequence=appointment.sequence,
-                domain=domain,
-            )
-        spec = MailSpec(
-            from_name=account.business_name,
-            from_address=f"scheduling@{domain}",
-            to=address,
-            to_name=to_name,
-            reply_to=account.reply_address_for(appointment.calendar if appointment else None),
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=identity.message_id,
-            date=datetime.fromtimestamp(self.clock.now(), UTC),
-            ics=ics,
-            ics_method=method or "REQUEST",
-            list_unsubscribe=(
-                (unsubscribe.unsubscribe_url, unsubscribe.unsubscribe_mailto)
-                if unsubscribe
-                else None
-            ),
-        )
-        message = self.signer().sign(compose(spec), domain)
         [result] = await self.transport.deliver(
             Envelope(identity.bounce_address, (address,), message, require_tls=account.hipaa)
         )
         return await self._result(job, account, result, identity.message_id)
-
-    def _render(
-        self,
-        job: EmailJob,
-        account: Account,
-        kind: str,
-        appointment: Appointment | None,
-        address: str,
-        unsubscribe: MessageIdentity | None,
-    ) -> tuple[Rendered, str | None]:
-        """The message's text, and the recipient's name for its To header."""
-        if job.template is None:
-            return Rendered(job.subject or "", job.text or "", job.html), None
-        recipient = None
-        if appointment is not None:
-            recipient = next(
-                (c for c in appointment.clients if address in map(normalise, c.emails)), None
-            )
-        context = build_context(
-            kind,
-            account,
-            {**job.context, "appointment": appointment} if appointment else job.context,
-            recipient,
-            unsubscribe_url=unsubscribe.unsubscribe_url if unsubscribe else None,
-        )
-        rendered = self.renderer().render(kind, job.locale or account.locale, context, account.id)
-        return rendered, str(context["client"]["name"]) or None
 
     async def _result(
         self, job: EmailJob, account: Account, result: RecipientResult, message_id: str

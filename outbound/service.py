@@ -10,6 +10,7 @@ from gateway.clock import Clock
 from gateway.directory import AccountDirectory
 from gateway.keys import Keys
 from gateway.settings import Settings
+from outbound.builder import MessageBuilder
 from outbound.dkim import Signer, load_keys
 from outbound.email_handler import EmailHandler
 from outbound.relay import RelayTransport, build_transport
@@ -37,15 +38,9 @@ class OutboundService:
         self.renderer = Renderer(current.templates.directory)
         self.signer = signer_for(current)
         self.transport: RelayTransport = build_transport(current.relay)
+        self.builder = MessageBuilder(settings, lambda: self.renderer, lambda: self.signer, clock)
         self.email = EmailHandler(
-            redis,
-            keys,
-            directory,
-            settings,
-            lambda: self.renderer,
-            lambda: self.signer,
-            self.transport,
-            clock,
+            redis, keys, directory, settings, self.builder, self.transport, clock
         )
 
     def reload(self, settings: Settings) -> None:

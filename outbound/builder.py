@@ -1,0 +1,144 @@
+"""One notification e-mail built for one recipient: rendered, composed and DKIM-signed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gateway.account import Account
+from gateway.clock import Clock
+from gateway.jobs import Appointment, EmailJob
+from gateway.settings import Settings
+from outbound.compose import MailSpec, compose
+from outbound.context import APPOINTMENT_KINDS, build_context, context_model
+from outbound.dkim import Signer
+from outbound.ics import Method, invitation
+from outbound.messages import MessageIdentity, new_token
+from outbound.rendering import Rendered, Renderer
+from outbound.suppression import normalise
+
+# Kinds whose mail carries the appointment as a calendar invitation, and how.
+ICS_METHODS: dict[str, Method] = {
+    "confirmation": "REQUEST",
+    "reminder": "REQUEST",
+    "reschedule": "REQUEST",
+    "cancellation": "CANCEL",
+}
+# Kinds that carry an unsubscribe link and List-Unsubscribe (PRODUCT.md).
+UNSUBSCRIBABLE = frozenset({"reminder", "follow_up"})
+CUSTOM = "custom"
+
+
+def job_kind(job: EmailJob) -> str:
+    """The notification kind of an e-mail job ("custom" when it gives its own text)."""
+    return job.template or CUSTOM
+
+
+def job_appointment(job: EmailJob) -> Appointment | None:
+    """The appointment an e-mail job's context describes, checked once per job."""
+    kind = job_kind(job)
+    if kind not in APPOINTMENT_KINDS:
+        return None
+    return context_model(kind, job.context, "appointment", Appointment)
+
+
+class MessageBuilder:
+    """Builds the signed bytes of one message; pure CPU, no I/O."""
+
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        renderer: Callable[[], Renderer],
+        signer: Callable[[], Signer],
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.renderer = renderer
+        self.signer = signer
+        self.clock = clock
+
+    def sender_domain(self, account: Account) -> str:
+        return account.sender_domain or self.settings().default_sender_domain.domain
+
+    def identity(self, account: Account) -> MessageIdentity:
+        """A fresh identity (Message-ID, bounce address, unsubscribe links) for a message."""
+        inbound = self.settings().inbound
+        return MessageIdentity(
+            new_token(), self.sender_domain(account), inbound.reply_domain, inbound.public_url
+        )
+
+    def build(
+        self,
+        job: EmailJob,
+        account: Account,
+        appointment: Appointment | None,
+        address: str,
+        identity: MessageIdentity,
+    ) -> bytes | None:
+        """The signed message to `address`, or None when its template renders empty."""
+        kind = job_kind(job)
+        domain = identity.sender_domain
+        unsubscribe = identity if kind in UNSUBSCRIBABLE else None
+        rendered, to_name = self._render(job, account, appointment, address, unsubscribe)
+        if rendered.empty:
+            return None
+        method = ICS_METHODS.get(kind)
+        ics = None
+        if method is not None and appointment is not None and account.attach_ics:
+            ics = invitation(
+                appointment,
+                account,
+                organizer=f"scheduling@{domain}",
+                attendee=address,
+                method=method,
+                sequence=appointment.sequence,
+                domain=domain,
+            )
+        spec = MailSpec(
+            from_name=account.business_name,
+            from_address=f"scheduling@{domain}",
+            to=address,
+            to_name=to_name,
+            reply_to=account.reply_address_for(appointment.calendar if appointment else None),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=identity.message_id,
+            date=datetime.fromtimestamp(self.clock.now(), UTC),
+            ics=ics,
+            ics_method=method or "REQUEST",
+            list_unsubscribe=(
+                (unsubscribe.unsubscribe_url, unsubscribe.unsubscribe_mailto)
+                if unsubscribe
+                else None
+            ),
+        )
+        return self.signer().sign(compose(spec), domain)
+
+    def _render(
+        self,
+        job: EmailJob,
+        account: Account,
+        appointment: Appointment | None,
+        address: str,
+        unsubscribe: MessageIdentity | None,
+    ) -> tuple[Rendered, str | None]:
+        """The message's text, and the recipient's name for its To header."""
+        if job.template is None:
+            return Rendered(job.subject or "", job.text or "", job.html), None
+        recipient = None
+        if appointment is not None:
+            recipient = next(
+                (c for c in appointment.clients if address in map(normalise, c.emails)), None
+            )
+        context = build_context(
+            job.template,
+            account,
+            {**job.context, "appointment": appointment} if appointment else job.context,
+            recipient,
+            unsubscribe_url=unsubscribe.unsubscribe_url if unsubscribe else None,
+        )
+        rendered = self.renderer().render(
+            job.template, job.locale or account.locale, context, account.id
+        )
+        return rendered, str(context["client"]["name"]) or None

@@ -1,0 +1,43 @@
+"""The outbound side's `mailgw` commands as the parser knows them (kept light: the
+commands themselves, in outbound.commands, are imported only when run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.jobs import NOTIFICATION_KINDS
+
+COMMANDS = ("suppression", "render", "dkim")
+
+
+def add_parsers(command: Any) -> None:
+    """Add this side's commands through the CLI's `command(name, summary)` factory."""
+    suppression = command("suppression", "addresses not sent to, with the reason")
+    suppression.add_argument("action", choices=("list", "add", "remove"))
+    suppression.add_argument("address", nargs="?", help="the address (add, remove)")
+    suppression.add_argument(
+        "--account",
+        help="an account's opt-outs (unsubscribes, complaints) instead of the hard bounces",
+    )
+    suppression.add_argument(
+        "--reason",
+        choices=("manual", "hard_bounce", "unsubscribe", "complaint"),
+        default="manual",
+        help="why (add); unsubscribe and complaint need --account",
+    )
+    suppression.add_argument("--detail", default="", help="free text kept with it (add)")
+
+    render = command("render", "print a notification composed and signed, without sending it")
+    render.add_argument("--account", required=True, help="the account id")
+    render.add_argument("--kind", required=True, choices=NOTIFICATION_KINDS)
+    render.add_argument("--locale", help="default: the account's")
+    render.add_argument(
+        "--data", metavar="FILE", help="the job's context as JSON (default: a sample)"
+    )
+    render.add_argument("--to", help="recipient (default: the context's first client)")
+
+    dkim = command("dkim", "DKIM keys")
+    dkim.add_argument("action", choices=("keygen",))
+    dkim.add_argument("--domain", required=True)
+    dkim.add_argument("--selector", required=True)
+    dkim.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa")

@@ -1,0 +1,85 @@
+"""`mailgw render`, `mailgw dkim keygen` and `mailgw suppression` as an administrator runs them."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import shutil
+from pathlib import Path
+
+from tests.test_daemon import mailgw
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def example_config(tmp_path: Path, redis_url: str | None = None) -> Path:
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    config = tmp_path / "config" / "mailgw.toml"
+    text = config.read_text(encoding="utf-8").replace(
+        "# state_dir = ", f'state_dir = "{tmp_path / "state"}"\n# '
+    )
+    if redis_url:
+        text = text.replace('# url = ""', f'url = "{redis_url}"')
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def test_render_prints_a_signed_notification_without_sending_it(tmp_path: Path) -> None:
+    config = example_config(tmp_path)
+    result = mailgw(config, "render", "--account", "atelier-elodie", "--kind", "reminder")
+    assert result.returncode == 0, result.stderr
+    message = email.message_from_string(result.stdout, policy=email.policy.default)
+    assert message["From"].addresses[0].display_name == "L'Atelier d'Élodie & Fils"
+    assert len(message.get_all("DKIM-Signature")) == 2
+    assert "publish this DNS record" in result.stderr  # the keys were created for it
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    context = tmp_path / "context.json"
+    context.write_text(json.dumps({"appointment": {"id": "x"}}))
+    bad = mailgw(config, "render", "--account", "atelier-elodie", "--kind", "confirmation",
+                 "--data", str(context), "--to", "zoe@example.com")  # fmt: skip
+    assert bad.returncode == 1
+    assert "context for confirmation: missing field 'appointment.calendar'" in bad.stderr
+
+    empty = mailgw(config, "render", "--account", "atelier-elodie", "--kind", "follow_up")
+    assert "renders empty" in empty.stdout
+
+
+def test_dkim_keygen_writes_the_key_and_prints_its_record(tmp_path: Path) -> None:
+    config = example_config(tmp_path)
+    args = ("dkim", "keygen", "--domain", "acuityscheduling.com", "--selector", "mailgw-ed25519",
+            "--algorithm", "ed25519")  # fmt: skip
+    first = mailgw(config, *args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(
+        'mailgw-ed25519._domainkey.acuityscheduling.com. IN TXT "v=DKIM1; k=ed25519; p='
+    )
+    key = tmp_path / "state/dkim/acuityscheduling.com/mailgw-ed25519.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = mailgw(config, *args)
+    assert again.stdout == first.stdout
+    assert "kept the existing key" in again.stderr
+    wrong = mailgw(config, *args[:-1], "rsa")
+    assert wrong.returncode == 1
+    assert "is configured as ed25519" in wrong.stderr
+
+
+def test_suppression_add_list_remove(tmp_path: Path, redis_url: str) -> None:
+    config = example_config(tmp_path, redis_url)
+    added = mailgw(config, "suppression", "add", "Zoe@Example.com", "--detail", "asked by phone")
+    assert added.returncode == 0, added.stderr
+    optout = mailgw(config, "suppression", "add", "paul@example.com", "--reason", "unsubscribe",
+                    "--account", "atelier-elodie")  # fmt: skip
+    assert optout.returncode == 0, optout.stderr
+    listed = [
+        json.loads(line) for line in mailgw(config, "suppression", "list").stdout.splitlines()
+    ]
+    assert [(e["address"], e["reason"]) for e in listed] == [("Zoe@Example.com", "manual")]
+    per_account = mailgw(config, "suppression", "list", "--account", "atelier-elodie").stdout
+    assert '"paul@example.com"' in per_account
+    assert mailgw(config, "suppression", "remove", "zoe@example.com").returncode == 0
+    gone = mailgw(config, "suppression", "remove", "zoe@example.com")
+    assert gone.returncode == 1 and "is not suppressed" in gone.stderr
+    needs_account = mailgw(config, "suppression", "add", "a@example.com", "--reason", "complaint")
+    assert "needs --account" in needs_account.stderr
