@@ -193,3 +193,107 @@ def test_internationalized_domain_is_sent_as_punycode() -> None:
 def test_non_ascii_local_part_is_refused() -> None:
     with pytest.raises(PermanentFailure, match="non-ASCII local part"):
         compose(replace(SPEC, to="zoé@exemple.fr"))
+
+
+def test_every_part_is_7bit_and_whole() -> None:
+    """No 8-bit octet and no line over 76 octets in a body (the relay does not ask for
+    8BITMIME); the parser finds no defect; each multipart has its own "=_" boundary."""
+    data = compose(SPEC)
+    assert data.isascii()
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    message = parse(data)
+    boundaries = [part.get_boundary() for part in message.walk() if part.is_multipart()]
+    assert len(boundaries) == len(set(boundaries)) == 2
+    assert all(boundary and boundary.startswith("=_") for boundary in boundaries)
+    assert all(not part.defects for part in message.walk())
+    encodings = {
+        part.get_content_type(): part["Content-Transfer-Encoding"]
+        for part in message.walk()
+        if not part.is_multipart()
+    }
+    assert encodings.pop("application/ics") == "base64"
+    assert set(encodings.values()) <= {"quoted-printable", "base64"}
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        (
+            "Bonjour Zoé,\n\nVotre rendez-vous chez L'Atelier d'Élodie est confirmé.\n",
+            "quoted-printable",
+        ),
+        ("山田美容室 渋谷店のご予約を承りました。\n" * 20, "base64"),
+    ],
+)
+def test_the_shorter_transfer_encoding(text: str, encoding: str) -> None:
+    message = parse(compose(replace(SPEC, text=text, html=None, ics=None)))
+    assert message.get_content_type() == "text/plain"
+    assert message["Content-Transfer-Encoding"] == encoding
+    assert message.get_content().replace("\r\n", "\n") == text
+
+
+def expected_body(text: str) -> str:
+    # Canonical form: every line break (CR, LF or CRLF) one line end, the last line ended.
+    return (b"\n".join(text.encode("utf-8").splitlines()) + b"\n").decode("utf-8")
+
+
+BODY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=400)
+
+
+@settings(max_examples=200, deadline=None)
+@given(BODY_TEXT, BODY_TEXT)
+def test_any_body_is_kept(text: str, html: str) -> None:
+    data = compose(replace(SPEC, text=text, html=html))
+    assert data.isascii()
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    message = parse(data)
+    assert all(not part.defects for part in message.walk())
+    alternative, _ = message.iter_parts()
+    plain, rich, _ = alternative.iter_parts()
+    assert plain.get_content().replace("\r\n", "\n") == expected_body(text)
+    assert rich.get_content().replace("\r\n", "\n") == expected_body(html)
+
+
+def check_subject(subject: str) -> None:
+    data = compose(replace(SPEC, subject=subject))
+    assert data.isascii()
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    message = parse(data)
+    assert {key.lower() for key in message} == HEADERS - {"content-transfer-encoding"}
+    assert len(message.get_all("Subject") or []) == 1
+    # white space runs are sent as one space, none at either end
+    assert message["Subject"] == " ".join(expected_name(subject).split())
+    assert not message.defects
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        *HOSTILE,
+        "Rendez-vous confirmé : " + "très long " * 40,
+        "x" * 1200,
+        "=?utf-8?q?Fake?= =?utf-8?b?RmFrZQ==?= a=?b c?=d",
+        "Subject: Bcc: x@y; =?",
+        "日本語の件名 and English words 😀 mixed",
+    ],
+)
+def test_hostile_subjects(subject: str) -> None:
+    check_subject(subject)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_any_subject_is_kept_and_alone(subject: str) -> None:
+    check_subject(subject)
+
+
+def test_header_policy_refuses_what_is_not_one_header() -> None:
+    """The last guard: whatever compose() hands the generator is written only as one
+    header field of ASCII lines of at most 998 octets."""
+    from outbound.compose import _POLICY
+
+    assert _POLICY.fold("To", "a\r\n <b@c>") == "To: a\r\n <b@c>\r\n"
+    for value in ("a\r\nBcc: x@y", "a\nb", "a\rb", "a\r\n", "é", "x" * 1000):
+        with pytest.raises(ValueError):
+            _POLICY.fold("Subject", value)
