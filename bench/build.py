@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +24,7 @@ sys.path[0] = str(ROOT)
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: E402
 
+from bench.timing import ms_per_call  # noqa: E402
 from gateway.account import Account  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.config import load_config  # noqa: E402
@@ -40,21 +38,6 @@ from outbound.rendering import Rendered, Renderer  # noqa: E402
 from outbound.samples import sample_context  # noqa: E402
 
 RECIPIENT = "zoe.martin@example.com"
-
-
-def ms_per_call(call: Callable[[], object], seconds: float, rounds: int = 5) -> float:
-    """Time of one call: the median of `rounds` means, over about `seconds` in all (the
-    median, as other processes on the machine make single rounds noisy)."""
-    for _ in range(5):
-        call()
-    means = []
-    for _ in range(rounds):
-        count, started = 0, time.perf_counter()
-        while count < 10 or time.perf_counter() - started < seconds / rounds:
-            call()
-            count += 1
-        means.append((time.perf_counter() - started) / count * 1000)
-    return statistics.median(means)
 
 
 def signer_for(domain: str) -> Signer:

@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 # This file's own folder comes first on sys.path and its name would shadow dkimpy's
@@ -31,22 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: E402
 from dkim.canonicalization import CanonicalizationPolicy  # noqa: E402
 
 from bench.build import sample  # noqa: E402
+from bench.timing import ms_per_call  # noqa: E402
 from outbound.dkim import Algorithm, Signer, SigningKey, generate_private_key  # noqa: E402
 from tests.verifiers.message import realistic_message  # noqa: E402
-
-
-def ms_per_call(call: Callable[[], object], seconds: float, rounds: int = 5) -> float:
-    """Time of one call: the median of `rounds` means, over about `seconds` in all (the
-    median, as other processes on the machine make single rounds noisy)."""
-    call()
-    means = []
-    for _ in range(rounds):
-        count, started = 0, time.perf_counter()
-        while count < 3 or time.perf_counter() - started < seconds / rounds:
-            call()
-            count += 1
-        means.append((time.perf_counter() - started) / count * 1000)
-    return statistics.median(means)
 
 
 def openssl_rsa2048_ms(seconds: int) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,8 +22,6 @@ from outbound.builder import MessageBuilder, job_appointment, job_kind
 from outbound.messages import MessageRecord, record_message
 from outbound.relay import Envelope, RecipientResult, RelayTransport
 from outbound.suppression import Suppression, SuppressionList, blocks, normalise
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
