@@ -298,3 +298,21 @@ async def test_reminders_carry_one_click_unsubscribe(gateway: Gateway, smtp: Smt
         f"<https://mail.{DOMAIN}/unsubscribe/{token}>, <mailto:unsubscribe-{token}@reply.{DOMAIN}>"
     )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_hipaa_mail_waits_for_verified_tls(
+    tmp_path: Path, redis_url: str, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    config_path = write_config(tmp_path, redis_url, smtp.port)
+    account = tmp_path / "accounts" / "atelier-elodie.toml"
+    text = account.read_text(encoding="utf-8").replace("# hipaa = false", "hipaa = true")
+    account.write_text(text, encoding="utf-8")
+    gateway = Gateway(load_config(config_path), redis, clock)
+    try:
+        await gateway.run(confirmation("h1", "zoe@example.com"))
+    finally:
+        await gateway.outbound.close()
+    [event] = await gateway.events()
+    assert event["status"] == "deferred"
+    assert "TLS" in event["reason"]
+    assert smtp.messages == []  # the server offers no STARTTLS: nothing was sent in clear
