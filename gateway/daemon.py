@@ -79,9 +79,20 @@ RESTART_ONLY = (
     "state_dir",
     "redis",
     "queue",
-    "relay",
     "accounts.cache_size",
     "accounts.cache_ttl",
+    # The relay's connections are made once; its retry schedule applies at once.
+    "relay.transport",
+    "relay.smarthost",
+    "relay.mx",
+    "relay.maildir",
+    "relay.connect_timeout",
+    "relay.command_timeout",
+    "relay.max_connections_per_destination",
+    "relay.messages_per_connection",
+    "relay.connection_idle_timeout",
+    "relay.tls_ca_file",
+    "relay.helo_name",
 )
 
 

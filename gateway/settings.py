@@ -337,7 +337,9 @@ class QueueSettings(BaseModel):
 
     concurrency: int = Field(32, gt=0, description="Jobs one worker process handles at once.")
     visibility_timeout: PositiveDuration = Field(
-        timedelta(minutes=5),
+        # Longer than one delivery attempt can last (connect, then a stalled SMTP command
+        # up to relay.command_timeout), so that a slow attempt is never run twice at once.
+        timedelta(minutes=15),
         description="A job not acknowledged within this time is taken back from its worker.",
     )
     max_attempts: int = Field(
@@ -635,11 +637,12 @@ class InboundSettings(BaseModel):
         description="How long sent Message-IDs are remembered to route replies and bounces.",
     )
     public_url: str = Field(
-        "http://localhost:8026",
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        "https://localhost",
+        # RFC 8058: one-click unsubscribe links must be https.
+        pattern=r"^https://[^\s/?#]+(/[^\s?#]*)?$",
         description=(
-            "Base URL at which clients reach the gateway's web endpoints (one-click unsubscribe"
-            " links in List-Unsubscribe); https in production."
+            "Base https URL at which clients reach the gateway's web endpoints (one-click"
+            " unsubscribe links in List-Unsubscribe)."
         ),
     )
 

@@ -17,7 +17,8 @@ def add_parsers(command: Any) -> None:
     suppression.add_argument("address", nargs="?", help="the address (add, remove)")
     suppression.add_argument(
         "--account",
-        help="an account's opt-outs (unsubscribes, complaints) instead of the hard bounces",
+        help="an account's opt-outs, which stop its reminders and follow-ups, instead of the"
+        " list that stops all mail",
     )
     suppression.add_argument(
         "--reason",

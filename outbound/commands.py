@@ -126,5 +126,7 @@ def cmd_dkim(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     [signing_key] = load_keys([replace(key, generate=True)], generate=True)[key.domain]
     name, value = dns_record(signing_key)
     print(f"{'kept the existing' if existed else 'wrote'} key {key.path}", file=sys.stderr)
-    out.write(f'{name}. IN TXT "{value}"\n')
+    # A DNS string holds at most 255 characters: a long record is several strings.
+    strings = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
+    out.write(f"{name}. IN TXT ( {strings} )\n")
     return 0

@@ -40,6 +40,10 @@ _HEADER_NAME: Final = len("Reply-To")
 _Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 
 
+class AddressRefused(PermanentFailure):
+    """An address no message can be composed for (it fails its recipient, not the job)."""
+
+
 class _AsWritten(Policy):
     """The policy compose() builds and writes messages with: every header value is handed
     over already encoded (RFC 2047, by mailbox() and _unstructured()) and folded, so it is
@@ -224,19 +228,19 @@ def mailbox(name: str | None, addr_spec: str) -> str:
         try:
             addr_spec = f"{local}@{domain.encode('idna').decode('ascii')}"
         except UnicodeError:
-            raise PermanentFailure(f"not an e-mail address: {addr_spec!r}") from None
+            raise AddressRefused(f"not an e-mail address: {addr_spec!r}") from None
     if not addr_spec.isascii():
         # A non-ASCII local part needs SMTPUTF8 end to end, which the relay does not promise.
-        raise PermanentFailure(
+        raise AddressRefused(
             f"addresses with a non-ASCII local part are not supported: {addr_spec!r}"
         )
     try:
         address = Address(addr_spec=addr_spec)
     except (ValueError, IndexError) as exc:
-        raise PermanentFailure(f"not an e-mail address: {addr_spec!r} ({exc})") from None
+        raise AddressRefused(f"not an e-mail address: {addr_spec!r} ({exc})") from None
     # RFC 5321: a path holds at most 256 octets, brackets included.
     if address.addr_spec != addr_spec or not addr_spec.isprintable() or len(addr_spec) > 254:
-        raise PermanentFailure(f"not an e-mail address: {addr_spec!r}")
+        raise AddressRefused(f"not an e-mail address: {addr_spec!r}")
     # Runs of white space are shown as one space by mail clients, and parsers disagree on keeping
     # them (or white space at either end) inside encoded words: the name is sent with single
     # spaces and no white space around it, nothing else altered.

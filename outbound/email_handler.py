@@ -19,6 +19,7 @@ from gateway.jobs import Appointment, EmailJob, Job
 from gateway.keys import Keys
 from gateway.settings import Settings
 from outbound.builder import MessageBuilder, job_appointment, job_kind
+from outbound.compose import AddressRefused
 from outbound.messages import MessageRecord, record_message
 from outbound.relay import Envelope, RecipientResult, RelayTransport
 from outbound.suppression import Suppression, SuppressionList, blocks, normalise
@@ -74,7 +75,7 @@ class EmailHandler:
             done = set(await self.redis.smembers(self.keys.delivered(job.id)))  # type: ignore[arg-type]
         recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
         outcomes = await asyncio.gather(
-            *(self._send(job, account, kind, appointment, r) for r in recipients)
+            *(self._send_one(job, account, kind, appointment, r) for r in recipients)
         )
         final = [o.event for o in outcomes if o.final]
         waiting = [o.event for o in outcomes if not o.final]
@@ -104,6 +105,21 @@ class EmailHandler:
         reason = "; ".join(f"{e.recipient}: {e.reason}" for e in waiting)
         delay = retry_delay(attempt, initial, maximum, self.jitter())
         raise TemporaryFailure(reason, retry_after=delay, events=final)
+
+    async def _send_one(
+        self,
+        job: EmailJob,
+        account: Account,
+        kind: str,
+        appointment: Appointment | None,
+        address: str,
+    ) -> Outcome:
+        """One recipient's outcome: an address the composer refuses fails alone, not the
+        other recipients' messages (a template error still fails the whole job)."""
+        try:
+            return await self._send(job, account, kind, appointment, address)
+        except AddressRefused as exc:
+            return self._outcome(job, account, address, "failed", exc.reason, None)
 
     async def _send(
         self,

@@ -62,7 +62,12 @@ class SuppressionList:
         return self.keys.suppressed if account is None else self.keys.opted_out(account)
 
     async def add(self, entry: Suppression) -> None:
-        scope = None if entry.reason in ("hard_bounce", "manual") else entry.account
+        """Keep `entry`: a hard bounce for every account (the account it came from is
+        kept for the record); an unsubscribe or complaint, or a manual entry naming an
+        account, in that account's opt-outs."""
+        scope = entry.account
+        if entry.reason == "hard_bounce" or (entry.reason == "manual" and not entry.account):
+            scope = None
         await self.redis.hset(self._key(scope), normalise(entry.address), entry.to_json())
 
     async def remove(self, address: str, account: str | None = None) -> bool:

@@ -316,3 +316,14 @@ async def test_hipaa_mail_waits_for_verified_tls(
     assert event["status"] == "deferred"
     assert "TLS" in event["reason"]
     assert smtp.messages == []  # the server offers no STARTTLS: nothing was sent in clear
+
+
+async def test_a_refused_address_fails_alone(gateway: Gateway, smtp: SmtpServer) -> None:
+    job = confirmation("c8", "zoe@example.com")
+    job["to"] = ["zoé@example.com", "zoe@example.com"]
+    await gateway.run(job)
+    statuses = {e["recipient"]: (e["status"], e.get("reason", "")) for e in await gateway.events()}
+    assert statuses["zoe@example.com"][0] == "sent"
+    assert statuses["zoé@example.com"][0] == "failed"
+    assert "non-ASCII local part" in statuses["zoé@example.com"][1]
+    assert len(smtp.messages) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -53,8 +54,13 @@ def test_dkim_keygen_writes_the_key_and_prints_its_record(tmp_path: Path) -> Non
     first = mailgw(config, *args)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith(
-        'mailgw-ed25519._domainkey.acuityscheduling.com. IN TXT "v=DKIM1; k=ed25519; p='
+        'mailgw-ed25519._domainkey.acuityscheduling.com. IN TXT ( "v=DKIM1; k=ed25519; p='
     )
+    rsa = mailgw(config, "dkim", "keygen", "--domain", "acuityscheduling.com",
+                 "--selector", "mailgw-rsa")  # fmt: skip
+    strings = re.findall(r'"([^"]*)"', rsa.stdout)
+    assert len(strings) == 2 and all(len(s) <= 255 for s in strings)  # DNS's 255 per string
+    assert "".join(strings).startswith("v=DKIM1; k=rsa; p=")
     key = tmp_path / "state/dkim/acuityscheduling.com/mailgw-ed25519.key"
     assert key.stat().st_mode & 0o777 == 0o600
     again = mailgw(config, *args)

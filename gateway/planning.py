@@ -1,0 +1,233 @@
+"""When each notification about an appointment goes out, or why it does not: pure rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, TypeAlias
+
+from gateway.account import Account
+from gateway.durations import format_duration
+from gateway.jobs import Appointment
+
+# The SMS reminder is kind "reminder" on channel "sms", as the events and the
+# SMS templates name it; (kind, channel, index) identifies one notification.
+Kind: TypeAlias = Literal["confirmation", "reminder", "follow_up", "cancellation", "reschedule"]
+Channel: TypeAlias = Literal["email", "sms"]
+
+MIN_NOTICE: Final = timedelta(hours=1)
+"""An appointment booked less than this before its start gets no reminder."""
+STAFF_CHOSE: Final = "staff chose not to notify"
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A notification to send at `at` (UTC; equal to now when it goes out at once)."""
+
+    kind: Kind
+    channel: Channel
+    index: int
+    at: datetime
+    only_if_not_rebooked: bool = False
+    template: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A notification that will not be sent, and why (recorded in the appointment's history)."""
+
+    kind: Kind
+    channel: Channel
+    index: int
+    reason: str
+
+
+Plan: TypeAlias = list[Planned | Skipped]
+"""Every notification an event concerns, each once, in a stable order."""
+
+
+def plan_booking(account: Account, appointment: Appointment, now: datetime) -> Plan:
+    """appointment.booked: the confirmation now, the reminders before, the follow-ups after."""
+    now = _utc(now)
+    plan = [_immediate("confirmation", account.notifications.confirmation, now)]
+    return _gated(account, appointment, plan + _reminders_and_follow_ups(account, appointment, now))
+
+
+def plan_reschedule(account: Account, appointment: Appointment, now: datetime) -> Plan:
+    """appointment.rescheduled: the reschedule notice now, and everything else for the new start.
+
+    No confirmation: the reschedule notice takes its place. Nothing refers to the
+    old start; the caller drops what was pending for it.
+    """
+    now = _utc(now)
+    plan = [_immediate("reschedule", account.notifications.reschedule, now)]
+    return _gated(account, appointment, plan + _reminders_and_follow_ups(account, appointment, now))
+
+
+def plan_cancellation(account: Account, appointment: Appointment, now: datetime) -> Plan:
+    """appointment.cancelled: the cancellation notice now; the caller drops what was pending."""
+    plan = [_immediate("cancellation", account.notifications.cancellation, _utc(now))]
+    return _gated(account, appointment, plan)
+
+
+def plan_resend(account: Account, appointment: Appointment, now: datetime) -> Plan:
+    """appointment.confirmation.resend: the confirmation now.
+
+    Sent even when the appointment is past: someone asked for it explicitly, and a
+    client may want it as a record. The account's settings and `notify` still apply,
+    as for any confirmation.
+    """
+    plan = [_immediate("confirmation", account.notifications.confirmation, _utc(now))]
+    return _gated(account, appointment, plan)
+
+
+def reminder_at(start: datetime, offset: timedelta, now: datetime) -> datetime | str:
+    """When a reminder `offset` (> 0) before `start` goes out, planned at `now`; else why not.
+
+    The result is in UTC. Arithmetic is on instants, so the offset is real elapsed
+    time, even across a daylight-saving change.
+    """
+    start, now = _utc(start), _utc(now)
+    left = start - now
+    if left < MIN_NOTICE:
+        return "booked less than 1 hour before the start"
+    due = start - offset
+    if due >= now:
+        return due
+    # Late booking: sent at once if at least two thirds of the offset remain. Compared
+    # in whole microseconds (3 * left >= 2 * offset) so that the boundary is exact.
+    if 3 * left >= 2 * offset:
+        return now
+    return (
+        f"booked too late for the {format_duration(offset)} reminder: "
+        f"{format_duration(_minutes(left))} before the start, "
+        f"under two thirds of {format_duration(offset)}"
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    # A naive time would silently be read as the server's local time.
+    if moment.utcoffset() is None:
+        raise ValueError(f"a time zone is required: {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+def _minutes(duration: timedelta) -> timedelta:
+    # Shown in reasons: seconds and microseconds of a booking time are noise there.
+    return duration // timedelta(minutes=1) * timedelta(minutes=1)
+
+
+def _immediate(kind: Kind, enabled: bool, now: datetime) -> Planned | Skipped:
+    if enabled:
+        return Planned(kind, "email", 0, now)
+    return Skipped(kind, "email", 0, f"{kind} e-mails turned off")
+
+
+def _reminders_and_follow_ups(account: Account, appointment: Appointment, now: datetime) -> Plan:
+    start = _utc(appointment.start)
+    return [
+        *_email_reminders(account, start, now),
+        _sms_reminder(account, appointment, start, now),
+        *_follow_ups(account, start, now),
+    ]
+
+
+def _email_reminders(account: Account, start: datetime, now: datetime) -> Plan:
+    reminders = account.notifications.reminders
+    if not reminders:
+        return [Skipped("reminder", "email", 0, "e-mail reminders turned off")]
+    times = [reminder_at(start, reminder.offset, now) for reminder in reminders]
+    # Late reminders all fall due now, and a client wants one, not several at once.
+    # The one with the smallest offset is kept: its time is the nearest to now.
+    kept: dict[datetime, int] = {}
+    for index in sorted(range(len(reminders)), key=lambda i: reminders[i].offset):
+        at = times[index]
+        if isinstance(at, datetime):
+            kept.setdefault(at, index)
+    plan: Plan = []
+    for index, at in enumerate(times):
+        if isinstance(at, str):
+            plan.append(Skipped("reminder", "email", index, at))
+        elif kept[at] != index:
+            other = format_duration(reminders[kept[at]].offset)
+            plan.append(
+                Skipped("reminder", "email", index, f"the {other} reminder goes out at that time")
+            )
+        else:
+            plan.append(Planned("reminder", "email", index, at))
+    return plan
+
+
+def _sms_reminder(
+    account: Account, appointment: Appointment, start: datetime, now: datetime
+) -> Planned | Skipped:
+    # One per appointment, whatever the number of clients: the sender texts each
+    # client who has a phone number.
+    reason = account.sms_reminder_skip_reason
+    if reason is not None:
+        return Skipped("reminder", "sms", 0, reason)
+    if not any(client.phone for client in appointment.clients):
+        return Skipped("reminder", "sms", 0, "no client has a phone number")
+    at = reminder_at(start, account.notifications.sms_reminder.offset, now)
+    if isinstance(at, str):
+        return Skipped("reminder", "sms", 0, at)
+    return Planned("reminder", "sms", 0, at)
+
+
+def _follow_ups(account: Account, start: datetime, now: datetime) -> Plan:
+    configured = account.notifications.follow_ups
+    if not configured:
+        # Listed all the same, so that the history accounts for every kind.
+        return [Skipped("follow_up", "email", 0, "no follow-up set up")]
+    allowed = len(account.effective_follow_ups)
+    plan: Plan = []
+    for index, follow_up in enumerate(configured):
+        at = start + follow_up.delay
+        if index >= allowed:
+            reason = f"plan {account.plan} allows {allowed} follow-up(s)"
+            plan.append(Skipped("follow_up", "email", index, reason))
+        elif at < now:
+            # Skipped rather than sent late: an appointment entered after the fact, or
+            # moved into the past, would otherwise get a stale message, or a second
+            # one when the follow-up for the old time was already sent.
+            delay = format_duration(follow_up.delay)
+            reason = f"its time ({delay} after the start) had passed when it was planned"
+            plan.append(Skipped("follow_up", "email", index, reason))
+        else:
+            plan.append(
+                Planned(
+                    "follow_up",
+                    "email",
+                    index,
+                    at,
+                    only_if_not_rebooked=follow_up.only_if_not_rebooked,
+                    template=follow_up.template,
+                )
+            )
+    return plan
+
+
+def _gated(account: Account, appointment: Appointment, plan: Plan) -> Plan:
+    # Turned off for the account or the type: that explains every entry, whatever
+    # other reason it had. Staff's choice not to notify applies to what would have
+    # been sent; what would not have been keeps its own reason.
+    reason = _off_reason(account, appointment.type)
+    if reason is not None:
+        return [Skipped(item.kind, item.channel, item.index, reason) for item in plan]
+    if not appointment.notify:
+        return [
+            Skipped(item.kind, item.channel, item.index, STAFF_CHOSE)
+            if isinstance(item, Planned)
+            else item
+            for item in plan
+        ]
+    return plan
+
+
+def _off_reason(account: Account, type_id: str) -> str | None:
+    if not account.notifications_enabled:
+        return "notifications turned off for the account"
+    kind = account.appointment_type(type_id)
+    if kind is not None and not kind.notifications:
+        return f'notifications turned off for the appointment type "{kind.name}"'
+    return None
