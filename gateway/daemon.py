@@ -44,6 +44,7 @@ def queue_options(settings: Settings) -> QueueOptions:
         events_max_length=settings.queue.events_max_length,
         visibility_timeout=settings.queue.visibility_timeout,
         max_deliveries=settings.queue.max_deliveries,
+        history_ttl=settings.queue.history_ttl,
     )
 
 

@@ -204,7 +204,13 @@ class JobBase(_Model):
 
     @property
     def appointment_id(self) -> str | None:
-        """The appointment the job is about, for history and cancel-by-appointment."""
+        """The appointment the job is about, for its events and history."""
+        return None
+
+    @property
+    def pending_appointment(self) -> str | None:
+        """The appointment whose cancellation or move drops this job while it waits:
+        only notifications (e-mail, SMS), never the scheduling service's own jobs."""
         return None
 
 
@@ -279,6 +285,10 @@ class _TemplateOrText(JobBase):
 
     @property
     def appointment_id(self) -> str | None:
+        return self.appointment
+
+    @property
+    def pending_appointment(self) -> str | None:
         return self.appointment
 
 

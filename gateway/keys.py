@@ -77,6 +77,14 @@ class Keys:
         return self.prefix + "delivered:" + job_id
 
     @property
+    def history_prefix(self) -> str:
+        return self.prefix + "history:"
+
+    def history(self, appointment_id: str) -> str:
+        """Stream of everything planned, sent, skipped or dropped for one appointment."""
+        return self.history_prefix + appointment_id
+
+    @property
     def job_state_prefix(self) -> str:
         return self.prefix + "job:"
 

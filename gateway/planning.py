@@ -57,7 +57,8 @@ def plan_reschedule(account: Account, appointment: Appointment, now: datetime) -
     """appointment.rescheduled: the reschedule notice now, and everything else for the new start.
 
     No confirmation: the reschedule notice takes its place. Nothing refers to the
-    old start; the caller drops what was pending for it.
+    old start; the caller drops what was pending for it. Moved without notifying,
+    nothing at all is planned, reminders included (PRODUCT: "nothing is sent").
     """
     now = _utc(now)
     plan = [_immediate("reschedule", account.notifications.reschedule, now)]
@@ -85,7 +86,9 @@ def reminder_at(start: datetime, offset: timedelta, now: datetime) -> datetime |
     """When a reminder `offset` (> 0) before `start` goes out, planned at `now`; else why not.
 
     The result is in UTC. Arithmetic is on instants, so the offset is real elapsed
-    time, even across a daylight-saving change.
+    time, even across a daylight-saving change. "Booked" means `now`, not the
+    appointment's `booked_at`: what matters to the client is how long before the
+    start the reminder arrives, even when the job was handled late.
     """
     start, now = _utc(start), _utc(now)
     left = start - now

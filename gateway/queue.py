@@ -29,6 +29,7 @@ class QueueOptions:
     events_max_length: int = 1_000_000
     visibility_timeout_ms: int = 300_000
     max_deliveries: int = 5
+    history_ttl: int = 400 * 86400
 
     @classmethod
     def from_settings(
@@ -40,6 +41,7 @@ class QueueOptions:
         events_max_length: int,
         visibility_timeout: timedelta,
         max_deliveries: int,
+        history_ttl: timedelta,
     ) -> QueueOptions:
         return cls(
             prefix=prefix,
@@ -48,6 +50,7 @@ class QueueOptions:
             events_max_length=events_max_length,
             visibility_timeout_ms=int(visibility_timeout.total_seconds() * 1000),
             max_deliveries=max_deliveries,
+            history_ttl=max(1, int(history_ttl.total_seconds())),
         )
 
 
@@ -133,6 +136,8 @@ class JobQueue:
         self.clock = clock
         self.keys = Keys(options.prefix)
         self._batcher = ScriptBatcher(redis)
+        # Where the scripts mirror the events of an appointment, and for how long.
+        self._history = (self.keys.history_prefix, options.history_ttl)
 
     async def _run(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
         return await self._batcher.run(script, keys, args)
@@ -154,7 +159,7 @@ class JobQueue:
         """Queue a validated job once: a job id already known is not queued again."""
         now = self.clock.now()
         due = _ms(job.send_at.timestamp()) if job.send_at else 0
-        appointment = job.appointment_id
+        appointment = job.pending_appointment
         queued, where = await self._run(
             scripts.ENQUEUE,
             keys=[
@@ -259,7 +264,7 @@ class JobQueue:
         """Take ownership of a delivered job before running it (idempotency)."""
         now = self.clock.now()
         due = _ms(job.send_at.timestamp()) if job.send_at else 0
-        appointment = job.appointment_id
+        appointment = job.pending_appointment
         skipped = self._event(job, "skipped", None, now)
         action, detail = await self._run(
             scripts.CLAIM,
@@ -283,6 +288,7 @@ class JobQueue:
                 "1" if appointment else "0",
                 self.options.events_max_length,
                 skipped.to_json(),
+                *self._history,
             ],
         )
         if action == "run":
@@ -299,7 +305,7 @@ class JobQueue:
                 self.keys.jobs,
                 self.keys.job_state(job.id),
                 self.keys.attempts,
-                self.keys.appointment(job.appointment_id or ""),
+                self.keys.appointment(job.pending_appointment or ""),
                 self.keys.events,
             ],
             args=[
@@ -308,6 +314,7 @@ class JobQueue:
                 job.id,
                 self.options.state_ttl,
                 self.options.events_max_length,
+                *self._history,
                 *(e.to_json() for e in events),
             ],
         )
@@ -325,7 +332,7 @@ class JobQueue:
         `deferred` event and the events of outcomes already `reached`; False if
         its appointment was cancelled meanwhile."""
         now = self.clock.now()
-        appointment = job.appointment_id
+        appointment = job.pending_appointment
         event = self._event(job, "deferred", f"attempt {attempts} failed: {reason}", now)
         parked = await self._run(
             scripts.RETRY,
@@ -349,6 +356,7 @@ class JobQueue:
                 self.options.events_max_length,
                 event.to_json(),
                 "1" if appointment else "0",
+                *self._history,
                 *(e.to_json() for e in reached),
             ],
         )
@@ -379,7 +387,7 @@ class JobQueue:
                 self.keys.events,
                 self.keys.job_state(job.id if job else ""),
                 self.keys.attempts,
-                self.keys.appointment(job.appointment_id or "" if job else ""),
+                self.keys.appointment(job.pending_appointment or "" if job else ""),
             ],
             args=[
                 self.options.group,
@@ -393,6 +401,7 @@ class JobQueue:
                 self.options.events_max_length,
                 event.to_json(),
                 "job" if delivery.has_job_field else "fields",
+                *self._history,
                 *(e.to_json() for e in reached),
             ],
         )

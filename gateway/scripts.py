@@ -16,6 +16,22 @@ from __future__ import annotations
 
 from gateway.batching import Script
 
+# Shared by the scripts that record outcomes: an event goes on the events
+# stream and, when it concerns an appointment, on that appointment's history
+# (a stream kept `ttl` seconds after its last entry; its key shares the
+# prefix, hence the slot, of the declared keys).
+PUBLISH = """
+local function publish(events, maxlen, history, ttl, event)
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', event)
+  local appointment = cjson.decode(event)['appointment']
+  if type(appointment) == 'string' then
+    local key = history .. appointment
+    redis.call('XADD', key, '*', 'event', event)
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+"""
+
 # Enqueue a validated job: onto the stream, or into the scheduled set when its
 # send_at is in the future. A job id seen before is refused (idempotency).
 # KEYS: jobs, state, scheduled, payloads, appointment
@@ -49,9 +65,12 @@ return {1, where}
 # cancelled): it is acknowledged and removed with a `skipped` event.
 # KEYS: jobs, state, scheduled, payloads, appointment, attempts, events
 # ARGV: group, entry id, job id, job json, due ms, now ms, state ttl s,
-#       has appointment (1/0), events maxlen, skipped-event json (reason unset)
+#       has appointment (1/0), events maxlen, skipped-event json (reason unset),
+#       history key prefix, history ttl s
 # Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}.
-CLAIM = Script("""
+CLAIM = Script(
+    PUBLISH
+    + """
 local state = redis.call('GET', KEYS[2])
 local mine = 'q:' .. ARGV[2]
 if state == mine then
@@ -84,19 +103,23 @@ else
 end
 local event = cjson.decode(ARGV[10])
 event['reason'] = reason
-redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[9], '*', 'event', cjson.encode(event))
+publish(KEYS[7], ARGV[9], ARGV[11], ARGV[12], cjson.encode(event))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return {'skip', state}
-""")
+"""
+)
 
 # Record a job's outcome and acknowledge it in one step: its events are
 # published, the entry leaves the stream and the id is marked done.
 # KEYS: jobs, state, attempts, appointment, events
-# ARGV: group, entry id, job id, state ttl s, events maxlen, event json...
-COMPLETE = Script("""
-for i = 6, #ARGV do
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'event', ARGV[i])
+# ARGV: group, entry id, job id, state ttl s, events maxlen, history key prefix,
+#       history ttl s, event json...
+COMPLETE = Script(
+    PUBLISH
+    + """
+for i = 8, #ARGV do
+  publish(KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[i])
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -104,30 +127,34 @@ redis.call('SET', KEYS[2], 'done', 'EX', ARGV[4])
 redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('SREM', KEYS[4], ARGV[3])
 return 1
-""")
+"""
+)
 
 # Put a failed job into the retry set for a later attempt, with a `deferred`
 # event. If its appointment was cancelled meanwhile it is dropped instead, with
 # a `skipped` event.
-# Events of outcomes already reached (ARGV[11] on) are recorded either way.
+# Events of outcomes already reached (ARGV[13] on) are recorded either way.
 # KEYS: jobs, state, retry, payloads, attempts, appointment, events
 # ARGV: group, entry id, job id, job json, due ms, attempts, state ttl s,
-#       events maxlen, event json, has appointment (1/0), reached event json...
+#       events maxlen, event json, has appointment (1/0), history key prefix,
+#       history ttl s, reached event json...
 # Returns 1 when parked for retry, 0 when dropped as cancelled.
-RETRY = Script("""
+RETRY = Script(
+    PUBLISH
+    + """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-for i = 11, #ARGV do
-  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'event', ARGV[i])
+for i = 13, #ARGV do
+  publish(KEYS[7], ARGV[8], ARGV[11], ARGV[12], ARGV[i])
 end
 if redis.call('GET', KEYS[2]) ~= 'q:' .. ARGV[2] then
   local event = cjson.decode(ARGV[9])
   event['status'] = 'skipped'
   event['reason'] = 'cancelled before it was done'
-  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'event', cjson.encode(event))
+  publish(KEYS[7], ARGV[8], ARGV[11], ARGV[12], cjson.encode(event))
   return 0
 end
-redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'event', ARGV[9])
+publish(KEYS[7], ARGV[8], ARGV[11], ARGV[12], ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[5], ARGV[3], ARGV[6])
@@ -136,7 +163,8 @@ if ARGV[10] == '1' then
   redis.call('SADD', KEYS[6], ARGV[3])
 end
 return 1
-""")
+"""
+)
 
 # Move an entry to the dead letters with its reason, a `failed` event, and
 # acknowledge it. Only a job this worker claimed (ARGV[7] set) marks its id
@@ -146,10 +174,12 @@ return 1
 # KEYS: jobs, dead, events, state, attempts, appointment
 # ARGV: group, entry id, raw job, reason, failed at, attempts, job id or '',
 #       state ttl s, events maxlen, event json, 'job' or 'fields',
-#       reached event json...
-DEAD_LETTER = Script("""
-for i = 12, #ARGV do
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[i])
+#       history key prefix, history ttl s, reached event json...
+DEAD_LETTER = Script(
+    PUBLISH
+    + """
+for i = 14, #ARGV do
+  publish(KEYS[3], ARGV[9], ARGV[12], ARGV[13], ARGV[i])
 end
 local fields = {ARGV[11], ARGV[3], 'reason', ARGV[4], 'failed_at', ARGV[5],
                 'attempts', ARGV[6], 'entry', ARGV[2]}
@@ -158,7 +188,7 @@ if ARGV[7] ~= '' then
   table.insert(fields, ARGV[7])
 end
 redis.call('XADD', KEYS[2], '*', unpack(fields))
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'event', ARGV[10])
+publish(KEYS[3], ARGV[9], ARGV[12], ARGV[13], ARGV[10])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[7] ~= '' then
@@ -167,7 +197,8 @@ if ARGV[7] ~= '' then
   redis.call('SREM', KEYS[6], ARGV[7])
 end
 return 1
-""")
+"""
+)
 
 # Move jobs whose time has come from a waiting set (scheduled or retry) onto
 # the jobs stream, at most ARGV[2] of them per call.

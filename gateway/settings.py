@@ -368,6 +368,10 @@ class QueueSettings(BaseModel):
         gt=0,
         description="Approximate cap on the number of entries of the events stream.",
     )
+    history_ttl: PositiveDuration = Field(
+        timedelta(days=400),
+        description="How long an appointment's history is kept after its last entry.",
+    )
     shutdown_grace: PositiveDuration = Field(
         timedelta(seconds=30), description="On SIGTERM, time given to jobs in flight to finish."
     )

@@ -217,22 +217,25 @@ async def test_cancel_appointment_drops_every_pending_job(
     await queue.enqueue(parse_job(json.dumps(email("r2", **later))))
     ready = parse_job(json.dumps(email("now", appointment="appt-1")))
     await queue.enqueue(ready)
+    # The scheduling service's own job about the appointment is not a pending notification.
+    await queue.enqueue(parse_job(json.dumps(booked("upstream", appointment="appt-1"))))
     other = parse_job(json.dumps(email("other", send_at="2030-01-01T00:00:00Z", appointment="x")))
     await queue.enqueue(other)
 
     cancelled = await queue.cancel_appointment("appt-1")
     assert sorted(cancelled) == ["now", "r1", "r2"]
     assert (await queue.depths()).scheduled == 1
-    [delivery] = await queue.read("w1", 10, 100)
-    skip = await queue.claim(ready, delivery)
+    first, upstream = await queue.read("w1", 10, 100)
+    skip = await queue.claim(ready, first)
     assert (skip.action, skip.state) == ("skip", "cancelled")
+    assert (await queue.claim(parse_job(upstream.raw), upstream)).action == "run"
     [event] = await events(queue)
     assert event["reason"] == "cancelled before it was done"
     assert await queue.cancel_appointment("appt-1") == []
 
 
 async def test_retry_after_cancellation_drops_the_job(queue: JobQueue) -> None:
-    job = parse_job(json.dumps(booked()))
+    job = parse_job(json.dumps(email("job-1", appointment="appt-1")))
     await queue.enqueue(job)
     [delivery] = await queue.read("w1", 10, 100)
     await queue.claim(job, delivery)
