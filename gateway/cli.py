@@ -176,6 +176,21 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
     return 0
 
 
+async def cmd_history(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    redis = redis_for_cli(config)
+    try:
+        entries: Any = await redis.xrange(
+            Keys(config.settings.redis.prefix).history(args.appointment)
+        )
+    finally:
+        await redis.aclose()
+    if not entries:
+        raise CommandError(f"no history for appointment '{args.appointment}'")
+    for entry_id, fields in entries:
+        _print_json({"entry": entry_id, **json.loads(fields["event"])}, out)
+    return 0
+
+
 async def cmd_events(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     redis = redis_for_cli(config)
     queue = _queue(config, redis)
@@ -269,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="without --since: the last COUNT events (default 100); with it: read COUNT at a time",
     )
+    history = command("history", "everything planned, sent, skipped or dropped for one appointment")
+    history.add_argument("appointment", metavar="APPOINTMENT_ID")
     outbound_command_line.add_parsers(command)
     return parser
 
@@ -279,6 +296,7 @@ ASYNC_COMMANDS: dict[str, AsyncCommand] = {
     "queue": cmd_queue,
     "dead-letters": cmd_dead_letters,
     "events": cmd_events,
+    "history": cmd_history,
 }
 
 

@@ -21,6 +21,7 @@ from gateway.embedded_redis import EmbeddedRedis
 from gateway.errors import ConfigError
 from gateway.handlers import builtin_handlers
 from gateway.keys import Keys
+from gateway.planner import Planner
 from gateway.queue import JobQueue, QueueOptions
 from gateway.redis_conn import connect
 from gateway.scheduler import Scheduler
@@ -176,7 +177,18 @@ class Daemon:
                 queue,
                 self.directory,
                 builtin_handlers(
-                    self.directory, lambda: self.config.settings, self.clock, self.outbound.email
+                    self.directory,
+                    lambda: self.config.settings,
+                    self.clock,
+                    self.outbound.email,
+                    Planner(
+                        queue.redis,
+                        queue.keys,
+                        queue,
+                        self.directory,
+                        self.clock,
+                        lambda: int(self.config.settings.queue.history_ttl.total_seconds()),
+                    ),
                 ),
                 consumer=f"{socket.gethostname()}-{os.getpid()}",
                 options=worker_options(settings),

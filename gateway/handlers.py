@@ -86,6 +86,7 @@ def builtin_handlers(
     settings: Callable[[], Settings],
     clock: Clock,
     email: Handler,
+    planner: Handler,
 ) -> Mapping[str, Handler]:
     """The handler of every known job kind."""
     pending = NotImplementedHandler()
@@ -94,4 +95,7 @@ def builtin_handlers(
     handlers["account.upsert"] = directory_handler
     handlers["account.delete"] = directory_handler
     handlers["email.send"] = email
+    for kind in KNOWN_KINDS:
+        if kind.startswith(("appointment.", "order.", "subscription.")):
+            handlers[kind] = planner
     return handlers

@@ -76,6 +76,14 @@ class Keys:
         """Set of the recipients a job has reached, so that a retry skips them."""
         return self.prefix + "delivered:" + job_id
 
+    def sequence(self, appointment_id: str) -> str:
+        """Hash of the calendar SEQUENCE given by each job that changed an appointment."""
+        return self.prefix + "seq:" + appointment_id
+
+    def bookings(self, account: str, address: str) -> str:
+        """Sorted set of a client's appointments with one account, by start time."""
+        return f"{self.prefix}bookings:{account}:{address}"
+
     @property
     def history_prefix(self) -> str:
         return self.prefix + "history:"

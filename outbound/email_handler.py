@@ -142,9 +142,15 @@ class EmailHandler:
         )
         # One round trip: what may stop this message, and its record for bounces
         # and replies (written before sending, since a bounce can come back at once).
+        rebooked = appointment is not None and bool(job.context.get("only_if_not_rebooked"))
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.suppressed, address)
             pipe.hget(self.keys.opted_out(account.id), address)
+            if rebooked and appointment is not None:
+                # Checked now that it is due, as PRODUCT.md says, not when it was planned.
+                pipe.zrangebyscore(
+                    self.keys.bookings(account.id, address), appointment.start.timestamp(), "+inf"
+                )
             record_message(
                 pipe,
                 self.keys,
@@ -152,7 +158,11 @@ class EmailHandler:
                 record,
                 int(settings.inbound.message_id_ttl.total_seconds()),
             )
-            hard, opt_out, *_ = await pipe.execute()
+            hard, opt_out, *rest = await pipe.execute()
+        if rebooked and appointment is not None and set(rest[0]) - {appointment.id}:
+            return self._outcome(
+                job, account, address, "skipped", "the client has booked again since", None
+            )
         blocked = blocks(
             kind,
             Suppression.from_json(hard) if hard else None,

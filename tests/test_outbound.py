@@ -20,6 +20,7 @@ from gateway.directory import AccountDirectory
 from gateway.handlers import builtin_handlers
 from gateway.jobs import parse_job
 from gateway.keys import Keys
+from gateway.planner import Planner
 from gateway.queue import JobQueue, QueueOptions
 from gateway.worker import Worker, WorkerOptions
 from outbound.dkim import load_keys
@@ -87,10 +88,13 @@ class Gateway:
         self.outbound = OutboundService(lambda: config.settings, redis, keys, self.directory, clock)
         self.outbound.email.jitter = lambda: 0.0
         self.queue = JobQueue(redis, QueueOptions(), clock)
+        self.planner = Planner(redis, keys, self.queue, self.directory, clock, lambda: 86400)
         self.worker = Worker(
             self.queue,
             self.directory,
-            builtin_handlers(self.directory, lambda: config.settings, clock, self.outbound.email),
+            builtin_handlers(
+                self.directory, lambda: config.settings, clock, self.outbound.email, self.planner
+            ),
             "test",
             WorkerOptions(block_ms=10),
         )

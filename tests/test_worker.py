@@ -140,7 +140,9 @@ async def test_builtin_handlers_keep_accounts_and_refuse_unbuilt_kinds(
 ) -> None:
     worker = make_worker(redis, clock, {})
     recorder = Recorder()
-    worker.handlers = builtin_handlers(worker.directory, Settings, clock, email=recorder)
+    worker.handlers = builtin_handlers(
+        worker.directory, Settings, clock, email=recorder, planner=recorder
+    )
     await worker.queue.ensure_group()
     data = {k: v for k, v in ACCOUNT.items() if k != "id"}
     await xadd(

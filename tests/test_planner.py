@@ -1,0 +1,161 @@
+"""The planner through a real Redis, the real e-mail path and a settable clock: an
+appointment booked, moved and cancelled, and what its history shows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.config import load_config
+from tests.conftest import FixedClock
+from tests.smtp_server import SmtpServer
+from tests.test_outbound import Gateway, write_config
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpServer]:
+    async with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, redis_url: str, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> AsyncIterator[Gateway]:
+    clock.current = NOW.timestamp()
+    gateway = Gateway(load_config(write_config(tmp_path, redis_url, smtp.port)), redis, clock)
+    yield gateway
+    await gateway.outbound.close()
+
+
+def appointment_job(job_id: str, kind: str, start: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": job_id,
+        "kind": kind,
+        "account": "atelier-elodie",
+        "appointment": {
+            "id": "appt-7",
+            "calendar": "101",
+            "type": "2001",
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=45)).isoformat(),
+            "timezone": "Europe/Paris",
+            "clients": [
+                {"name": "Zoé Martin", "emails": ["zoe@example.com"], "phone": "06 12 34 56 78"}
+            ],
+            **extra,
+        },
+    }
+
+
+async def history(redis: Redis) -> list[dict[str, Any]]:
+    return [json.loads(f["event"]) for _, f in await redis.xrange("mailgw:history:appt-7")]
+
+
+async def run_until(gateway: Gateway, clock: FixedClock, moment: datetime) -> None:
+    """Let time pass to `moment`, running every job that falls due on the way."""
+    while True:
+        await gateway.drain()
+        due = await gateway.queue.redis.zrange("mailgw:scheduled", 0, 0, withscores=True)
+        if not due or due[0][1] / 1000 > moment.timestamp():
+            break
+        clock.current = due[0][1] / 1000
+        await gateway.queue.promote_due(100)
+    clock.current = moment.timestamp()
+
+
+async def test_booked_then_moved_then_cancelled(
+    gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    start = NOW + timedelta(days=5)
+    await gateway.run(appointment_job("b1", "appointment.booked", start))
+    planned = [e for e in await history(redis) if e["status"] == "planned"]
+    # The example account: confirmation now, reminders 2d, 24h and 2h before, an SMS
+    # reminder, and two follow-ups (growing plan).
+    assert [(e["kind"], e["channel"], e["send_at"]) for e in planned] == [
+        ("confirmation", "email", "2026-11-23T09:00:00.000Z"),
+        ("reminder", "email", "2026-11-26T09:00:00.000Z"),
+        ("reminder", "email", "2026-11-27T09:00:00.000Z"),
+        ("reminder", "email", "2026-11-28T07:00:00.000Z"),
+        ("reminder", "sms", (start - timedelta(hours=3)).isoformat(timespec="milliseconds")
+         .replace("+00:00", "Z")),
+        ("follow_up", "email", "2026-11-29T09:00:00.000Z"),
+        ("follow_up", "email", "2026-12-28T09:00:00.000Z"),
+    ]  # fmt: skip
+    assert [m.recipients for m in smtp.messages] == [["zoe@example.com"]]  # the confirmation
+
+    # The first reminder goes out at its time.
+    await run_until(gateway, clock, NOW + timedelta(days=3, hours=1))
+    assert len(smtp.messages) == 2
+
+    # Moved two days later: the pending ones are dropped and planned again.
+    new_start = start + timedelta(days=2)
+    await gateway.run(appointment_job("r1", "appointment.rescheduled", new_start))
+    entries = await history(redis)
+    dropped = {e["job"] for e in entries if e["status"] == "dropped"}
+    assert dropped == {e["job"] for e in planned[2:]}
+    replanned = [e for e in entries if e["status"] == "planned" and e["source"] == "r1"]
+    assert replanned[0]["kind"] == "reschedule"
+    assert "confirmation" not in {e["kind"] for e in replanned}
+
+    # Nothing of the old time is sent; the new 2d reminder is.
+    await run_until(gateway, clock, new_start - timedelta(hours=30))
+    subjects = [m.data for m in smtp.messages]
+    assert len(subjects) == 4  # confirmation, first reminder, reschedule notice, new 2d reminder
+
+    # Cancelled: what was pending is dropped, the cancellation is sent, nothing after.
+    await gateway.run(appointment_job("c1", "appointment.cancelled", new_start))
+    await run_until(gateway, clock, new_start + timedelta(days=60))
+    assert len(smtp.messages) == 5
+    statuses = [(e.get("kind"), e["status"]) for e in await history(redis)]
+    assert ("cancellation", "sent") in statuses
+    assert await redis.zcard("mailgw:scheduled") == 0
+
+    # The SMS reminders were planned as sms.send jobs; SMS is not in this release,
+    # so they never came due here (dropped by the moves) and nothing else failed.
+    assert not [e for e in await gateway.events() if e["status"] == "failed"]
+
+
+async def test_staff_chose_not_to_notify(gateway: Gateway, redis: Redis, smtp: SmtpServer) -> None:
+    start = NOW + timedelta(days=5)
+    await gateway.run(appointment_job("b2", "appointment.booked", start, notify=False))
+    assert smtp.messages == []
+    reasons = {e["reason"] for e in await history(redis) if e["status"] == "skipped"}
+    assert reasons == {"staff chose not to notify"}
+    assert await redis.zcard("mailgw:scheduled") == 0
+
+
+async def test_follow_up_only_if_not_rebooked_is_checked_when_due(
+    gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    start = NOW + timedelta(days=1)
+    await gateway.run(appointment_job("b3", "appointment.booked", start))
+    later = appointment_job("b4", "appointment.booked", start + timedelta(days=20))
+    later["appointment"]["id"] = "appt-8"
+    await gateway.run(later)
+    # The example account's follow-ups: 1 day after (its default template is empty, so
+    # it is not sent) and 30 days after, only if the client has not booked again.
+    await run_until(gateway, clock, start + timedelta(days=31))
+    follow_ups = [
+        e["reason"]
+        for e in await gateway.events()
+        if e.get("appointment") == "appt-7" and e["kind"] == "follow_up"
+    ]
+    assert follow_ups == ["its template renders empty", "the client has booked again since"]
+
+
+async def test_the_same_booking_twice_plans_once(gateway: Gateway, redis: Redis) -> None:
+    start = NOW + timedelta(days=5)
+    await gateway.run(appointment_job("b5", "appointment.booked", start))
+    scheduled = await redis.zcard("mailgw:scheduled")
+    await gateway.run(appointment_job("b5", "appointment.booked", start))
+    assert await redis.zcard("mailgw:scheduled") == scheduled
