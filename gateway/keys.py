@@ -73,7 +73,8 @@ class Keys:
         return self.prefix + "msg:" + token
 
     def delivered(self, job_id: str) -> str:
-        """Set of the recipients a job has reached, so that a retry skips them."""
+        """Hash of the recipients a job has reached (to the Message-ID sent, or the final
+        status), so that a retry or a reclaimed job does not send to them again."""
         return self.prefix + "delivered:" + job_id
 
     def sequence(self, appointment_id: str) -> str:

@@ -72,7 +72,8 @@ class EmailHandler:
         appointment = job_appointment(job)
         done: set[str] = set()
         if attempt > 1:
-            done = set(await self.redis.smembers(self.keys.delivered(job.id)))  # type: ignore[arg-type]
+            # Their outcomes were recorded with the retry.
+            done = set(await self.redis.hkeys(self.keys.delivered(job.id)))  # type: ignore[arg-type]
         recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
         outcomes = await asyncio.gather(
             *(self._send_one(job, account, kind, appointment, r) for r in recipients)
@@ -99,7 +100,7 @@ class EmailHandler:
             # Recipients already done are skipped when the job comes back.
             key = self.keys.delivered(job.id)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(key, *(e.recipient for e in final if e.recipient))
+                pipe.hset(key, mapping={e.recipient: e.status for e in final if e.recipient})
                 pipe.expire(key, int(relay.max_lifetime.total_seconds()) + 86400)
                 await pipe.execute()
         reason = "; ".join(f"{e.recipient}: {e.reason}" for e in waiting)
@@ -144,6 +145,7 @@ class EmailHandler:
         # and replies (written before sending, since a bounce can come back at once).
         rebooked = appointment is not None and bool(job.context.get("only_if_not_rebooked"))
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.delivered(job.id), address)
             pipe.hget(self.keys.suppressed, address)
             pipe.hget(self.keys.opted_out(account.id), address)
             if rebooked and appointment is not None:
@@ -158,7 +160,13 @@ class EmailHandler:
                 record,
                 int(settings.inbound.message_id_ttl.total_seconds()),
             )
-            hard, opt_out, *rest = await pipe.execute()
+            earlier, hard, opt_out, *rest = await pipe.execute()
+        if earlier:
+            # An attempt interrupted after the server took the message (the worker died
+            # before recording it): sending again would be a second copy.
+            return self._outcome(
+                job, account, address, "sent", "sent by an interrupted earlier attempt", earlier
+            )
         if rebooked and appointment is not None and set(rest[0]) - {appointment.id}:
             return self._outcome(
                 job, account, address, "skipped", "the client has booked again since", None
@@ -184,6 +192,13 @@ class EmailHandler:
         self, job: EmailJob, account: Account, result: RecipientResult, message_id: str
     ) -> Outcome:
         detail = f"{result.code} {result.response}".strip() if result.code else result.response
+        if result.status == "sent":
+            # Recorded at once, for an attempt that may yet be interrupted (see _send).
+            key = self.keys.delivered(job.id)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, result.recipient, message_id)
+                pipe.expire(key, int(self.settings().relay.max_lifetime.total_seconds()) + 86400)
+                await pipe.execute()
         if result.status == "bounced":
             await self.suppressions.add(
                 Suppression(

@@ -331,3 +331,21 @@ async def test_a_refused_address_fails_alone(gateway: Gateway, smtp: SmtpServer)
     assert statuses["zoé@example.com"][0] == "failed"
     assert "non-ASCII local part" in statuses["zoé@example.com"][1]
     assert len(smtp.messages) == 1
+
+
+async def test_a_message_sent_before_the_worker_died_is_not_sent_again(
+    gateway: Gateway, smtp: SmtpServer
+) -> None:
+    await gateway.queue.ensure_group()
+    await gateway.queue.enqueue(parse_job(json.dumps(confirmation("c9", "zoe@example.com"))))
+    [delivery] = await gateway.queue.read("test", 10, 10)
+    job = parse_job(delivery.raw)
+    assert (await gateway.queue.claim(job, delivery)).action == "run"
+    # The message goes out, then the worker dies before acknowledging the job.
+    [sent] = await gateway.outbound.email.handle(job, 1)
+    # Another worker takes the job over and runs it again.
+    [again] = await gateway.outbound.email.handle(job, 1)
+    assert len(smtp.messages) == 1
+    assert again.status == "sent"
+    assert again.message_id == sent.message_id
+    assert again.reason == "sent by an interrupted earlier attempt"
