@@ -1,0 +1,136 @@
+"""Planner scale: appointments planned per second, due notifications dispatched per second
+(scheduled set -> jobs stream), and Redis memory per pending notification.
+
+    python bench/planner.py [--appointments 20000] [--concurrency 200]
+
+Each appointment of the example French account (3 e-mail reminders, an SMS reminder,
+2 follow-ups) is booked ten days ahead, so all but the confirmation wait in Redis.
+Targets (issue 4): 20,000 plans/s, 20,000 dispatches/s, 512 bytes per pending one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from gateway.config import load_config  # noqa: E402
+from gateway.directory import AccountDirectory  # noqa: E402
+from gateway.jobs import AppointmentJob, parse_job  # noqa: E402
+from gateway.keys import Keys  # noqa: E402
+from gateway.planner import Planner  # noqa: E402
+from gateway.queue import JobQueue, QueueOptions  # noqa: E402
+from gateway.redis_conn import connect  # noqa: E402
+from tests.conftest import FixedClock  # noqa: E402
+from tests.redis_server import start_redis  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+# The rates are floors, the memory a ceiling.
+TARGETS = {"plans": 20_000, "dispatches": 20_000, "bytes": 512}
+CEILINGS = {"bytes"}
+
+
+def booking(index: int) -> AppointmentJob:
+    start = NOW + timedelta(days=10, minutes=index % 600)
+    job = parse_job(
+        json.dumps(
+            {
+                "v": 1,
+                "id": f"book-{index}",
+                "kind": "appointment.booked",
+                "account": "atelier-elodie",
+                "appointment": {
+                    "id": f"appt-{index}",
+                    "calendar": "101",
+                    "type": "2001",
+                    "start": start.isoformat(),
+                    "end": (start + timedelta(minutes=45)).isoformat(),
+                    "timezone": "Europe/Paris",
+                    "clients": [
+                        {
+                            "name": "Zoé Martin",
+                            "emails": [f"client{index}@example.com"],
+                            "phone": "+33612345678",
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    assert isinstance(job, AppointmentJob)
+    return job
+
+
+async def measure(url: str, appointments: int, concurrency: int) -> dict[str, float]:
+    redis = connect(url, max_connections=concurrency + 8)
+    config = load_config(ROOT / "config" / "mailgw.toml")
+    clock = FixedClock(NOW.timestamp())
+    keys = Keys()
+    queue = JobQueue(redis, QueueOptions(), clock)
+    directory = AccountDirectory(
+        redis, keys, config.accounts, cache_size=10, cache_ttl=3600, timer=clock.now
+    )
+    planner = Planner(redis, keys, queue, directory, clock, lambda: 400 * 86400)
+    await queue.ensure_group()
+    jobs = [booking(i) for i in range(appointments)]
+    before = (await redis.info("memory"))["used_memory"]
+
+    start = time.perf_counter()
+    for first in range(0, appointments, concurrency):
+        await asyncio.gather(*(planner.handle(j, 1) for j in jobs[first : first + concurrency]))
+    planning = time.perf_counter() - start
+
+    pending = int(await redis.zcard(keys.scheduled))
+    # What the planning left besides the pending notifications is part of their cost:
+    # the appointment's history and booking records, the immediate confirmations.
+    memory = (await redis.info("memory"))["used_memory"] - before
+    clock.current = (NOW + timedelta(days=400)).timestamp()
+    start = time.perf_counter()
+    dispatched = await queue.promote_due(1000)
+    dispatching = time.perf_counter() - start
+    await redis.aclose()
+    return {
+        "plans": appointments / planning,
+        "dispatches": dispatched / dispatching,
+        "bytes": memory / pending,
+        "pending": pending,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--appointments", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        server, port = start_redis(Path(directory))
+        try:
+            figures = asyncio.run(
+                measure(f"redis://127.0.0.1:{port}/0", args.appointments, args.concurrency)
+            )
+        finally:
+            server.terminate()
+            server.wait()
+    print(f"{args.appointments} appointments, {figures['pending']:.0f} pending notifications")
+    rows = [
+        ("plans/s (appointment.booked handled)", "plans", "{:,.0f}"),
+        ("dispatches/s (scheduled -> jobs stream)", "dispatches", "{:,.0f}"),
+        ("Redis bytes per pending notification", "bytes", "{:,.0f}"),
+    ]
+    for name, key, form in rows:
+        ratio = figures[key] / TARGETS[key]
+        print(
+            f"{name:<44}{form.format(figures[key]):>10}   target {TARGETS[key]:,}  ({ratio:.2f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
