@@ -77,13 +77,28 @@ class Keys:
         status), so that a retry or a reclaimed job does not send to them again."""
         return self.prefix + "delivered:" + job_id
 
+    @property
+    def notifications(self) -> str:
+        """Sorted set of planned notifications waiting for their time (compact members,
+        scored in epoch ms); their jobs are made when they fall due."""
+        return self.prefix + "notifications"
+
+    def appointment_data(self, appointment_id: str) -> str:
+        """Hash of what an appointment's waiting notifications need: account, planning
+        job, context, and the members it left waiting."""
+        return self.prefix + "apptdata:" + appointment_id
+
+    @property
+    def bookings_prefix(self) -> str:
+        return self.prefix + "bookings:"
+
     def sequence(self, appointment_id: str) -> str:
         """Hash of the calendar SEQUENCE given by each job that changed an appointment."""
         return self.prefix + "seq:" + appointment_id
 
     def bookings(self, account: str, address: str) -> str:
         """Sorted set of a client's appointments with one account, by start time."""
-        return f"{self.prefix}bookings:{account}:{address}"
+        return f"{self.bookings_prefix}{account}:{address}"
 
     @property
     def history_prefix(self) -> str:

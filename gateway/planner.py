@@ -34,7 +34,7 @@ from gateway.planning import (
     plan_reschedule,
     plan_resend,
 )
-from gateway.queue import JobQueue
+from gateway.queue import JobQueue, NotificationPlan
 
 PLANS = {
     "appointment.booked": plan_booking,
@@ -44,6 +44,8 @@ PLANS = {
 }
 # Counter field of an appointment's sequence hash (the others map job ids to their number).
 LAST_SEQUENCE = "last"
+# Joins the parts of a waiting notification's member: no id or address holds it.
+SEP = "\x1f"
 
 
 def notification_id(source: str, kind: str, index: int, channel: str, recipient: str) -> str:
@@ -84,69 +86,116 @@ class Planner:
             raise PermanentFailure(f"unknown account '{job.account}'")
         appointment = job.appointment
         now = datetime.fromtimestamp(self.clock.now(), UTC)
-        dropped: list[str] = []
-        if job.kind in ("appointment.rescheduled", "appointment.cancelled"):
-            # Nothing planned for the old time, nor after a cancellation.
-            dropped = await self.queue.cancel_appointment(appointment.id)
-        await self._track_booking(job)
+        replace = job.kind in ("appointment.rescheduled", "appointment.cancelled")
+        # Nothing stays planned for the old time, nor after a cancellation: what waits
+        # is replaced below; what is already on the stream is dropped here.
+        dropped = await self.queue.cancel_appointment(appointment.id) if replace else []
         plan = PLANS[job.kind](account, appointment, now)
-        sequence = await self._sequence(job)
-        context = {
-            "appointment": {**json.loads(appointment.model_dump_json()), "sequence": sequence}
-        }
-        jobs: list[dict[str, Any]] = []
-        history: list[dict[str, Any]] = [{"status": "dropped", "job": i} for i in dropped]
+        sequence = await self._sequence(job) if replace else appointment.sequence
+        details = json.loads(appointment.model_dump_json())
+        context = {"appointment": {**details, "sequence": sequence}}
+        clients = _addresses(appointment.clients)
+        immediate: list[dict[str, Any]] = []
+        waiting: list[tuple[int, str]] = []
+        listed: list[dict[str, Any]] = []
         events: list[Event] = []
         for item in plan:
             if isinstance(item, Skipped):
                 events.append(self._skipped(job, item))
                 continue
-            for recipient, child in self._notifications(job, item, context, now):
-                jobs.append(child)
-                history.append(
+            for recipient in self._recipients(job, item, clients):
+                listed.append(
                     {
-                        "status": "planned",
-                        "job": child["id"],
                         "kind": item.kind,
                         "channel": item.channel,
+                        "index": item.index,
                         "recipient": recipient,
                         "send_at": rfc3339(item.at.timestamp()),
                     }
                 )
-        await self._enqueue(jobs)
-        await self._record(appointment.id, job.id, history)
+                if item.at > now:
+                    flag = "1" if item.only_if_not_rebooked else "0"
+                    fields = (appointment.id, item.kind, str(item.index), item.channel, flag)
+                    waiting.append(
+                        (int(item.at.timestamp() * 1000), SEP.join((*fields, recipient)))
+                    )
+                else:
+                    immediate.append(self._job(job, item, recipient, context))
+        history = {
+            "at": rfc3339(self.clock.now()),
+            "source": job.id,
+            "appointment": appointment.id,
+            "status": "planned",
+            "notifications": listed,
+        }
+        replaced = await self.queue.plan_notifications(
+            NotificationPlan(
+                appointment=appointment.id,
+                account=job.account,
+                source=job.id,
+                context=json.dumps(context, ensure_ascii=False, separators=(",", ":")),
+                replace=replace,
+                history=json.dumps(history, ensure_ascii=False),
+                ttl=self.history_ttl(),
+                clients=[f"{job.account}:{address}" for address in clients],
+                start=appointment.start.timestamp(),
+                cancelled=job.kind == "appointment.cancelled",
+                waiting=waiting,
+            )
+        )
+        await self._enqueue(immediate)
+        if dropped or replaced:
+            await self._record_dropped(job, dropped, replaced)
         return events
 
-    def _notifications(
-        self, job: AppointmentJob, item: Planned, context: dict[str, Any], now: datetime
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """The jobs that carry one planned notification: an e-mail to each client address,
-        or one text to the first client with a phone (one SMS reminder per appointment)."""
-        appointment = job.appointment
-        base: dict[str, Any] = {
+    def _recipients(self, job: AppointmentJob, item: Planned, clients: list[str]) -> list[str]:
+        """Each client address for an e-mail; the first client's phone for the one SMS
+        reminder of an appointment."""
+        if item.channel == "email":
+            return clients
+        phone = next((c.phone for c in job.appointment.clients if c.phone), None)
+        return [phone] if phone else []
+
+    def _job(
+        self, job: AppointmentJob, item: Planned, recipient: str, context: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The job of a notification due now (the later ones are made when they fall due,
+        the same way, by PROMOTE_NOTIFICATIONS)."""
+        sms = item.channel == "sms"
+        return {
             "v": 1,
+            "id": notification_id(job.id, item.kind, item.index, item.channel, recipient),
+            "kind": "sms.send" if sms else "email.send",
             "account": job.account,
-            "appointment": appointment.id,
+            "appointment": job.appointment.id,
+            "to": recipient if sms else [recipient],
             "template": item.kind,
-            "context": context,
+            "context": {**context, "only_if_not_rebooked": True}
+            if item.only_if_not_rebooked
+            else context,
         }
-        if item.at > now:
-            base["send_at"] = item.at.isoformat()
-        if item.only_if_not_rebooked:
-            base["context"] = {**context, "only_if_not_rebooked": True}
-        if item.channel == "sms":
-            phone = next((c.phone for c in appointment.clients if c.phone), None)
-            if phone is None:
-                return []
-            child_id = notification_id(job.id, item.kind, item.index, "sms", phone)
-            return [(phone, {**base, "id": child_id, "kind": "sms.send", "to": phone})]
-        children = []
-        for client in appointment.clients:
-            for address in client.emails:
-                child_id = notification_id(job.id, item.kind, item.index, "email", address)
-                child = {**base, "id": child_id, "kind": "email.send", "to": [address]}
-                children.append((address, child))
-        return children
+
+    async def _record_dropped(
+        self, job: AppointmentJob, dropped: list[str], replaced: list[str]
+    ) -> None:
+        notifications: list[dict[str, Any]] = [{"job": job_id} for job_id in dropped]
+        for member in replaced:
+            _, kind, index, channel, _, recipient = member.split(SEP, 5)
+            notifications.append(
+                {"kind": kind, "channel": channel, "index": int(index), "recipient": recipient}
+            )
+        entry = {
+            "at": rfc3339(self.clock.now()),
+            "source": job.id,
+            "appointment": job.appointment.id,
+            "status": "dropped",
+            "notifications": notifications,
+        }
+        key = self.keys.history(job.appointment.id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"event": json.dumps(entry, ensure_ascii=False)})
+            pipe.expire(key, self.history_ttl())
+            await pipe.execute()
 
     async def _sequence(self, job: AppointmentJob) -> int:
         """The calendar invitation's SEQUENCE: raised once by each job that moves or
@@ -160,20 +209,6 @@ class Planner:
             known = await self.redis.hget(key, job.id)
             await self.redis.expire(key, self.history_ttl())
         return max(int(known or 0), job.appointment.sequence)
-
-    async def _track_booking(self, job: AppointmentJob) -> None:
-        """Remember each client's booked appointments, for follow-ups sent only if the
-        client has not booked again (checked when they are due)."""
-        appointment = job.appointment
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for address in _addresses(appointment.clients):
-                key = self.keys.bookings(job.account, address)
-                if job.kind == "appointment.cancelled":
-                    pipe.zrem(key, appointment.id)
-                else:
-                    pipe.zadd(key, {appointment.id: appointment.start.timestamp()})
-                pipe.expire(key, self.history_ttl())
-            await pipe.execute()
 
     # Orders and subscriptions: always sent, but for what PRODUCT.md exempts.
 
@@ -228,18 +263,6 @@ class Planner:
     async def _enqueue(self, jobs: Sequence[dict[str, Any]]) -> None:
         # Concurrent calls leave for Redis together (the queue batches its scripts).
         await asyncio.gather(*(self.queue.enqueue(parse_job(json.dumps(j))) for j in jobs))
-
-    async def _record(self, appointment: str, source: str, entries: list[dict[str, Any]]) -> None:
-        if not entries:
-            return
-        key = self.keys.history(appointment)
-        at = rfc3339(self.clock.now())
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                event = {"at": at, "source": source, "appointment": appointment, **entry}
-                pipe.xadd(key, {"event": json.dumps(event, ensure_ascii=False)})
-            pipe.expire(key, self.history_ttl())
-            await pipe.execute()
 
     def _skipped(self, job: AppointmentJob, item: Skipped) -> Event:
         return Event(

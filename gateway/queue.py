@@ -55,6 +55,23 @@ class QueueOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationPlan:
+    """What one planning job leaves waiting for an appointment (see PLAN_NOTIFICATIONS)."""
+
+    appointment: str
+    account: str
+    source: str
+    context: str
+    replace: bool
+    history: str
+    ttl: int
+    clients: Sequence[str]
+    start: float
+    cancelled: bool
+    waiting: Sequence[tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One stream entry handed to this worker."""
 
@@ -180,10 +197,49 @@ class JobQueue:
         )
         return Enqueued(job.id, bool(queued), str(where))
 
+    async def plan_notifications(self, plan: NotificationPlan) -> list[str]:
+        """Keep an appointment's waiting notifications; returns the members it replaced."""
+        dropped = await self._run(
+            scripts.PLAN_NOTIFICATIONS,
+            keys=[
+                self.keys.notifications,
+                self.keys.appointment_data(plan.appointment),
+                self.keys.history(plan.appointment),
+            ],
+            args=[
+                plan.appointment,
+                plan.account,
+                plan.source,
+                plan.context,
+                "1" if plan.replace else "0",
+                plan.history,
+                plan.ttl,
+                self.keys.bookings_prefix,
+                plan.start,
+                "1" if plan.cancelled else "0",
+                len(plan.clients),
+                *plan.clients,
+                *(part for pair in plan.waiting for part in pair),
+            ],
+        )
+        return [str(member) for member in dropped]
+
     async def promote_due(self, limit: int) -> int:
-        """Move due scheduled and retrying jobs onto the stream; returns how many."""
+        """Move due scheduled and retrying jobs, and due notifications, onto the stream;
+        returns how many."""
         now = _ms(self.clock.now())
         moved = 0
+        while True:
+            count = int(
+                await self._run(
+                    scripts.PROMOTE_NOTIFICATIONS,
+                    keys=[self.keys.notifications, self.keys.jobs],
+                    args=[now, limit, self.options.prefix, self.options.state_ttl],
+                )
+            )
+            moved += count
+            if count < limit:
+                break
         for waiting in (self.keys.scheduled, self.keys.retry):
             while True:
                 count = int(
@@ -429,9 +485,10 @@ class JobQueue:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xlen(self.keys.jobs)
             pipe.zcard(self.keys.scheduled)
+            pipe.zcard(self.keys.notifications)
             pipe.zcard(self.keys.retry)
             pipe.xlen(self.keys.dead)
-            on_stream, scheduled, retrying, dead = await pipe.execute()
+            on_stream, scheduled, notifications, retrying, dead = await pipe.execute()
         in_flight = 0
         if on_stream:
             try:
@@ -442,7 +499,7 @@ class JobQueue:
         return Depths(
             ready=int(on_stream) - in_flight,
             in_flight=in_flight,
-            scheduled=int(scheduled),
+            scheduled=int(scheduled) + int(notifications),
             retrying=int(retrying),
             dead_letters=int(dead),
         )
