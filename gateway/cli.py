@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from gateway import __version__
 from gateway.cli_support import CommandError, redis_for_cli
-from gateway.clock import SystemClock
+from gateway.clock import SystemClock, rfc3339
 from gateway.config import Config, config_path, load_config
 from gateway.daemon import ROLES, queue_options
 from gateway.directory import AccountDirectory
@@ -177,17 +177,29 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
 
 
 async def cmd_history(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """What happened to an appointment's notifications, then those still waiting."""
     redis = redis_for_cli(config)
+    queue = _queue(config, redis)
     try:
-        entries: Any = await redis.xrange(
-            Keys(config.settings.redis.prefix).history(args.appointment)
-        )
+        entries: Any = await redis.xrange(queue.keys.history(args.appointment))
+        waiting = await queue.waiting_notifications(args.appointment)
     finally:
         await redis.aclose()
-    if not entries:
+    if not entries and not waiting:
         raise CommandError(f"no history for appointment '{args.appointment}'")
     for entry_id, fields in entries:
         _print_json({"entry": entry_id, **json.loads(fields["event"])}, out)
+    for member, due in sorted(waiting, key=lambda pair: pair[1]):
+        _, kind, index, channel, _, recipient = member.split("\x1f", 5)
+        waiting_entry = {
+            "status": "waiting",
+            "kind": kind,
+            "channel": channel,
+            "index": int(index),
+            "recipient": recipient,
+            "send_at": rfc3339(due),
+        }
+        _print_json(waiting_entry, out)
     return 0
 
 

@@ -95,39 +95,17 @@ class Planner:
         details = json.loads(appointment.model_dump_json())
         context = {"appointment": {**details, "sequence": sequence}}
         clients = _addresses(appointment.clients)
-        immediate: list[dict[str, Any]] = []
-        waiting: list[tuple[int, str]] = []
-        listed: list[dict[str, Any]] = []
+        notifications: list[tuple[int, str]] = []
         events: list[Event] = []
         for item in plan:
             if isinstance(item, Skipped):
                 events.append(self._skipped(job, item))
                 continue
+            flag = "1" if item.only_if_not_rebooked else "0"
+            fields = (appointment.id, item.kind, str(item.index), item.channel, flag)
+            due = int(item.at.timestamp() * 1000)
             for recipient in self._recipients(job, item, clients):
-                listed.append(
-                    {
-                        "kind": item.kind,
-                        "channel": item.channel,
-                        "index": item.index,
-                        "recipient": recipient,
-                        "send_at": rfc3339(item.at.timestamp()),
-                    }
-                )
-                if item.at > now:
-                    flag = "1" if item.only_if_not_rebooked else "0"
-                    fields = (appointment.id, item.kind, str(item.index), item.channel, flag)
-                    waiting.append(
-                        (int(item.at.timestamp() * 1000), SEP.join((*fields, recipient)))
-                    )
-                else:
-                    immediate.append(self._job(job, item, recipient, context))
-        history = {
-            "at": rfc3339(self.clock.now()),
-            "source": job.id,
-            "appointment": appointment.id,
-            "status": "planned",
-            "notifications": listed,
-        }
+                notifications.append((due, SEP.join((*fields, recipient))))
         replaced = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
@@ -135,15 +113,13 @@ class Planner:
                 source=job.id,
                 context=json.dumps(context, ensure_ascii=False, separators=(",", ":")),
                 replace=replace,
-                history=json.dumps(history, ensure_ascii=False),
                 ttl=self.history_ttl(),
                 clients=[f"{job.account}:{address}" for address in clients],
                 start=appointment.start.timestamp(),
                 cancelled=job.kind == "appointment.cancelled",
-                waiting=waiting,
+                notifications=notifications,
             )
         )
-        await self._enqueue(immediate)
         if dropped or replaced:
             await self._record_dropped(job, dropped, replaced)
         return events
@@ -155,25 +131,6 @@ class Planner:
             return clients
         phone = next((c.phone for c in job.appointment.clients if c.phone), None)
         return [phone] if phone else []
-
-    def _job(
-        self, job: AppointmentJob, item: Planned, recipient: str, context: dict[str, Any]
-    ) -> dict[str, Any]:
-        """The job of a notification due now (the later ones are made when they fall due,
-        the same way, by PROMOTE_NOTIFICATIONS)."""
-        sms = item.channel == "sms"
-        return {
-            "v": 1,
-            "id": notification_id(job.id, item.kind, item.index, item.channel, recipient),
-            "kind": "sms.send" if sms else "email.send",
-            "account": job.account,
-            "appointment": job.appointment.id,
-            "to": recipient if sms else [recipient],
-            "template": item.kind,
-            "context": {**context, "only_if_not_rebooked": True}
-            if item.only_if_not_rebooked
-            else context,
-        }
 
     async def _record_dropped(
         self, job: AppointmentJob, dropped: list[str], replaced: list[str]

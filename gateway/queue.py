@@ -63,12 +63,11 @@ class NotificationPlan:
     source: str
     context: str
     replace: bool
-    history: str
     ttl: int
     clients: Sequence[str]
     start: float
     cancelled: bool
-    waiting: Sequence[tuple[int, str]]
+    notifications: Sequence[tuple[int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,13 +197,14 @@ class JobQueue:
         return Enqueued(job.id, bool(queued), str(where))
 
     async def plan_notifications(self, plan: NotificationPlan) -> list[str]:
-        """Keep an appointment's waiting notifications; returns the members it replaced."""
+        """Keep an appointment's notifications, making at once the jobs of those due now;
+        returns the members it replaced."""
         dropped = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
                 self.keys.notifications,
                 self.keys.appointment_data(plan.appointment),
-                self.keys.history(plan.appointment),
+                self.keys.jobs,
             ],
             args=[
                 plan.appointment,
@@ -212,14 +212,15 @@ class JobQueue:
                 plan.source,
                 plan.context,
                 "1" if plan.replace else "0",
-                plan.history,
+                _ms(self.clock.now()),
                 plan.ttl,
-                self.keys.bookings_prefix,
+                self.options.prefix,
+                self.options.state_ttl,
                 plan.start,
                 "1" if plan.cancelled else "0",
                 len(plan.clients),
                 *plan.clients,
-                *(part for pair in plan.waiting for part in pair),
+                *(part for pair in plan.notifications for part in pair),
             ],
         )
         return [str(member) for member in dropped]
@@ -503,6 +504,15 @@ class JobQueue:
             retrying=int(retrying),
             dead_letters=int(dead),
         )
+
+    async def waiting_notifications(self, appointment: str) -> list[tuple[str, float]]:
+        """An appointment's notifications not yet due: (member, due epoch s)."""
+        pending: Any = await self.redis.hget(self.keys.appointment_data(appointment), "pending")
+        members = [m for m in (pending or "").split("\x1e") if m]
+        if not members:
+            return []
+        scores = await self.redis.zmscore(self.keys.notifications, members)
+        return [(m, s / 1000) for m, s in zip(members, scores, strict=True) if s is not None]
 
     async def dead_letters(self, start: str = "-", count: int = 100) -> list[DeadLetter]:
         entries: Any = await self.redis.xrange(self.keys.dead, min=start, max="+", count=count)

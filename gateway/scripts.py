@@ -284,20 +284,59 @@ redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """)
 
+# Turns one notification member (appointment, kind, index, channel, flag,
+# recipient joined by \x1f, a byte no id or address may hold) into its job on the
+# stream: an `email.send` to one address or an `sms.send` to one number, with the
+# appointment's context, under an id that names the planning that made it.
+DISPATCH = """
+local function dispatch(prefix, jobs, ttl, member)
+  local part = '([^\\31]*)\\31'
+  local appointment, kind, index, channel, flag, recipient =
+    string.match(member, '^' .. string.rep(part, 5) .. '(.*)$')
+  if not appointment then
+    return
+  end
+  local data = redis.call('HMGET', prefix .. 'apptdata:' .. appointment,
+                          'account', 'source', 'context')
+  if not data[1] then
+    return
+  end
+  local id = data[2] .. '/' .. kind .. '/' .. index .. '/' .. channel .. '/' .. recipient
+  if redis.call('EXISTS', prefix .. 'job:' .. id) == 1 then
+    return  -- made already (the same planning job run again): once only
+  end
+  local context = data[3]
+  if flag == '1' then
+    context = string.sub(context, 1, -2) .. ',"only_if_not_rebooked":true}'
+  end
+  local job_kind, to = 'email.send', '[' .. cjson.encode(recipient) .. ']'
+  if channel == 'sms' then
+    job_kind, to = 'sms.send', cjson.encode(recipient)
+  end
+  local job = '{"v":1,"id":' .. cjson.encode(id) .. ',"kind":"' .. job_kind ..
+    '","account":' .. cjson.encode(data[1]) .. ',"appointment":' ..
+    cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
+    cjson.encode(kind) .. ',"context":' .. context .. '}'
+  local entry = redis.call('XADD', jobs, '*', 'job', job)
+  redis.call('SET', prefix .. 'job:' .. id, 'q:' .. entry, 'EX', ttl)
+  redis.call('SADD', prefix .. 'appt:' .. appointment, id)
+end
+"""
+
 # Keep what an appointment has planned: its notifications wait in one sorted set
-# as compact members (appointment, kind, index, channel, flag, recipient joined by
-# \x1f, a byte no id or address may hold), and the appointment's data once, in a
-# hash; the job of each notification is made only when it falls due. A planning
-# that replaces an earlier one (a move, a cancellation) first drops the members
-# the earlier one left waiting. Also records the planning in the appointment's
-# history and the clients' bookings.
-# KEYS: notifications, appointment data, history
+# as compact members (see DISPATCH) and the appointment's data once, in a hash;
+# the job of each is made only when it falls due (at once for those due now). A
+# planning that replaces an earlier one (a move, a cancellation) first drops the
+# members the earlier one left waiting. Also keeps the clients' bookings.
+# KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, replace (1/0),
-#       history entry json, ttl s, bookings key prefix, booking score (start,
-#       epoch s), remove booking (1/0), client count n, n booking key suffixes,
-#       then (due ms, member) pairs
+#       now ms, ttl s, key prefix, state ttl s, booking score (start, epoch s),
+#       remove booking (1/0), client count n, n booking key suffixes, then
+#       (due ms, member) pairs
 # Returns the dropped members.
-PLAN_NOTIFICATIONS = Script("""
+PLAN_NOTIFICATIONS = Script(
+    DISPATCH
+    + """
 local dropped = {}
 if ARGV[5] == '1' then
   local old = redis.call('HGET', KEYS[2], 'pending')
@@ -309,61 +348,44 @@ if ARGV[5] == '1' then
     end
   end
 end
-local clients = tonumber(ARGV[11])
-for i = 12, 11 + clients do
-  local key = ARGV[8] .. ARGV[i]
-  if ARGV[10] == '1' then
+local clients = tonumber(ARGV[12])
+for i = 13, 12 + clients do
+  local key = ARGV[8] .. 'bookings:' .. ARGV[i]
+  if ARGV[11] == '1' then
     redis.call('ZREM', key, ARGV[1])
   else
-    redis.call('ZADD', key, ARGV[9], ARGV[1])
+    redis.call('ZADD', key, ARGV[10], ARGV[1])
   end
   redis.call('EXPIRE', key, ARGV[7])
 end
-local members = {}
-for i = 12 + clients, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-  table.insert(members, ARGV[i + 1])
+redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4])
+local waiting = {}
+local now = tonumber(ARGV[6])
+for i = 13 + clients, #ARGV, 2 do
+  if tonumber(ARGV[i]) <= now then
+    dispatch(ARGV[8], KEYS[3], ARGV[9], ARGV[i + 1])
+  else
+    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+    table.insert(waiting, ARGV[i + 1])
+  end
 end
-redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4],
-           'pending', table.concat(members, '\\30'))
+redis.call('HSET', KEYS[2], 'pending', table.concat(waiting, '\\30'))
 redis.call('EXPIRE', KEYS[2], ARGV[7])
-redis.call('XADD', KEYS[3], '*', 'event', ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[7])
 return dropped
-""")
+"""
+)
 
-# Turn due notifications into jobs on the stream (at most ARGV[2] per call): an
-# `email.send` to one address or an `sms.send` to one number, with the
-# appointment's context, under an id that names the planning that made it.
+# Turn due notifications into their jobs (at most ARGV[2] per call).
 # KEYS: notifications, jobs
 # ARGV: now ms, limit, key prefix, state ttl s
-PROMOTE_NOTIFICATIONS = Script("""
+PROMOTE_NOTIFICATIONS = Script(
+    DISPATCH
+    + """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(members) do
-  local part = '([^\\31]*)\\31'
-  local appointment, kind, index, channel, flag, recipient =
-    string.match(member, '^' .. string.rep(part, 5) .. '(.*)$')
-  local data = redis.call('HMGET', ARGV[3] .. 'apptdata:' .. appointment,
-                          'account', 'source', 'context')
-  if appointment and data[1] then
-    local id = data[2] .. '/' .. kind .. '/' .. index .. '/' .. channel .. '/' .. recipient
-    local context = data[3]
-    if flag == '1' then
-      context = string.sub(context, 1, -2) .. ',"only_if_not_rebooked":true}'
-    end
-    local job_kind, to = 'email.send', '[' .. cjson.encode(recipient) .. ']'
-    if channel == 'sms' then
-      job_kind, to = 'sms.send', cjson.encode(recipient)
-    end
-    local job = '{"v":1,"id":' .. cjson.encode(id) .. ',"kind":"' .. job_kind ..
-      '","account":' .. cjson.encode(data[1]) .. ',"appointment":' ..
-      cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
-      cjson.encode(kind) .. ',"context":' .. context .. '}'
-    local entry = redis.call('XADD', KEYS[2], '*', 'job', job)
-    redis.call('SET', ARGV[3] .. 'job:' .. id, 'q:' .. entry, 'EX', ARGV[4])
-    redis.call('SADD', ARGV[3] .. 'appt:' .. appointment, id)
-  end
+  dispatch(ARGV[3], KEYS[2], ARGV[4], member)
   redis.call('ZREM', KEYS[1], member)
 end
 return #members
-""")
+"""
+)
