@@ -129,8 +129,10 @@ def main() -> None:
     ]
     for name, key, form in rows:
         ratio = figures[key] / TARGETS[key]
+        met = ratio <= 1 if key in CEILINGS else ratio >= 1
         print(
-            f"{name:<44}{form.format(figures[key]):>10}   target {TARGETS[key]:,}  ({ratio:.2f}x)"
+            f"{name:<44}{form.format(figures[key]):>10}   {ratio:5.2f}x the target "
+            f"{TARGETS[key]:,} ({'met' if met else 'missed'})"
         )
 
 
