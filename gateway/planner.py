@@ -92,8 +92,9 @@ class Planner:
         dropped = await self.queue.cancel_appointment(appointment.id) if replace else []
         plan = PLANS[job.kind](account, appointment, now)
         sequence = await self._sequence(job) if replace else appointment.sequence
-        details = json.loads(appointment.model_dump_json())
-        context = {"appointment": {**details, "sequence": sequence}}
+        # Serialised once, by pydantic; every notification's job carries it as is.
+        details = appointment.model_copy(update={"sequence": sequence}).model_dump_json()
+        context = '{"appointment":' + details + "}"
         clients = _addresses(appointment.clients)
         notifications: list[tuple[int, str]] = []
         events: list[Event] = []
@@ -111,7 +112,7 @@ class Planner:
                 appointment=appointment.id,
                 account=job.account,
                 source=job.id,
-                context=json.dumps(context, ensure_ascii=False, separators=(",", ":")),
+                context=context,
                 replace=replace,
                 ttl=self.history_ttl(),
                 clients=[f"{job.account}:{address}" for address in clients],

@@ -220,7 +220,9 @@ class JobQueue:
                 "1" if plan.cancelled else "0",
                 len(plan.clients),
                 *plan.clients,
-                *(part for pair in plan.notifications for part in pair),
+                # One argument each, not one per notification: cheaper to send.
+                ",".join(str(due) for due, _ in plan.notifications),
+                "\x1e".join(member for _, member in plan.notifications),
             ],
         )
         return [str(member) for member in dropped]

@@ -331,8 +331,8 @@ end
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, replace (1/0),
 #       now ms, ttl s, key prefix, state ttl s, booking score (start, epoch s),
-#       remove booking (1/0), client count n, n booking key suffixes, then
-#       (due ms, member) pairs
+#       remove booking (1/0), client count n, n booking key suffixes, the due
+#       times (ms, joined by ","), the members (joined by \x1e)
 # Returns the dropped members.
 PLAN_NOTIFICATIONS = Script(
     DISPATCH
@@ -361,12 +361,18 @@ end
 redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4])
 local waiting = {}
 local now = tonumber(ARGV[6])
-for i = 13 + clients, #ARGV, 2 do
-  if tonumber(ARGV[i]) <= now then
-    dispatch(ARGV[8], KEYS[3], ARGV[9], ARGV[i + 1])
+local dues = {}
+for due in string.gmatch(ARGV[13 + clients], '[^,]+') do
+  table.insert(dues, tonumber(due))
+end
+local i = 0
+for member in string.gmatch(ARGV[14 + clients], '[^\\30]+') do
+  i = i + 1
+  if dues[i] <= now then
+    dispatch(ARGV[8], KEYS[3], ARGV[9], member)
   else
-    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-    table.insert(waiting, ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], dues[i], member)
+    table.insert(waiting, member)
   end
 end
 redis.call('HSET', KEYS[2], 'pending', table.concat(waiting, '\\30'))
