@@ -86,10 +86,10 @@ class Planner:
             raise PermanentFailure(f"unknown account '{job.account}'")
         appointment = job.appointment
         now = datetime.fromtimestamp(self.clock.now(), UTC)
-        replace = job.kind in ("appointment.rescheduled", "appointment.cancelled")
-        # Nothing stays planned for the old time, nor after a cancellation: what waits
-        # is replaced below; what is already on the stream is dropped here.
-        dropped = await self.queue.cancel_appointment(appointment.id) if replace else []
+        if job.kind == "appointment.confirmation.resend":
+            return await self._resend(job, now)
+        # Nothing stays planned for the old time, nor after a cancellation.
+        replace = job.kind != "appointment.booked"
         plan = PLANS[job.kind](account, appointment, now)
         sequence = await self._sequence(job) if replace else appointment.sequence
         # Serialised once, by pydantic; every notification's job carries it as is.
@@ -107,7 +107,7 @@ class Planner:
             due = int(item.at.timestamp() * 1000)
             for recipient in self._recipients(job, item, clients):
                 notifications.append((due, SEP.join((*fields, recipient))))
-        replaced = await self.queue.plan_notifications(
+        replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
                 account=job.account,
@@ -123,6 +123,35 @@ class Planner:
         )
         if dropped or replaced:
             await self._record_dropped(job, dropped, replaced)
+        return events
+
+    async def _resend(self, job: AppointmentJob, now: datetime) -> list[Event]:
+        """The confirmation again, now; what the appointment has planned is left as it is."""
+        account = await self.directory.get(job.account)
+        assert account is not None
+        sequence = await self._sequence(job)
+        details = job.appointment.model_copy(update={"sequence": sequence})
+        context = {"appointment": json.loads(details.model_dump_json())}
+        events: list[Event] = []
+        jobs: list[dict[str, Any]] = []
+        for item in plan_resend(account, job.appointment, now):
+            if isinstance(item, Skipped):
+                events.append(self._skipped(job, item))
+                continue
+            for address in _addresses(job.appointment.clients):
+                jobs.append(
+                    {
+                        "v": 1,
+                        "id": notification_id(job.id, item.kind, 0, "email", address),
+                        "kind": "email.send",
+                        "account": job.account,
+                        "appointment": job.appointment.id,
+                        "to": [address],
+                        "template": item.kind,
+                        "context": context,
+                    }
+                )
+        await self._enqueue(jobs)
         return events
 
     def _recipients(self, job: AppointmentJob, item: Planned, clients: list[str]) -> list[str]:
@@ -161,7 +190,8 @@ class Planner:
         key = self.keys.sequence(job.appointment.id)
         known: Any = await self.redis.hget(key, job.id)
         if known is None:
-            step = 0 if job.kind == "appointment.booked" else 1
+            changed = job.kind in ("appointment.rescheduled", "appointment.cancelled")
+            step = 1 if changed else 0
             raised = await self.redis.hincrby(key, LAST_SEQUENCE, step)
             await self.redis.hsetnx(key, job.id, raised)
             known = await self.redis.hget(key, job.id)

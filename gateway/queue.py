@@ -196,10 +196,10 @@ class JobQueue:
         )
         return Enqueued(job.id, bool(queued), str(where))
 
-    async def plan_notifications(self, plan: NotificationPlan) -> list[str]:
+    async def plan_notifications(self, plan: NotificationPlan) -> tuple[list[str], list[str]]:
         """Keep an appointment's notifications, making at once the jobs of those due now;
-        returns the members it replaced."""
-        dropped = await self._run(
+        returns the waiting members it replaced and the made jobs it cancelled."""
+        dropped, cancelled = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
                 self.keys.notifications,
@@ -225,7 +225,7 @@ class JobQueue:
                 "\x1e".join(member for _, member in plan.notifications),
             ],
         )
-        return [str(member) for member in dropped]
+        return [str(member) for member in dropped], [str(job_id) for job_id in cancelled]
 
     async def promote_due(self, limit: int) -> int:
         """Move due scheduled and retrying jobs, and due notifications, onto the stream;

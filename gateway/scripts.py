@@ -326,18 +326,20 @@ end
 # Keep what an appointment has planned: its notifications wait in one sorted set
 # as compact members (see DISPATCH) and the appointment's data once, in a hash;
 # the job of each is made only when it falls due (at once for those due now). A
-# planning that replaces an earlier one (a move, a cancellation) first drops the
-# members the earlier one left waiting. Also keeps the clients' bookings.
+# planning that replaces an earlier one (a move, a cancellation) first drops, in
+# the same step (so the scheduler cannot make one in between), the members the
+# earlier one left waiting and the notification jobs already made and not yet
+# done (as CANCEL_APPOINTMENT does). Also keeps the clients' bookings.
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, replace (1/0),
 #       now ms, ttl s, key prefix, state ttl s, booking score (start, epoch s),
 #       remove booking (1/0), client count n, n booking key suffixes, the due
 #       times (ms, joined by ","), the members (joined by \x1e)
-# Returns the dropped members.
+# Returns {dropped members, dropped job ids}.
 PLAN_NOTIFICATIONS = Script(
     DISPATCH
     + """
-local dropped = {}
+local dropped, cancelled = {}, {}
 if ARGV[5] == '1' then
   local old = redis.call('HGET', KEYS[2], 'pending')
   if old then
@@ -347,6 +349,20 @@ if ARGV[5] == '1' then
       end
     end
   end
+  local prefix = ARGV[8]
+  local made = prefix .. 'appt:' .. ARGV[1]
+  for _, id in ipairs(redis.call('SMEMBERS', made)) do
+    redis.call('ZREM', prefix .. 'scheduled', id)
+    redis.call('ZREM', prefix .. 'retry', id)
+    redis.call('HDEL', prefix .. 'payloads', id)
+    redis.call('HDEL', prefix .. 'attempts', id)
+    local state = redis.call('GET', prefix .. 'job:' .. id)
+    if state ~= 'done' and state ~= 'dead' then
+      redis.call('SET', prefix .. 'job:' .. id, 'cancelled', 'EX', ARGV[9])
+      table.insert(cancelled, id)
+    end
+  end
+  redis.call('DEL', made)
 end
 local clients = tonumber(ARGV[12])
 for i = 13, 12 + clients do
@@ -377,7 +393,7 @@ for member in string.gmatch(ARGV[14 + clients], '[^\\30]+') do
 end
 redis.call('HSET', KEYS[2], 'pending', table.concat(waiting, '\\30'))
 redis.call('EXPIRE', KEYS[2], ARGV[7])
-return dropped
+return {dropped, cancelled}
 """
 )
 

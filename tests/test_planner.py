@@ -4,6 +4,7 @@ appointment booked, moved and cancelled, and what its history shows."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,3 +189,21 @@ async def test_the_same_booking_twice_plans_once(gateway: Gateway, redis: Redis)
     assert waiting == 6
     await gateway.run(appointment_job("b5", "appointment.booked", start))
     assert await redis.zcard("mailgw:notifications") == waiting
+
+
+async def test_a_resend_keeps_what_is_planned_and_the_sequence(
+    gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    start = NOW + timedelta(days=5)
+    await gateway.run(appointment_job("b6", "appointment.booked", start))
+    await gateway.run(appointment_job("m6", "appointment.rescheduled", start + timedelta(days=1)))
+    waiting = await gateway.queue.waiting_notifications("appt-7")
+    await gateway.run(appointment_job("s6", "appointment.confirmation.resend", start))
+    assert await gateway.queue.waiting_notifications("appt-7") == waiting
+    sequences = [re.findall(rb"SEQUENCE:(\d+)", m.data) for m in smtp.messages]
+    assert [s[0] for s in sequences] == [b"0", b"1", b"1"]  # booked, moved, resent
+
+    # Cancelled after the resend: nothing planned before is sent.
+    await gateway.run(appointment_job("x6", "appointment.cancelled", start + timedelta(days=1)))
+    await run_until(gateway, clock, start + timedelta(days=60))
+    assert len(smtp.messages) == 4  # the three above, then the cancellation
