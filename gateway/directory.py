@@ -73,9 +73,6 @@ class AccountDirectory:
         self._cache.pop(account_id, None)
         return bool(removed)
 
-    async def stored_count(self) -> int:
-        return int(await self.redis.hlen(self.keys.accounts))
-
     async def follow_changes(self, ready: asyncio.Event | None = None) -> None:
         """Evict cached accounts as other workers announce changes; runs until cancelled."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -657,11 +656,6 @@ class InboundSettings(BaseModel):
         if self.tls_key is not None and self.tls_cert is None:
             raise invalid("InboundSettings", [(("tls_cert",), "required when tls_key is set")])
         return self
-
-    @property
-    def server_hostname(self) -> str:
-        """The greeting name: `hostname`, else this machine's fully qualified name."""
-        return self.hostname or socket.getfqdn()
 
 
 # --- [reply_tokens] ---

@@ -67,10 +67,6 @@ class Worker:
     def stop(self) -> None:
         self._stopping.set()
 
-    @property
-    def in_hand(self) -> int:
-        return len(self._in_hand)
-
     async def run(self) -> None:
         await self.queue.ensure_group()
         loop = asyncio.get_running_loop()

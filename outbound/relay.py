@@ -52,14 +52,6 @@ def classify(code: int) -> Status:
     return "deferred"
 
 
-def same_outcome(
-    recipients: Iterable[str], code: int, response: str, server: str | None
-) -> list[RecipientResult]:
-    """One reply (or one failure without a reply) applied to every recipient."""
-    status = classify(code)
-    return [RecipientResult(r, status, code, response, server) for r in recipients]
-
-
 # What an SMTP command line may carry: no spaces, controls, angle brackets or non-ASCII
 # (SMTPUTF8 is not supported), so that an address can never inject a command.
 _ADDRESS = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")
