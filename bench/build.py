@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 # This file's own folder comes first on sys.path and bench/dkim.py would shadow dkimpy's
@@ -32,7 +31,7 @@ from gateway.jobs import Appointment, EmailJob, parse_job  # noqa: E402
 from outbound.builder import ICS_METHODS, MessageBuilder, job_appointment  # noqa: E402
 from outbound.compose import MailSpec, compose  # noqa: E402
 from outbound.dkim import Algorithm, Signer, SigningKey, generate_private_key  # noqa: E402
-from outbound.ics import Method, invitation  # noqa: E402
+from outbound.ics import Method  # noqa: E402
 from outbound.messages import MessageIdentity  # noqa: E402
 from outbound.rendering import Rendered, Renderer  # noqa: E402
 from outbound.samples import sample_context  # noqa: E402
@@ -68,20 +67,11 @@ class Sample:
     spec: MailSpec = field(init=False)
 
     def render(self) -> tuple[Rendered, str | None]:
-        # private, but the very code build() runs; the job is checked (parsed) once per job
-        return self.builder._render(self.job, self.account, self.appointment, RECIPIENT, None)
+        return self.builder.render(self.job, self.account, self.appointment, RECIPIENT, None)
 
     def ics(self) -> bytes | None:
-        if self.method is None or self.appointment is None or not self.account.attach_ics:
-            return None
-        return invitation(
-            self.appointment,
-            self.account,
-            organizer=f"scheduling@{self.domain}",
-            attendee=RECIPIENT,
-            method=self.method,
-            sequence=self.appointment.sequence,
-            domain=self.domain,
+        return self.builder.invitation(
+            self.account, self.appointment, self.method, RECIPIENT, self.domain
         )
 
     def compose(self) -> bytes:
@@ -122,21 +112,9 @@ def sample(kind: str = "confirmation", account_id: str = "atelier-elodie") -> Sa
     made = Sample(
         builder, signer, domain, account, job, appointment, identity, ICS_METHODS.get(kind)
     )
-    rendered, to_name = made.render()
-    made.spec = MailSpec(
-        from_name=account.business_name,
-        from_address=f"scheduling@{domain}",
-        to=RECIPIENT,
-        to_name=to_name,
-        reply_to=account.reply_address_for(appointment.calendar if appointment else None),
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        message_id=identity.message_id,
-        date=datetime.fromtimestamp(clock.now(), UTC),
-        ics=made.ics(),
-        ics_method=made.method or "REQUEST",
-    )
+    spec = builder.spec(job, account, appointment, RECIPIENT, identity)
+    assert spec is not None
+    made.spec = spec
     return made
 
 

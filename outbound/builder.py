@@ -76,25 +76,28 @@ class MessageBuilder:
         identity: MessageIdentity,
     ) -> bytes | None:
         """The signed message to `address`, or None when its template renders empty."""
+        spec = self.spec(job, account, appointment, address, identity)
+        if spec is None:
+            return None
+        return self.signer().sign(compose(spec), identity.sender_domain)
+
+    def spec(
+        self,
+        job: EmailJob,
+        account: Account,
+        appointment: Appointment | None,
+        address: str,
+        identity: MessageIdentity,
+    ) -> MailSpec | None:
+        """What the message to `address` says, or None when its template renders empty."""
         kind = job_kind(job)
         domain = identity.sender_domain
         unsubscribe = identity if kind in UNSUBSCRIBABLE else None
-        rendered, to_name = self._render(job, account, appointment, address, unsubscribe)
+        rendered, to_name = self.render(job, account, appointment, address, unsubscribe)
         if rendered.empty:
             return None
         method = ICS_METHODS.get(kind)
-        ics = None
-        if method is not None and appointment is not None and account.attach_ics:
-            ics = invitation(
-                appointment,
-                account,
-                organizer=f"scheduling@{domain}",
-                attendee=address,
-                method=method,
-                sequence=appointment.sequence,
-                domain=domain,
-            )
-        spec = MailSpec(
+        return MailSpec(
             from_name=account.business_name,
             from_address=f"scheduling@{domain}",
             to=address,
@@ -105,7 +108,7 @@ class MessageBuilder:
             html=rendered.html,
             message_id=identity.message_id,
             date=datetime.fromtimestamp(self.clock.now(), UTC),
-            ics=ics,
+            ics=self.invitation(account, appointment, method, address, domain),
             ics_method=method or "REQUEST",
             list_unsubscribe=(
                 (unsubscribe.unsubscribe_url, unsubscribe.unsubscribe_mailto)
@@ -113,9 +116,29 @@ class MessageBuilder:
                 else None
             ),
         )
-        return self.signer().sign(compose(spec), domain)
 
-    def _render(
+    def invitation(
+        self,
+        account: Account,
+        appointment: Appointment | None,
+        method: Method | None,
+        address: str,
+        domain: str,
+    ) -> bytes | None:
+        """The calendar invitation the message carries, if its kind and account want one."""
+        if method is None or appointment is None or not account.attach_ics:
+            return None
+        return invitation(
+            appointment,
+            account,
+            organizer=f"scheduling@{domain}",
+            attendee=address,
+            method=method,
+            sequence=appointment.sequence,
+            domain=domain,
+        )
+
+    def render(
         self,
         job: EmailJob,
         account: Account,
