@@ -17,8 +17,11 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from gateway.config import load_config
 from gateway.reactor import install_reactor
+from tests.gateway_harness import Gateway, write_config
 from tests.redis_server import free_port, start_redis
+from tests.smtp_server import SmtpServer
 
 
 @dataclass
@@ -172,3 +175,20 @@ def missing_tool(message: str) -> None:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpServer]:
+    """The loopback test SMTP server (tests/smtp_server.py)."""
+    async with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, redis_url: str, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> AsyncIterator[Gateway]:
+    """A gateway relaying to `smtp`, with the example French account."""
+    gateway = Gateway(load_config(write_config(tmp_path, redis_url, smtp.port)), redis, clock)
+    yield gateway
+    await gateway.outbound.close()

@@ -5,39 +5,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from gateway.clock import rfc3339
-from gateway.config import load_config
 from gateway.jobs import parse_job
 from gateway.planner import SEP
 from tests.conftest import FixedClock
+from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
-from tests.test_outbound import Gateway, write_config
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def smtp() -> AsyncIterator[SmtpServer]:
-    async with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, redis_url: str, redis: Redis, smtp: SmtpServer, clock: FixedClock
-) -> AsyncIterator[Gateway]:
-    clock.current = NOW.timestamp()
-    gateway = Gateway(load_config(write_config(tmp_path, redis_url, smtp.port)), redis, clock)
-    yield gateway
-    await gateway.outbound.close()
+def clock() -> FixedClock:
+    return FixedClock(NOW.timestamp())
 
 
 def appointment_job(job_id: str, kind: str, start: datetime, **extra: Any) -> dict[str, Any]:

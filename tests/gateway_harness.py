@@ -1,0 +1,100 @@
+"""A gateway with the real outbound side and planner, on the test's loop and Redis,
+relaying to the loopback test SMTP server (used by the outbound and planner tests)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.directory import AccountDirectory
+from gateway.handlers import builtin_handlers
+from gateway.jobs import parse_job
+from gateway.keys import Keys
+from gateway.planner import Planner
+from gateway.queue import JobQueue, QueueOptions
+from gateway.worker import Worker, WorkerOptions
+from outbound.service import OutboundService
+from outbound.suppression import SuppressionList
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN = "acuityscheduling.com"
+
+
+def write_config(directory: Path, redis_url: str, smtp_port: int) -> Path:
+    (directory / "accounts").mkdir()
+    shutil.copy(ROOT / "config/accounts/atelier-elodie.toml", directory / "accounts")
+    config = directory / "mailgw.toml"
+    config.write_text(
+        f"""
+state_dir = "state"
+[redis]
+url = "{redis_url}"
+[[sender_domains]]
+domain = "{DOMAIN}"
+[[sender_domains.dkim]]
+selector = "mailgw-rsa"
+algorithm = "rsa"
+[[sender_domains.dkim]]
+selector = "mailgw-ed25519"
+algorithm = "ed25519"
+[relay]
+transport = "smarthost"
+retry_initial = "5m"
+retry_max = "4000s"
+max_lifetime = "5d"
+[relay.smarthost]
+host = "127.0.0.1"
+port = {smtp_port}
+starttls = "none"
+[inbound]
+reply_domain = "reply.{DOMAIN}"
+public_url = "https://mail.{DOMAIN}"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+class Gateway:
+    """A worker with the real outbound side, on the test's loop and a settable clock."""
+
+    def __init__(self, config: Config, redis: Redis, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        keys = Keys()
+        self.directory = AccountDirectory(
+            redis, keys, config.accounts, cache_size=10, cache_ttl=60, timer=clock.now
+        )
+        self.outbound = OutboundService(lambda: config.settings, redis, keys, self.directory, clock)
+        self.outbound.email.jitter = lambda: 0.0
+        self.queue = JobQueue(redis, QueueOptions(), clock)
+        self.planner = Planner(redis, keys, self.queue, self.directory, clock, lambda: 86400)
+        self.worker = Worker(
+            self.queue,
+            self.directory,
+            builtin_handlers(
+                self.directory, lambda: config.settings, clock, self.outbound.email, self.planner
+            ),
+            "test",
+            WorkerOptions(block_ms=10),
+        )
+        self.suppressions = SuppressionList(redis, keys)
+
+    async def run(self, job: dict[str, Any]) -> None:
+        await self.queue.ensure_group()
+        await self.queue.enqueue(parse_job(json.dumps(job)))
+        await self.drain()
+
+    async def drain(self) -> None:
+        while deliveries := await self.queue.read("test", 100, 10):
+            for delivery in deliveries:
+                await self.worker.process(delivery)
+
+    async def events(self) -> list[dict[str, Any]]:
+        return [json.loads(e) for _, e in await self.queue.events("0", 1000)]
