@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -113,41 +113,19 @@ class _Loader(BaseLoader):
         found.append((DEFAULTS / file, DEFAULT))
         return found
 
-    def get_source(
-        self, environment: Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, None]:
         scope, locale, file = template.split("/", 2)
         if not _FILE.fullmatch(file):
             raise TemplateNotFound(template)
-        shadowing: list[Path] = []
         for path, label in self.candidates(scope, locale, file):
             try:
                 source = path.read_text(encoding="utf-8")
-                mtime = path.stat().st_mtime_ns
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                if label != DEFAULT:
-                    shadowing.append(path)
                 continue
             self.origins[str(path)] = _Origin(file, label)
-            watched = mtime if label != DEFAULT else None
-            return source, str(path), _uptodate(path, watched, shadowing)
+            # Never checked again: a Renderer is made anew when the daemon reloads.
+            return source, str(path), None
         raise TemplateNotFound(template)
-
-
-def _uptodate(path: Path, mtime: int | None, shadowing: list[Path]) -> Callable[[], bool]:
-    # Overrides may be edited or added while the gateway runs; the installed defaults do not
-    # change, so a process without overrides never touches the disk again.
-    def check() -> bool:
-        if any(candidate.exists() for candidate in shadowing):
-            return False
-        if mtime is None:
-            return True
-        try:
-            return path.stat().st_mtime_ns == mtime
-        except OSError:
-            return False
-
-    return check
 
 
 class _Environment(ImmutableSandboxedEnvironment):
@@ -197,6 +175,12 @@ class Renderer:
     def __init__(self, templates_dir: Path | None) -> None:
         self.templates_dir = templates_dir
         self._loader = _Loader(templates_dir)
+        # Accounts with their own folder, listed once (new ones count from the next reload).
+        self._account_dirs = (
+            {p.name for p in templates_dir.iterdir() if p.is_dir()}
+            if templates_dir is not None and templates_dir.is_dir()
+            else set()
+        )
         self._env = _Environment(
             loader=self._loader,
             undefined=StrictUndefined,
@@ -205,7 +189,8 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
             cache_size=_CACHE_SIZE,
-            auto_reload=True,
+            # No file checks on every render: templates are read again on reload (SIGHUP).
+            auto_reload=False,
         )
         # lipsum() can produce text of any size; the other default globals are bounded.
         del self._env.globals["lipsum"]
@@ -243,9 +228,7 @@ class Renderer:
         return ", ".join(labels)
 
     def _scope(self, account_id: str) -> str:
-        if self.templates_dir is not None and (self.templates_dir / account_id).is_dir():
-            return account_id
-        return _SHARED_SCOPE
+        return account_id if account_id in self._account_dirs else _SHARED_SCOPE
 
     def _required(self, prefix: str, file: str, values: dict[str, Any]) -> str:
         text = self._render(prefix, file, values)

@@ -145,14 +145,18 @@ def test_account_and_service_wide_overrides(tmp_path: Path) -> None:
     assert english.subject.startswith("Confirmed: ")
 
 
-def test_overrides_written_while_running_are_picked_up(tmp_path: Path) -> None:
+def test_overrides_written_while_running_count_from_the_next_renderer(tmp_path: Path) -> None:
     renderer = Renderer(tmp_path)
     values = context("confirmation")
     assert renderer.render("confirmation", "fr", values, ACCOUNT_ID).subject.startswith("Rendez")
     write(tmp_path / "fr", "confirmation.subject.txt", "Un")
-    assert renderer.render("confirmation", "fr", values, ACCOUNT_ID).subject == "Un"
     write(tmp_path / ACCOUNT_ID / "fr", "confirmation.subject.txt", "Deux")
-    assert renderer.render("confirmation", "fr", values, ACCOUNT_ID).subject == "Deux"
+    # The renderer in force reads no files once it has them (the daemon makes a new one
+    # on reload): the next one sees both overrides, the account's first.
+    assert renderer.render("confirmation", "fr", values, ACCOUNT_ID).subject.startswith("Rendez")
+    reloaded = Renderer(tmp_path)
+    assert reloaded.render("confirmation", "fr", values, ACCOUNT_ID).subject == "Deux"
+    assert reloaded.render("confirmation", "fr", values, "other").subject == "Un"
 
 
 def test_locale_fallback(tmp_path: Path) -> None:
@@ -165,6 +169,7 @@ def test_locale_fallback(tmp_path: Path) -> None:
     )
     assert renderer.render("confirmation", "de", values, ACCOUNT_ID).subject.startswith("Confirmed")
     write(tmp_path / ACCOUNT_ID / "fr_CA", "confirmation.subject.txt", "Québec")
+    renderer = Renderer(tmp_path)
     assert renderer.render("confirmation", "fr_CA", values, ACCOUNT_ID).subject == "Québec"
     assert renderer.render("confirmation", "fr", values, ACCOUNT_ID).subject != "Québec"
 
