@@ -54,6 +54,28 @@ def notification_id(source: str, kind: str, index: int, channel: str, recipient:
     return f"{source}/{kind}/{index}/{channel}/{recipient}"
 
 
+def email_job(
+    source: Job,
+    template: str,
+    address: str,
+    context: dict[str, Any],
+    appointment: str | None = None,
+) -> dict[str, Any]:
+    """The `email.send` job of a notice sent at once (waiting ones are made in Lua)."""
+    job: dict[str, Any] = {
+        "v": 1,
+        "id": notification_id(source.id, template, 0, "email", address),
+        "kind": "email.send",
+        "account": source.account,
+        "to": [address],
+        "template": template,
+        "context": context,
+    }
+    if appointment is not None:
+        job["appointment"] = appointment
+    return job
+
+
 class Planner:
     """Handles the scheduling service's jobs (see PLANS and the order and subscription kinds)."""
 
@@ -139,18 +161,7 @@ class Planner:
                 events.append(self._skipped(job, item))
                 continue
             for address in _addresses(job.appointment.clients):
-                jobs.append(
-                    {
-                        "v": 1,
-                        "id": notification_id(job.id, item.kind, 0, "email", address),
-                        "kind": "email.send",
-                        "account": job.account,
-                        "appointment": job.appointment.id,
-                        "to": [address],
-                        "template": item.kind,
-                        "context": context,
-                    }
-                )
+                jobs.append(email_job(job, item.kind, address, context, job.appointment.id))
         await self._enqueue(jobs)
         return events
 
@@ -231,18 +242,7 @@ class Planner:
                       channel="email", reason=reason)
             ]  # fmt: skip
         await self._enqueue(
-            [
-                {
-                    "v": 1,
-                    "id": notification_id(job.id, template, 0, "email", address),
-                    "kind": "email.send",
-                    "account": job.account,
-                    "to": [address],
-                    "template": template,
-                    "context": context,
-                }
-                for address in _addresses([client])
-            ]
+            [email_job(job, template, address, context) for address in _addresses([client])]
         )
         return []
 

@@ -193,3 +193,38 @@ async def test_a_resend_keeps_what_is_planned_and_the_sequence(
     await gateway.run(appointment_job("x6", "appointment.cancelled", start + timedelta(days=1)))
     await run_until(gateway, clock, start + timedelta(days=60))
     assert len(smtp.messages) == 4  # the three above, then the cancellation
+
+
+def purchase(job_id: str, kind: str, **fields: Any) -> dict[str, Any]:
+    client = {"name": "Zoé Martin", "emails": ["zoe@example.com"]}
+    subscription = {"id": "sub-1", "name": "Forfait", "client": client}
+    body: dict[str, Any] = {"v": 1, "id": job_id, "kind": kind, "account": "atelier-elodie"}
+    if kind == "order.placed":
+        body |= {
+            "product": "gift_certificate",
+            "order": {"id": "o1", "name": "Carte", "client": client},
+        }
+    else:
+        body["subscription"] = subscription
+    return body | fields
+
+
+async def test_orders_and_subscriptions_follow_the_product_rules(
+    gateway: Gateway, smtp: SmtpServer
+) -> None:
+    await gateway.run(purchase("o1", "order.placed"))
+    await gateway.run(purchase("p1", "subscription.paid", first_charge=True))
+    await gateway.run(purchase("p2", "subscription.paid"))
+    await gateway.run(purchase("c1", "subscription.cancelled", by="owner"))
+    await gateway.run(purchase("c2", "subscription.cancelled", by="payment_failure"))
+    await gateway.run(purchase("r1", "subscription.renewal_upcoming"))
+    outcomes = {
+        e["job"]: (e["status"], e.get("reason"))
+        for e in await gateway.events()
+        if e["kind"] != "email.send"
+    }
+    assert outcomes["p1"] == ("skipped", "no payment notice for the first purchase")
+    assert outcomes["c1"] == ("skipped", "cancelled by the owner: the client is not notified")
+    sent = {e["job"].split("/")[0] for e in await gateway.events() if e["status"] == "sent"}
+    assert sent == {"o1", "p2", "c2", "r1"}
+    assert len(smtp.messages) == 4
