@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway.account import ACCOUNT_ID_PATTERN, Account
@@ -32,6 +32,8 @@ class Config:
     settings: Settings
     accounts: Mapping[str, Account]
     account_files: Mapping[str, Path]
+    sms_options: BaseModel
+    """The [sms.<provider>] table, checked by the configured provider's plugin."""
 
 
 def config_path(given: str | None = None) -> Path | None:
@@ -47,7 +49,8 @@ def config_path(given: str | None = None) -> Path | None:
 def load_config(path: Path | None) -> Config:
     """Read and validate the main file and its account files; ConfigError lists every problem."""
     if path is None:
-        return Config(None, Settings(), MappingProxyType({}), MappingProxyType({}))
+        defaults = Settings()
+        return Config(None, defaults, MappingProxyType({}), MappingProxyType({}), defaults.sms.file)
     problems: list[ConfigProblem] = []
     source = str(path)
     data = _read_toml(path, problems)
@@ -58,6 +61,7 @@ def load_config(path: Path | None) -> Config:
             settings = Settings.model_validate(data, context={"base_dir": base_dir})
         except ValidationError as exc:
             problems.extend(_problems(source, exc))
+    sms_options = _sms_options(source, settings, base_dir, problems) if settings else None
     accounts: dict[str, Account] = {}
     account_files: dict[str, Path] = {}
     if data is not None:
@@ -67,8 +71,31 @@ def load_config(path: Path | None) -> Config:
             _load_accounts(directory, explicit, settings, accounts, account_files, problems)
     if problems:
         raise ConfigError(problems)
-    assert settings is not None
-    return Config(path, settings, MappingProxyType(accounts), MappingProxyType(account_files))
+    assert settings is not None and sms_options is not None
+    return Config(
+        path, settings, MappingProxyType(accounts), MappingProxyType(account_files), sms_options
+    )
+
+
+def _sms_options(
+    source: str, settings: Settings, base_dir: Path, problems: list[ConfigProblem]
+) -> BaseModel | None:
+    """The configured SMS provider's own table, checked by its plugin (errors at sms.<name>.*)."""
+    # Imported here: the plugins are found through entry points of the outbound side.
+    from outbound.sms.provider import UnknownProvider, check_options, find_plugin
+
+    name = settings.sms.provider
+    try:
+        plugin = find_plugin(name)
+    except UnknownProvider as exc:
+        problems.append(ConfigProblem(source, "sms.provider", str(exc)))
+        return None
+    try:
+        options: BaseModel = check_options(plugin, settings.sms.options(name), base_dir)
+        return options
+    except ValidationError as exc:
+        problems.extend(_problems(source, exc, prefix=("sms", name)))
+        return None
 
 
 def check(path: Path | None) -> list[ConfigProblem]:
@@ -198,8 +225,13 @@ def _accounts_dir(data: Mapping[str, Any], base_dir: Path) -> Path | None:
     return base_dir / Path(raw).expanduser()
 
 
-def _problems(source: str, exc: ValidationError) -> list[ConfigProblem]:
-    return [ConfigProblem(source, _key(error["loc"]), _message(error)) for error in exc.errors()]
+def _problems(
+    source: str, exc: ValidationError, prefix: tuple[str, ...] = ()
+) -> list[ConfigProblem]:
+    return [
+        ConfigProblem(source, _key((*prefix, *error["loc"])), _message(error))
+        for error in exc.errors()
+    ]
 
 
 def _key(loc: tuple[int | str, ...]) -> str:

@@ -18,7 +18,7 @@ from gateway.clock import SystemClock
 from gateway.config import Config, load_config
 from gateway.directory import AccountDirectory
 from gateway.embedded_redis import EmbeddedRedis
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, ConfigProblem
 from gateway.handlers import builtin_handlers
 from gateway.keys import Keys
 from gateway.planner import Planner
@@ -30,6 +30,7 @@ from gateway.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from outbound.service import OutboundService
+    from outbound.sms.service import SmsService
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ RESTART_ONLY = (
     "relay.connection_idle_timeout",
     "relay.tls_ca_file",
     "relay.helo_name",
+    # The provider is made once, with its options and the webhook's URL; it listens once.
+    "sms",
 )
 
 
@@ -121,6 +124,9 @@ class Daemon:
         self._essential: list[asyncio.Task[Any]] = []
         self._stoppables: list[Worker | Scheduler] = []
         self.outbound: OutboundService | None = None
+        self.sms: SmsService | None = None
+        # The SMS webhook's listening port (roles all and inbound).
+        self.webhook: Any = None
 
     async def serve(self) -> int:
         settings = self.config.settings
@@ -150,7 +156,23 @@ class Daemon:
                     for problem in exc.problems:
                         log.error("%s", problem)
                     return 2
-            self._start_role(queue, settings)
+            if self.role != "scheduler":
+                from outbound.sms.service import SmsService
+
+                self.sms = SmsService(
+                    self.config,
+                    redis,
+                    keys,
+                    self.directory,
+                    lambda: self.config.settings,
+                    self.clock,
+                )
+            try:
+                self._start_role(queue, settings)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    log.error("%s", problem)
+                return 2
             if embedded is not None and embedded.running:
                 # Only the process that started the embedded server depends on it alone.
                 self._spawn(self._watch_embedded(embedded))
@@ -166,13 +188,23 @@ class Daemon:
             systemd.notify("STOPPING=1")
             if self.outbound is not None:
                 await self.outbound.close()
+            if self.webhook is not None:
+                from twisted.internet.defer import maybeDeferred
+
+                stopped = maybeDeferred(self.webhook.stopListening)
+                await stopped.asFuture(asyncio.get_running_loop())
+            if self.sms is not None:
+                await self.sms.close()
             await redis.aclose()
             if embedded is not None:
                 await embedded.stop()
             log.info("mailgw stopped")
 
     def _start_role(self, queue: JobQueue, settings: Settings) -> None:
+        if self.sms is not None and self.role in ("all", "inbound"):
+            self._listen_webhook(queue, self.sms, settings)
         if self.outbound is not None:
+            assert self.sms is not None
             worker = Worker(
                 queue,
                 self.directory,
@@ -181,6 +213,7 @@ class Daemon:
                     lambda: self.config.settings,
                     self.clock,
                     self.outbound.email,
+                    self.sms.handler,
                     Planner(
                         queue.redis,
                         queue.keys,
@@ -205,6 +238,41 @@ class Daemon:
             self._stoppables.append(scheduler)
             self._spawn(scheduler.run(), essential=True)
 
+    def _listen_webhook(self, queue: JobQueue, sms: SmsService, settings: Settings) -> None:
+        from inbound.sms_inbox import SmsInbox
+        from inbound.sms_webhook import SmsWebhook, listen, webhook_site
+
+        def current() -> Settings:
+            return self.config.settings
+
+        inbox = SmsInbox(
+            queue.redis,
+            queue.keys,
+            queue,
+            self.directory,
+            current,
+            lambda: sms.provider,
+            self.clock,
+        )
+        webhook = SmsWebhook(
+            settings.sms.provider, lambda: sms.provider, lambda: current().sms.webhook_url, inbox
+        )
+        from twisted.internet.error import CannotListenError
+
+        try:
+            self.webhook = listen(webhook_site(webhook), settings.sms.webhook_listen)
+        except CannotListenError as exc:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        str(self.config.path or "(defaults)"),
+                        "sms.webhook_listen",
+                        str(exc.socketError),
+                    )
+                ]
+            ) from exc
+        log.info("SMS webhook listening on %s", settings.sms.webhook_listen)
+
     def _spawn(self, coro: Coroutine[Any, Any, Any], essential: bool = False) -> None:
         task = asyncio.create_task(coro)
         self._tasks.append(task)
@@ -223,8 +291,6 @@ class Daemon:
             self._done.set()
 
     async def _wait(self) -> int:
-        if self.role == "inbound":
-            log.warning("the inbound role has nothing to serve yet in this version")
         await self._done.wait()
         for task in self._tasks:
             task.cancel()

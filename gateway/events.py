@@ -8,6 +8,7 @@ from typing import Literal
 
 Status = Literal[
     "sent",
+    "delivered",
     "deferred",
     "bounced",
     "failed",

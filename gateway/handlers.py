@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from gateway import __version__
 from gateway.clock import Clock, rfc3339
 from gateway.config import validate_account
 from gateway.directory import AccountDirectory
@@ -70,32 +69,24 @@ class DirectoryHandler:
         )
 
 
-class NotImplementedHandler:
-    """Stands for a job kind whose part of the gateway has not landed yet: such jobs
-    go to the dead letters with that reason, to be replayed once it has."""
-
-    async def handle(self, job: Job, attempt: int) -> list[Event]:
-        raise PermanentFailure(
-            f"job kind '{job.kind}' is not implemented in mailgw {__version__} yet;"
-            " replay this dead letter after upgrading"
-        )
-
-
 def builtin_handlers(
     directory: AccountDirectory,
     settings: Callable[[], Settings],
     clock: Clock,
     email: Handler,
+    sms: Handler,
     planner: Handler,
 ) -> Mapping[str, Handler]:
     """The handler of every known job kind."""
-    pending = NotImplementedHandler()
     directory_handler = DirectoryHandler(directory, settings, clock)
-    handlers: dict[str, Handler] = {kind: pending for kind in KNOWN_KINDS}
-    handlers["account.upsert"] = directory_handler
-    handlers["account.delete"] = directory_handler
-    handlers["email.send"] = email
+    handlers: dict[str, Handler] = {
+        "account.upsert": directory_handler,
+        "account.delete": directory_handler,
+        "email.send": email,
+        "sms.send": sms,
+    }
     for kind in KNOWN_KINDS:
         if kind.startswith(("appointment.", "order.", "subscription.")):
             handlers[kind] = planner
+    assert handlers.keys() == set(KNOWN_KINDS)
     return handlers

@@ -119,3 +119,25 @@ class Keys:
     def appointment(self, appointment_id: str) -> str:
         """Set of pending job ids of one appointment, so they can be cancelled at once."""
         return self.prefix + "appt:" + appointment_id
+
+    @property
+    def sms_opted_out(self) -> str:
+        """Hash of E.164 number to why it gets no text at all (it answered STOP)."""
+        return self.prefix + "smsoptout"
+
+    def sms_waiting(self, number: str) -> str:
+        """Set of the notification members waiting to text one number, dropped if it opts out."""
+        return self.prefix + "smswait:" + number
+
+    def sms_message(self, provider_id: str) -> str:
+        """Hash describing one text sent (job, account, appointment, number, kind), found
+        again from the provider's id when its delivery report comes."""
+        return self.prefix + "smsmsg:" + provider_id
+
+    def sms_last_account(self, number: str) -> str:
+        """The account that last texted a number: the automatic answer speaks for it."""
+        return self.prefix + "smslast:" + number
+
+    def sms_answered(self, number: str) -> str:
+        """Set while a number has had its automatic answer (expires after answer_interval)."""
+        return self.prefix + "smsanswered:" + number

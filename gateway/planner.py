@@ -27,7 +27,6 @@ from gateway.jobs import (
 )
 from gateway.keys import Keys
 from gateway.planning import (
-    Planned,
     Skipped,
     plan_booking,
     plan_cancellation,
@@ -35,6 +34,7 @@ from gateway.planning import (
     plan_resend,
 )
 from gateway.queue import JobQueue, NotificationPlan
+from outbound.sms.numbers import NumberRefused, to_e164
 
 PLANS = {
     "appointment.booked": plan_booking,
@@ -74,6 +74,36 @@ def email_job(
     if appointment is not None:
         job["appointment"] = appointment
     return job
+
+
+def member_fields(member: str) -> dict[str, Any]:
+    """What a waiting notification's member says, for the history."""
+    _, kind, index, channel, _, recipient = member.split(SEP, 5)
+    return {"kind": kind, "channel": channel, "index": int(index), "recipient": recipient}
+
+
+async def record_dropped(
+    redis: Redis,
+    keys: Keys,
+    appointment: str,
+    source: str,
+    notifications: list[dict[str, Any]],
+    at: str,
+    ttl: int,
+) -> None:
+    """Write in the appointment's history that these notifications will not be sent."""
+    entry = {
+        "at": at,
+        "source": source,
+        "appointment": appointment,
+        "status": "dropped",
+        "notifications": notifications,
+    }
+    key = keys.history(appointment)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xadd(key, {"event": json.dumps(entry, ensure_ascii=False)})
+        pipe.expire(key, ttl)
+        await pipe.execute()
 
 
 class Planner:
@@ -119,6 +149,7 @@ class Planner:
         context = '{"appointment":' + details + "}"
         clients = _addresses(appointment.clients)
         notifications: list[tuple[int, str]] = []
+        texts: dict[str, str] = {}
         events: list[Event] = []
         for item in plan:
             if isinstance(item, Skipped):
@@ -127,8 +158,16 @@ class Planner:
             flag = "1" if item.only_if_not_rebooked else "0"
             fields = (appointment.id, item.kind, str(item.index), item.channel, flag)
             due = int(item.at.timestamp() * 1000)
-            for recipient in self._recipients(job, item, clients):
-                notifications.append((due, SEP.join((*fields, recipient))))
+            if item.channel == "email":
+                recipients = clients
+            else:
+                number = self._phone(job, account.country, events)
+                recipients = [number] if number else []
+            for recipient in recipients:
+                member = SEP.join((*fields, recipient))
+                notifications.append((due, member))
+                if item.channel == "sms":
+                    texts[member] = recipient
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
@@ -145,6 +184,13 @@ class Planner:
         )
         if dropped or replaced:
             await self._record_dropped(job, dropped, replaced)
+        if texts:
+            # So that a STOP from the number drops what waits to text it.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for member, number in texts.items():
+                    pipe.sadd(self.keys.sms_waiting(number), member)
+                    pipe.expire(self.keys.sms_waiting(number), self.history_ttl())
+                await pipe.execute()
         return events
 
     async def _resend(self, job: AppointmentJob, now: datetime) -> list[Event]:
@@ -165,35 +211,44 @@ class Planner:
         await self._enqueue(jobs)
         return events
 
-    def _recipients(self, job: AppointmentJob, item: Planned, clients: list[str]) -> list[str]:
-        """Each client address for an e-mail; the first client's phone for the one SMS
-        reminder of an appointment."""
-        if item.channel == "email":
-            return clients
+    def _phone(self, job: AppointmentJob, country: str, events: list[Event]) -> str | None:
+        """The first client's phone, in E.164, for the one SMS reminder of an appointment;
+        a number that is not a valid mobile one is refused now, with its reason."""
         phone = next((c.phone for c in job.appointment.clients if c.phone), None)
-        return [phone] if phone else []
+        if phone is None:
+            return None
+        try:
+            return to_e164(phone, country)
+        except NumberRefused as exc:
+            events.append(
+                Event(
+                    job=job.id,
+                    kind="reminder",
+                    status="failed",
+                    at=rfc3339(self.clock.now()),
+                    account=job.account,
+                    appointment=job.appointment.id,
+                    channel="sms",
+                    recipient=phone,
+                    reason=exc.reason,
+                )
+            )
+            return None
 
     async def _record_dropped(
         self, job: AppointmentJob, dropped: list[str], replaced: list[str]
     ) -> None:
         notifications: list[dict[str, Any]] = [{"job": job_id} for job_id in dropped]
-        for member in replaced:
-            _, kind, index, channel, _, recipient = member.split(SEP, 5)
-            notifications.append(
-                {"kind": kind, "channel": channel, "index": int(index), "recipient": recipient}
-            )
-        entry = {
-            "at": rfc3339(self.clock.now()),
-            "source": job.id,
-            "appointment": job.appointment.id,
-            "status": "dropped",
-            "notifications": notifications,
-        }
-        key = self.keys.history(job.appointment.id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"event": json.dumps(entry, ensure_ascii=False)})
-            pipe.expire(key, self.history_ttl())
-            await pipe.execute()
+        notifications += [member_fields(member) for member in replaced]
+        await record_dropped(
+            self.redis,
+            self.keys,
+            job.appointment.id,
+            job.id,
+            notifications,
+            rfc3339(self.clock.now()),
+            self.history_ttl(),
+        )
 
     async def _sequence(self, job: AppointmentJob) -> int:
         """The calendar invitation's SEQUENCE: raised once by each job that moves or

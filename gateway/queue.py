@@ -562,6 +562,21 @@ class JobQueue:
             return count
         return int(await self.redis.xdel(self.keys.dead, *entry_ids)) if entry_ids else 0
 
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Record outcomes that no job's completion carries (delivery reports, opt-outs):
+        on the events stream, and in their appointment's history."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                entry: Any = {"event": event.to_json()}  # redis-py wants its own key union
+                pipe.xadd(
+                    self.keys.events, entry, maxlen=self.options.events_max_length, approximate=True
+                )
+                if event.appointment:
+                    history = self.keys.history(event.appointment)
+                    pipe.xadd(history, entry)
+                    pipe.expire(history, self.options.history_ttl)
+            await pipe.execute()
+
     async def events(
         self, after: str = "0", count: int = 100, block_ms: int | None = None
     ) -> list[tuple[str, str]]:

@@ -713,6 +713,22 @@ class SmsSettings(BaseModel):
         Endpoint("127.0.0.1", 8026),
         description='Where providers post delivery reports and incoming texts, "host:port".',
     )
+    webhook_url: str = Field(
+        "http://127.0.0.1:8026",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description=(
+            "Base URL at which the provider reaches webhook_listen (through a proxy if any):"
+            " callbacks go to <webhook_url>/sms/<provider>/status and .../incoming. Twilio"
+            " signs the URL it calls, so it must be exactly what the provider is given."
+        ),
+    )
+    answer_interval: PositiveDuration = Field(
+        timedelta(hours=24),
+        description=(
+            "A number that writes anything but STOP or START gets one automatic answer per"
+            " interval, saying the number is not read (never more: two robots could loop)."
+        ),
+    )
     file: SmsFileOptions = Field(default_factory=SmsFileOptions)
 
     def options(self, provider: str) -> Mapping[str, Any]:

@@ -191,4 +191,4 @@ async def gateway(
     """A gateway relaying to `smtp`, with the example French account."""
     gateway = Gateway(load_config(write_config(tmp_path, redis_url, smtp.port)), redis, clock)
     yield gateway
-    await gateway.outbound.close()
+    await gateway.close()

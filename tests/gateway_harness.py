@@ -20,6 +20,7 @@ from gateway.planner import Planner
 from gateway.queue import JobQueue, QueueOptions
 from gateway.worker import Worker, WorkerOptions
 from outbound.service import OutboundService
+from outbound.sms.service import SmsService
 from outbound.suppression import SuppressionList
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,13 +74,19 @@ class Gateway:
         )
         self.outbound = OutboundService(lambda: config.settings, redis, keys, self.directory, clock)
         self.outbound.email.jitter = lambda: 0.0
+        self.sms = SmsService(config, redis, keys, self.directory, lambda: config.settings, clock)
         self.queue = JobQueue(redis, QueueOptions(), clock)
         self.planner = Planner(redis, keys, self.queue, self.directory, clock, lambda: 86400)
         self.worker = Worker(
             self.queue,
             self.directory,
             builtin_handlers(
-                self.directory, lambda: config.settings, clock, self.outbound.email, self.planner
+                self.directory,
+                lambda: config.settings,
+                clock,
+                self.outbound.email,
+                self.sms.handler,
+                self.planner,
             ),
             "test",
             WorkerOptions(block_ms=10),
@@ -95,6 +102,17 @@ class Gateway:
         while deliveries := await self.queue.read("test", 100, 10):
             for delivery in deliveries:
                 await self.worker.process(delivery)
+
+    def texts(self) -> list[dict[str, Any]]:
+        """What the `file` SMS provider wrote."""
+        outbox = self.config.settings.sms.file.path
+        if not outbox.exists():
+            return []
+        return [json.loads(line) for line in outbox.read_text(encoding="utf-8").splitlines()]
+
+    async def close(self) -> None:
+        await self.outbound.close()
+        await self.sms.close()
 
     async def events(self) -> list[dict[str, Any]]:
         return [json.loads(e) for _, e in await self.queue.events("0", 1000)]

@@ -74,7 +74,7 @@ def test_example_loads_without_problems() -> None:
 def test_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     config = load_config(None)
-    assert config == Config(None, config.settings, {}, {})
+    assert config == Config(None, config.settings, {}, {}, config.settings.sms.file)
     settings = config.settings
     assert settings.relay.transport == "maildir"
     assert settings.redis.embedded
@@ -122,12 +122,33 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert settings.dkim_keys[0].path == tmp_path / "state/dkim/localhost/mailgw-rsa.key"
 
 
-def test_sms_provider_tables_kept_as_written(tmp_path: Path) -> None:
-    path = write(tmp_path, '[sms]\nprovider = "twilio"\n[sms.twilio]\nfrom = "+15551234567"\n')
-    sms = load_config(path).settings.sms
-    assert sms.provider == "twilio"
-    assert sms.options("twilio") == {"from": "+15551234567"}
-    assert sms.options("kannel") == {}
+def test_the_sms_provider_checks_its_own_table(tmp_path: Path) -> None:
+    token = tmp_path / "twilio.token"
+    token.write_text("0123456789abcdef0123456789abcdef\n")
+    sid = "AC" + "0" * 32
+    path = write(
+        tmp_path,
+        f'[sms]\nprovider = "twilio"\n[sms.twilio]\naccount_sid = "{sid}"\n'
+        'auth_token_file = "twilio.token"\nfrom_number = "+15551234567"\n'
+        '[sms.kannel]\nignored = "only the provider in use is checked"\n',
+    )
+    config = load_config(path)
+    assert config.settings.sms.provider == "twilio"
+    assert config.sms_options.model_dump()["auth_token_file"] == str(token)
+
+    path.write_text('[sms]\nprovider = "twilio"\n[sms.twilio]\nfrom = "+15551234567"\n')
+    assert keys(path) == [
+        f"{path}:sms.twilio.account_sid",
+        f"{path}:sms.twilio.auth_token_file",
+        f"{path}:sms.twilio.from",
+    ]
+
+
+def test_an_sms_provider_that_is_not_installed(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sms]\nprovider = "nexmo"\n')
+    [problem] = check(path)
+    assert problem.key == "sms.provider"
+    assert problem.message.startswith("no SMS provider 'nexmo' is installed (installed: file,")
 
 
 def test_sms_provider_table_must_be_a_table(tmp_path: Path) -> None:

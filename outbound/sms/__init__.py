@@ -1,0 +1,1 @@
+"""Text messages: numbers, segments, texts, and the providers that send them."""

@@ -1,0 +1,70 @@
+"""Numbers that answered STOP: they get no text at all, and what waits to text them is dropped."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.clock import Clock, rfc3339
+from gateway.keys import Keys
+from gateway.planner import SEP, member_fields, record_dropped
+
+
+class SmsOptOuts:
+    """The opt-out list of text messages, kept for all accounts: a STOP answers the
+    gateway's number, which every account's texts come from."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, clock: Clock, history_ttl: Callable[[], int]
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.history_ttl = history_ttl
+
+    async def opt_out(self, number: str, detail: str, account: str | None = None) -> int:
+        """Stop texting `number`; returns how many waiting texts were dropped."""
+        at = rfc3339(self.clock.now())
+        entry = json.dumps({"number": number, "detail": detail, "at": at, "account": account})
+        waiting_key = self.keys.sms_waiting(number)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.sms_opted_out, number, entry)
+            pipe.smembers(waiting_key)
+            pipe.delete(waiting_key)
+            _, waiting, _ = await pipe.execute()
+        if not waiting:
+            return 0
+        members = sorted(waiting)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.zrem(self.keys.notifications, member)
+            removed = await pipe.execute()
+        # Members already made into jobs are stopped when sent (the list is checked then).
+        by_appointment: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for member, gone in zip(members, removed, strict=True):
+            if gone:
+                by_appointment[member.split(SEP, 1)[0]].append(member_fields(member))
+        for appointment, notifications in by_appointment.items():
+            await record_dropped(
+                self.redis,
+                self.keys,
+                appointment,
+                f"opt-out of {number}",
+                notifications,
+                at,
+                self.history_ttl(),
+            )
+        return sum(len(n) for n in by_appointment.values())
+
+    async def opt_in(self, number: str) -> bool:
+        """Text `number` again; False if it had not opted out."""
+        return bool(await self.redis.hdel(self.keys.sms_opted_out, number))
+
+    async def entries(self) -> dict[str, dict[str, Any]]:
+        """Every opted-out number with why and since when."""
+        stored: Any = await self.redis.hgetall(self.keys.sms_opted_out)
+        return {number: json.loads(entry) for number, entry in sorted(stored.items())}
