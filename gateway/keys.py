@@ -126,7 +126,8 @@ class Keys:
         return self.prefix + "smsoptout"
 
     def sms_waiting(self, number: str) -> str:
-        """Set of the notification members waiting to text one number, dropped if it opts out."""
+        """Set of the appointments whose SMS reminder waits to text one number (dropped if
+        it opts out); written by PLAN_NOTIFICATIONS."""
         return self.prefix + "smswait:" + number
 
     def sms_message(self, provider_id: str) -> str:

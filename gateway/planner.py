@@ -76,6 +76,11 @@ def email_job(
     return job
 
 
+def sms_reminder_member(appointment: str, number: str) -> str:
+    """The waiting member of an appointment's one SMS reminder (kind, index and flag fixed)."""
+    return SEP.join((appointment, "reminder", "0", "sms", "0", number))
+
+
 def member_fields(member: str) -> dict[str, Any]:
     """What a waiting notification's member says, for the history."""
     _, kind, index, channel, _, recipient = member.split(SEP, 5)
@@ -149,7 +154,7 @@ class Planner:
         context = '{"appointment":' + details + "}"
         clients = _addresses(appointment.clients)
         notifications: list[tuple[int, str]] = []
-        texts: dict[str, str] = {}
+        texted: str | None = None
         events: list[Event] = []
         for item in plan:
             if isinstance(item, Skipped):
@@ -164,10 +169,9 @@ class Planner:
                 number = self._phone(job, account.country, events)
                 recipients = [number] if number else []
             for recipient in recipients:
-                member = SEP.join((*fields, recipient))
-                notifications.append((due, member))
+                notifications.append((due, SEP.join((*fields, recipient))))
                 if item.channel == "sms":
-                    texts[member] = recipient
+                    texted = recipient
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
@@ -180,17 +184,11 @@ class Planner:
                 start=appointment.start.timestamp(),
                 cancelled=job.kind == "appointment.cancelled",
                 notifications=notifications,
+                texted=texted,
             )
         )
         if dropped or replaced:
             await self._record_dropped(job, dropped, replaced)
-        if texts:
-            # So that a STOP from the number drops what waits to text it.
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for member, number in texts.items():
-                    pipe.sadd(self.keys.sms_waiting(number), member)
-                    pipe.expire(self.keys.sms_waiting(number), self.history_ttl())
-                await pipe.execute()
         return events
 
     async def _resend(self, job: AppointmentJob, now: datetime) -> list[Event]:

@@ -68,6 +68,8 @@ class NotificationPlan:
     start: float
     cancelled: bool
     notifications: Sequence[tuple[int, str]]
+    # The number the appointment's SMS reminder goes to, if it has one.
+    texted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,7 @@ class JobQueue:
                 # One argument each, not one per notification: cheaper to send.
                 ",".join(str(due) for due, _ in plan.notifications),
                 "\x1e".join(member for _, member in plan.notifications),
+                plan.texted or "",
             ],
         )
         return [str(member) for member in dropped], [str(job_id) for job_id in cancelled]

@@ -329,12 +329,14 @@ end
 # planning that replaces an earlier one (a move, a cancellation) first drops, in
 # the same step (so the scheduler cannot make one in between), the members the
 # earlier one left waiting and the notification jobs already made and not yet
-# done (as CANCEL_APPOINTMENT does). Also keeps the clients' bookings.
+# done (as CANCEL_APPOINTMENT does). Also keeps the clients' bookings, and which
+# appointments wait to text a number (a STOP from it drops them).
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, replace (1/0),
 #       now ms, ttl s, key prefix, state ttl s, booking score (start, epoch s),
 #       remove booking (1/0), client count n, n booking key suffixes, the due
-#       times (ms, joined by ","), the members (joined by \x1e)
+#       times (ms, joined by ","), the members (joined by \x1e), the number
+#       the SMS reminder goes to ('' for none)
 # Returns {dropped members, dropped job ids}.
 PLAN_NOTIFICATIONS = Script(
     DISPATCH
@@ -393,6 +395,11 @@ for member in string.gmatch(ARGV[14 + clients], '[^\\30]+') do
 end
 redis.call('HSET', KEYS[2], 'pending', table.concat(waiting, '\\30'))
 redis.call('EXPIRE', KEYS[2], ARGV[7])
+local texted = ARGV[15 + clients]
+if texted ~= '' then
+  redis.call('SADD', ARGV[8] .. 'smswait:' .. texted, ARGV[1])
+  redis.call('EXPIRE', ARGV[8] .. 'smswait:' .. texted, ARGV[7])
+end
 return {dropped, cancelled}
 """
 )

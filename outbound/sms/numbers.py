@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 import phonenumbers
@@ -57,6 +58,8 @@ class NumberRefused(GatewayError):
         super().__init__(reason)
 
 
+# Parsing is the costly part of planning an SMS reminder, and clients book again and again.
+@lru_cache(maxsize=65536)
 def to_e164(raw: str, region: str) -> str:
     """`raw` as E.164 ("+33612345678"), read with `region` (the account's country) when it
     has no country code; NumberRefused unless it is a valid number that may be a mobile."""

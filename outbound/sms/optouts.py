@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ from redis.asyncio import Redis
 
 from gateway.clock import Clock, rfc3339
 from gateway.keys import Keys
-from gateway.planner import SEP, member_fields, record_dropped
+from gateway.planner import SEP, member_fields, record_dropped, sms_reminder_member
 
 
 class SmsOptOuts:
@@ -38,16 +37,18 @@ class SmsOptOuts:
             _, waiting, _ = await pipe.execute()
         if not waiting:
             return 0
-        members = sorted(waiting)
+        members = [sms_reminder_member(appointment, number) for appointment in sorted(waiting)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in members:
                 pipe.zrem(self.keys.notifications, member)
             removed = await pipe.execute()
-        # Members already made into jobs are stopped when sent (the list is checked then).
-        by_appointment: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for member, gone in zip(members, removed, strict=True):
-            if gone:
-                by_appointment[member.split(SEP, 1)[0]].append(member_fields(member))
+        # Those already made into jobs (or moved since) are stopped when sent: the
+        # list is checked then.
+        by_appointment = {
+            member.split(SEP, 1)[0]: [member_fields(member)]
+            for member, gone in zip(members, removed, strict=True)
+            if gone
+        }
         for appointment, notifications in by_appointment.items():
             await record_dropped(
                 self.redis,

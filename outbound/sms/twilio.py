@@ -1,0 +1,331 @@
+"""The `twilio` SMS provider: Twilio's Messages REST API (treq), and its signed webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+from treq.client import HTTPClient
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseFailed,
+)
+
+from gateway.durations import PositiveDuration
+from gateway.settings import ReadableFile, invalid, read_secret
+from outbound.sms.provider import (
+    Accepted,
+    CallbackRefused,
+    DeliveryReceipt,
+    IncomingText,
+    MalformedCallback,
+    ProviderContext,
+    ProviderError,
+    ProviderPlugin,
+    TextMessage,
+    WebhookAnswer,
+    WebhookRequest,
+)
+
+# twisted.web.client's pool and agent have no type hints, and mypy does not take zope
+# interfaces (IAgent) for types: both are used as Any
+_Pool: Any = HTTPConnectionPool
+_Agent: Any = Agent
+
+# Connections kept open to Twilio, so that concurrent sends do not each pay a TLS handshake.
+MAX_CONNECTIONS = 16
+
+# Refusals that say our own account or sender is misconfigured (credentials, From number,
+# Messaging Service), not that this text is undeliverable: they are temporary so that texts
+# wait for the operator's fix instead of being lost; throttling codes are temporary too.
+TEMPORARY_CODES = frozenset(
+    {
+        20003,  # authentication failed
+        20429,  # too many requests
+        14107,  # message send rate exceeded
+        21212,  # invalid From number
+        21601,  # From is not an SMS-capable number of this account
+        21606,  # From cannot send messages (to this destination)
+        21659,  # From is not a Twilio number
+        21661,  # From is not SMS-capable
+        21701,  # Messaging Service does not exist
+        21705,  # Messaging Service is invalid
+    }
+)
+# 401/403: wrong credentials; 404: wrong account or base_url. Operator errors, as above.
+TEMPORARY_STATUSES = frozenset({401, 403, 404, 429})
+OPTED_OUT = 21610
+
+# Final statuses of a status callback; the others (queued, sending, sent...) are in transit.
+OUTCOMES = {
+    "delivered": True,
+    "read": True,
+    "undelivered": False,
+    "failed": False,
+    "canceled": False,
+}
+
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+def _holds_token(path: Any) -> Any:
+    if not read_secret(path):
+        raise PydanticCustomError(
+            "token_empty", "{message}", {"message": f"{path} is empty: put the auth token in it"}
+        )
+    return path
+
+
+def _api_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError("url", "must be an http(s) URL, like https://api.twilio.com", {})
+    if parts.query or parts.fragment or parts.path.strip("/"):
+        raise PydanticCustomError("url", "must be a bare origin, like https://api.twilio.com", {})
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        # plain http would carry the auth token in clear: only for a local stand-in
+        raise PydanticCustomError("url", "http is only allowed to a loopback address", {})
+    return value.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class TwilioOptions(BaseModel):
+    """Options of the `twilio` provider, its [sms.twilio] table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    account_sid: str = Field(
+        pattern=r"^AC[0-9a-fA-F]{32}$", description="Account SID (AC and 32 hex digits)."
+    )
+    auth_token_file: Annotated[ReadableFile, AfterValidator(_holds_token)] = Field(
+        description="File holding the account's auth token (API calls, webhook signatures)."
+    )
+    from_number: str | None = Field(
+        None,
+        pattern=r"^\+[1-9][0-9]{1,14}$",
+        description="Sending number in E.164 (+15551234567); or messaging_service_sid.",
+    )
+    messaging_service_sid: str | None = Field(
+        None,
+        pattern=r"^MG[0-9a-fA-F]{32}$",
+        description="Messaging Service that picks the sender (MG...); or from_number.",
+    )
+    base_url: Annotated[str, AfterValidator(_api_url)] = Field(
+        "https://api.twilio.com",
+        description="API origin; http only to loopback (test stand-ins).",
+    )
+    timeout: PositiveDuration = Field(
+        timedelta(seconds=10), description="Time allowed for one API call, answer included."
+    )
+    status_callbacks: bool = Field(
+        True, description="Ask Twilio for delivery reports on the webhook's /sms/twilio/status."
+    )
+
+    @model_validator(mode="after")
+    def _one_sender(self) -> TwilioOptions:
+        if (self.from_number is None) == (self.messaging_service_sid is None):
+            raise invalid(
+                "TwilioOptions",
+                [(("from_number",), "give exactly one of from_number and messaging_service_sid")],
+            )
+        return self
+
+
+class TwilioProvider:
+    """Sends through Twilio's Messages API and reads Twilio's signed callbacks."""
+
+    def __init__(self, options: TwilioOptions, context: ProviderContext) -> None:
+        # imported here, once the daemon has installed its asyncio reactor: importing it
+        # when the plugin loads (with the configuration) would install the default one
+        from twisted.internet import reactor
+
+        self._options = options
+        self._auth = (options.account_sid, read_secret(options.auth_token_file).decode())
+        self._url = f"{options.base_url}/2010-04-01/Accounts/{options.account_sid}/Messages.json"
+        self._sender = (
+            ("From", options.from_number)
+            if options.from_number is not None
+            else ("MessagingServiceSid", str(options.messaging_service_sid))
+        )
+        self._status_callback = context.callback_url("status")
+        self._pool = _Pool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = MAX_CONNECTIONS
+        self._http = HTTPClient(_Agent(reactor, pool=self._pool))
+
+    async def send(self, message: TextMessage) -> Accepted:
+        form = [("To", message.to), self._sender, ("Body", message.text)]
+        if self._options.status_callbacks:
+            form.append(("StatusCallback", message.status_callback or self._status_callback))
+        loop = asyncio.get_running_loop()
+        seconds = self._options.timeout.total_seconds()
+        try:
+            async with asyncio.timeout(seconds):
+                response = await self._http.post(
+                    self._url, data=form, auth=self._auth, allow_redirects=False
+                ).asFuture(loop)
+                body = await response.content().asFuture(loop)
+        except TimeoutError:
+            raise ProviderError(
+                "", f"Twilio ({self._url}) did not answer within {seconds:g}s", temporary=True
+            ) from None
+        except (ConnectError, DNSLookupError) as exc:
+            raise ProviderError(
+                "", f"cannot reach Twilio at {self._options.base_url}: {exc}", temporary=True
+            ) from exc
+        except (ResponseFailed, RequestTransmissionFailed) as exc:
+            reasons = "; ".join(reason.getErrorMessage() for reason in exc.reasons)
+            raise ProviderError(
+                "", f"connection to Twilio at {self._options.base_url} failed: {reasons}",
+                temporary=True,
+            ) from exc  # fmt: skip
+        if response.code == 201:
+            return _accepted(body)
+        retry_after = response.headers.getRawHeaders(b"retry-after")
+        raise _refusal(response.code, body, _seconds(retry_after[0]) if retry_after else None)
+
+    def receipt(self, request: WebhookRequest) -> DeliveryReceipt:
+        self._check_signature(request, "status callback")
+        sid = _field(request, "MessageSid", "status callback")
+        status = _field(request, "MessageStatus", "status callback")
+        error = request.params.get("ErrorCode", "")
+        return DeliveryReceipt(
+            provider_id=sid,
+            delivered=OUTCOMES.get(status),
+            detail=f"{status} ({error})" if error else status,
+        )
+
+    def incoming(self, request: WebhookRequest) -> IncomingText:
+        self._check_signature(request, "incoming message")
+        sender = _field(request, "From", "incoming message")
+        # an MMS without text has an empty Body, but Twilio always sends the field
+        if "Body" not in request.params:
+            raise MalformedCallback("Twilio incoming message without Body")
+        return IncomingText(sender=sender, text=request.params["Body"])
+
+    def acknowledgement(self, path: Literal["status", "incoming"]) -> WebhookAnswer:
+        if path == "incoming":
+            # empty TwiML: Twilio replies nothing, the gateway answers through send()
+            return WebhookAnswer(200, "text/xml", EMPTY_TWIML)
+        return WebhookAnswer(204)
+
+    async def close(self) -> None:
+        await self._pool.closeCachedConnections().asFuture(asyncio.get_running_loop())
+
+    def _check_signature(self, request: WebhookRequest, what: str) -> None:
+        """Twilio's X-Twilio-Signature: base64 HMAC-SHA1, keyed with the auth token, of the
+        URL followed by each POST field's name and value, sorted by name."""
+        signature = request.headers.get("x-twilio-signature")
+        if not signature:
+            raise CallbackRefused(f"unsigned Twilio {what}: no X-Twilio-Signature header")
+        fields = "".join(name + value for name, value in sorted(request.params.items()))
+        key = self._auth[1].encode()
+        for url in _url_forms(request.url):
+            digest = hmac.new(key, (url + fields).encode(), hashlib.sha1).digest()
+            if hmac.compare_digest(base64.b64encode(digest), signature.encode()):
+                return
+        raise CallbackRefused(
+            f"forged Twilio {what}: X-Twilio-Signature does not match {request.url} "
+            "signed with the configured auth token"
+        )
+
+
+PLUGIN = ProviderPlugin(options=TwilioOptions, create=TwilioProvider)
+
+
+def _accepted(body: bytes) -> Accepted:
+    sid = _json_object(body).get("sid")
+    if not isinstance(sid, str) or not sid:
+        # permanent: Twilio created the message, so sending it again could text twice
+        raise ProviderError(
+            "",
+            f"Twilio answered 201 Created without a message sid (the text may have gone out): "
+            f"{body[:300]!r}",
+            temporary=False,
+        )
+    return Accepted(provider_id=sid)
+
+
+def _refusal(status: int, body: bytes, retry_after: float | None) -> ProviderError:
+    error = _json_object(body)
+    code = error.get("code")
+    code = code if isinstance(code, int) else None
+    message = str(error.get("message") or body[:300].decode(errors="replace") or "(no text)")
+    if error.get("detail"):
+        message = f"{message}: {error['detail']}"
+    where = f"HTTP {status}, {error['more_info']}" if error.get("more_info") else f"HTTP {status}"
+    return ProviderError(
+        str(code) if code is not None else "",
+        f"{message} ({where})",
+        temporary=not 400 <= status < 500
+        or status in TEMPORARY_STATUSES
+        or code in TEMPORARY_CODES,
+        retry_after=retry_after,
+        opted_out=code == OPTED_OUT,
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _seconds(retry_after: bytes) -> float | None:
+    """Retry-After as seconds: a number of seconds, or an HTTP date."""
+    text = retry_after.decode("latin-1").strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _field(request: WebhookRequest, name: str, what: str) -> str:
+    value = request.params.get(name)
+    if not value:
+        raise MalformedCallback(f"Twilio {what} without {name}")
+    return value
+
+
+def _url_forms(url: str) -> Sequence[str]:
+    """The URL as given, without its port and with the scheme's default port: Twilio's own
+    validator accepts each, as Twilio does not always sign the port the way it was written."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    host = netloc.rsplit(":", 1)[0] if parts.port is not None else netloc
+    default = 443 if parts.scheme == "https" else 80
+    return list(
+        dict.fromkeys(
+            [
+                url,
+                parts._replace(netloc=host).geturl(),
+                parts._replace(netloc=f"{host}:{parts.port or default}").geturl(),
+            ]
+        )
+    )
