@@ -14,7 +14,12 @@ def add_parsers(command: Any) -> None:
     """Add this side's commands through the CLI's `command(name, summary)` factory."""
     suppression = command("suppression", "addresses not sent to, with the reason")
     suppression.add_argument("action", choices=("list", "add", "remove"))
-    suppression.add_argument("address", nargs="?", help="the address (add, remove)")
+    suppression.add_argument(
+        "address",
+        nargs="?",
+        help="the address (add, remove), or a phone number in E.164 (+33612345678) for the"
+        " SMS opt-outs, which stop every text to it",
+    )
     suppression.add_argument(
         "--account",
         help="an account's opt-outs, which stop its reminders and follow-ups, instead of the"
@@ -36,6 +41,12 @@ def add_parsers(command: Any) -> None:
         "--data", metavar="FILE", help="the job's context as JSON (default: a sample)"
     )
     render.add_argument("--to", help="recipient (default: the context's first client)")
+    render.add_argument(
+        "--channel",
+        choices=("email", "sms"),
+        default="email",
+        help="sms: print the text message (kind reminder) and its length in parts",
+    )
 
     dkim = command("dkim", "DKIM keys")
     dkim.add_argument("action", choices=("keygen",))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.account import Account
 from gateway.cli_support import CommandError, redis_for_cli
 from gateway.clock import SystemClock, rfc3339
 from gateway.config import Config
 from gateway.directory import AccountDirectory
-from gateway.jobs import EmailJob, parse_job
+from gateway.jobs import EmailJob, SmsJob, parse_job
 from gateway.keys import Keys
 from gateway.settings import DkimKey
 from outbound.builder import MessageBuilder, job_appointment
@@ -21,19 +23,30 @@ from outbound.dkim import dns_record, load_keys
 from outbound.rendering import Renderer
 from outbound.samples import sample_context
 from outbound.service import signer_for
+from outbound.sms.compose import TextRefused, compose_text
+from outbound.sms.optouts import SmsOptOuts
+from outbound.sms.segments import count
 from outbound.suppression import Suppression, SuppressionList
 
 
 async def cmd_suppression(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     redis = redis_for_cli(config)
-    suppressions = SuppressionList(redis, Keys(config.settings.redis.prefix))
+    keys = Keys(config.settings.redis.prefix)
+    suppressions = SuppressionList(redis, keys)
+    history_ttl = int(config.settings.queue.history_ttl.total_seconds())
+    numbers = SmsOptOuts(redis, keys, SystemClock(), lambda: history_ttl)
     try:
         if args.action == "list":
             for entry in await suppressions.entries(args.account):
                 out.write(entry.to_json() + "\n")
+            if args.account is None:
+                for number, why in (await numbers.entries()).items():
+                    out.write(json.dumps({"number": number, **why}, ensure_ascii=False) + "\n")
             return 0
         if not args.address:
-            raise CommandError(f"suppression {args.action} needs an ADDRESS")
+            raise CommandError(f"suppression {args.action} needs an ADDRESS or +NUMBER")
+        if args.address.startswith("+"):
+            return await _number(numbers, args, out)
         if args.action == "remove":
             if not await suppressions.remove(args.address, args.account):
                 raise CommandError(f"{args.address} is not suppressed")
@@ -49,6 +62,21 @@ async def cmd_suppression(config: Config, args: argparse.Namespace, out: TextIO)
         return 0
     finally:
         await redis.aclose()
+
+
+async def _number(numbers: SmsOptOuts, args: argparse.Namespace, out: TextIO) -> int:
+    """A phone number (E.164) is added to or removed from the SMS opt-outs, which stop
+    every text to it, as a STOP from it would."""
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", args.address):
+        raise CommandError(f"{args.address} is not an E.164 number (+ and 7 to 15 digits)")
+    if args.action == "remove":
+        if not await numbers.opt_in(args.address):
+            raise CommandError(f"{args.address} has not opted out")
+        out.write(f"removed {args.address}\n")
+        return 0
+    dropped = await numbers.opt_out(args.address, args.detail or "added by an administrator")
+    out.write(f"added {args.address}; {dropped} waiting text(s) dropped\n")
+    return 0
 
 
 def read_json(path: str) -> Any:
@@ -73,6 +101,8 @@ async def cmd_render(config: Config, args: argparse.Namespace, out: TextIO) -> i
     if account is None:
         raise CommandError(f"unknown account '{args.account}'")
     context = read_json(args.data) if args.data else sample_context(args.kind, account)
+    if args.channel == "sms":
+        return _render_text(account, args.kind, context, out)
     job_data = {
         "v": 1,
         "id": "render",
@@ -97,6 +127,29 @@ async def cmd_render(config: Config, args: argparse.Namespace, out: TextIO) -> i
         out.write(f"(the {args.kind} template renders empty: nothing would be sent)\n")
         return 0
     out.write(message.decode("utf-8", "replace").replace("\r\n", "\n"))
+    return 0
+
+
+def _render_text(account: Account, kind: str, context: dict[str, Any], out: TextIO) -> int:
+    job = parse_job(
+        json.dumps(
+            {"v": 1, "id": "render", "kind": "sms.send", "account": account.id,
+             "to": "+0", "template": kind, "context": context}
+        )
+    )  # fmt: skip
+    assert isinstance(job, SmsJob)
+    try:
+        composed = compose_text(job, account)
+    except TextRefused as exc:
+        raise CommandError(exc.reason) from exc
+    segments = count(composed.text)
+    out.write(composed.text + "\n")
+    encoding = "GSM-7" if segments.encoding == "gsm7" else "UCS-2"
+    print(
+        f"({len(composed.text)} characters, {encoding}, {segments.parts} part(s))", file=sys.stderr
+    )
+    if composed.note:
+        print(f"({composed.note})", file=sys.stderr)
     return 0
 
 

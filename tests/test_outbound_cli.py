@@ -89,3 +89,31 @@ def test_suppression_add_list_remove(tmp_path: Path, redis_url: str) -> None:
     assert gone.returncode == 1 and "is not suppressed" in gone.stderr
     needs_account = mailgw(config, "suppression", "add", "a@example.com", "--reason", "complaint")
     assert "needs --account" in needs_account.stderr
+
+
+def test_render_prints_the_text_message_and_its_length(tmp_path: Path) -> None:
+    config = example_config(tmp_path)
+    args = ("render", "--account", "atelier-elodie", "--kind", "reminder", "--channel", "sms")
+    result = mailgw(config, *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Rappel : Coupe femme le ")
+    assert result.stdout.rstrip().endswith("avec Élodie, L'Atelier d'Élodie & Fils.")
+    assert re.search(r"\(\d+ characters, GSM-7, 1 part\(s\)\)", result.stderr)
+    refused = mailgw(config, *args[:-3], "confirmation", "--channel", "sms")
+    assert refused.returncode == 1
+    assert "there is no text message for 'confirmation' notifications" in refused.stderr
+
+
+def test_suppression_of_a_phone_number_is_an_sms_opt_out(tmp_path: Path, redis_url: str) -> None:
+    config = example_config(tmp_path, redis_url)
+    added = mailgw(config, "suppression", "add", "+33612345678", "--detail", "asked by phone")
+    assert added.stdout == "added +33612345678; 0 waiting text(s) dropped\n", added.stderr
+    listed = [
+        json.loads(line) for line in mailgw(config, "suppression", "list").stdout.splitlines()
+    ]
+    assert [(e["number"], e["detail"]) for e in listed] == [("+33612345678", "asked by phone")]
+    bad = mailgw(config, "suppression", "add", "+33 6 12")
+    assert bad.returncode == 1 and "is not an E.164 number" in bad.stderr
+    assert mailgw(config, "suppression", "remove", "+33612345678").returncode == 0
+    again = mailgw(config, "suppression", "remove", "+33612345678")
+    assert again.returncode == 1 and "has not opted out" in again.stderr
