@@ -368,10 +368,11 @@ def run(config_path: Path | None, role: Role) -> int:
     logging.getLogger().setLevel(config.settings.log.level.upper())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    from gateway.reactor import install_reactor
+    from gateway.reactor import install_reactor, stop_reactor_threads
 
-    install_reactor(loop)
+    reactor = install_reactor(loop)
     try:
         return loop.run_until_complete(Daemon(config, role).serve())
     finally:
+        stop_reactor_threads(reactor)
         loop.close()

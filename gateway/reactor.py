@@ -20,3 +20,12 @@ def install_reactor(loop: asyncio.AbstractEventLoop) -> Any:
 
     reactor.startRunning(installSignalHandlers=False)  # signals belong to asyncio here
     return reactor
+
+
+def stop_reactor_threads(reactor: Any) -> None:
+    """Stop the reactor's thread pool, where Twisted resolves host names (treq's HTTP
+    calls). Its threads are not daemonic and the reactor, driven by asyncio, never runs
+    the shutdown that would stop them: without this the process would not exit."""
+    if reactor.threadpool is not None:
+        # The reactor's own shutdown trigger for the pool; a later use makes a new pool.
+        reactor._stopThreadPool()

@@ -18,7 +18,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from gateway.config import load_config
-from gateway.reactor import install_reactor
+from gateway.reactor import install_reactor, stop_reactor_threads
 from tests.gateway_harness import Gateway, write_config
 from tests.redis_server import free_port, start_redis
 from tests.smtp_server import SmtpServer
@@ -81,9 +81,11 @@ def project_root() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-async def twisted_reactor() -> Any:
+async def twisted_reactor() -> AsyncIterator[Any]:
     """Twisted's asyncio reactor on the session's loop, as the daemon runs it."""
-    return install_reactor(asyncio.get_running_loop())
+    reactor = install_reactor(asyncio.get_running_loop())
+    yield reactor
+    stop_reactor_threads(reactor)
 
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

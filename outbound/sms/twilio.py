@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -82,7 +83,7 @@ OUTCOMES = {
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
-def _holds_token(path: Any) -> Any:
+def _holds_token(path: Path) -> Path:
     if not read_secret(path):
         raise PydanticCustomError(
             "token_empty", "{message}", {"message": f"{path} is empty: put the auth token in it"}
