@@ -140,5 +140,5 @@ class Keys:
         return self.prefix + "smslast:" + number
 
     def sms_answered(self, number: str) -> str:
-        """Set while a number has had its automatic answer (expires after answer_interval)."""
+        """When a number last got the automatic answer (epoch s; expires after answer_interval)."""
         return self.prefix + "smsanswered:" + number

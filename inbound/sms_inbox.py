@@ -107,12 +107,16 @@ class SmsInbox:
         return event
 
     async def _answer(self, number: str, account_id: str | None) -> None:
-        interval = int(self.settings().sms.answer_interval.total_seconds())
-        # Once per interval: an auto-responder at the other end must not start a loop.
-        first = await self.redis.set(self.keys.sms_answered(number), "1", nx=True, ex=interval)
-        opted_out = await self.redis.hexists(self.keys.sms_opted_out, number)
-        if not first or opted_out:
+        if await self.redis.hexists(self.keys.sms_opted_out, number):
             return
+        # Once per interval: an auto-responder at the other end must not start a loop.
+        interval = int(self.settings().sms.answer_interval.total_seconds())
+        key, now = self.keys.sms_answered(number), self.clock.now()
+        if not await self.redis.set(key, now, nx=True, ex=interval):
+            last: Any = await self.redis.get(key)
+            if last is not None and now - float(last) < interval:
+                return
+            await self.redis.set(key, now, ex=interval)
         account = await self.directory.get(account_id) if account_id else None
         answer = automatic_answer(
             account.locale if account else None, account.business_name if account else None
