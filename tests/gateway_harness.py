@@ -3,12 +3,14 @@ relaying to the loopback test SMTP server (used by the outbound and planner test
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
+from twisted.internet.defer import maybeDeferred
 
 from gateway.clock import Clock
 from gateway.config import Config
@@ -18,7 +20,10 @@ from gateway.jobs import parse_job
 from gateway.keys import Keys
 from gateway.planner import Planner
 from gateway.queue import JobQueue, QueueOptions
+from gateway.settings import Endpoint
 from gateway.worker import Worker, WorkerOptions
+from inbound.sms_inbox import SmsInbox
+from inbound.sms_webhook import SmsWebhook, listen, webhook_site
 from outbound.service import OutboundService
 from outbound.sms.service import SmsService
 from outbound.suppression import SuppressionList
@@ -92,6 +97,7 @@ class Gateway:
             WorkerOptions(block_ms=10),
         )
         self.suppressions = SuppressionList(redis, keys)
+        self.webhook: Any = None
 
     async def run(self, job: dict[str, Any]) -> None:
         await self.queue.ensure_group()
@@ -110,7 +116,24 @@ class Gateway:
             return []
         return [json.loads(line) for line in outbox.read_text(encoding="utf-8").splitlines()]
 
+    def serve_webhook(self, port: int) -> None:
+        """The SMS webhook on 127.0.0.1:`port`, as the daemon serves it (until close())."""
+        inbox = SmsInbox(
+            self.queue.redis, self.queue.keys, self.queue, self.directory,
+            lambda: self.config.settings, lambda: self.sms.provider, self.clock,
+        )  # fmt: skip
+        webhook = SmsWebhook(
+            self.config.settings.sms.provider,
+            lambda: self.sms.provider,
+            lambda: self.config.settings.sms.webhook_url,
+            inbox,
+        )
+        self.webhook = listen(webhook_site(webhook), Endpoint("127.0.0.1", port))
+
     async def close(self) -> None:
+        if self.webhook is not None:
+            stopped = maybeDeferred(self.webhook.stopListening)
+            await stopped.asFuture(asyncio.get_running_loop())
         await self.outbound.close()
         await self.sms.close()
 

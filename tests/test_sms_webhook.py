@@ -13,12 +13,9 @@ import pytest
 import treq
 from redis.asyncio import Redis
 from twilio.request_validator import RequestValidator
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 
 from gateway.config import load_config
-from gateway.settings import Endpoint
-from inbound.sms_inbox import SmsInbox
-from inbound.sms_webhook import SmsWebhook, listen, webhook_site
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway, write_config
 from tests.redis_server import free_port
@@ -84,16 +81,10 @@ from_number = "+15005550006"
 base_url = "{api.url}"
 """)  # fmt: skip
         gateway = Gateway(load_config(config), redis, clock)
-        inbox = SmsInbox(
-            redis, gateway.queue.keys, gateway.queue, gateway.directory,
-            lambda: gateway.config.settings, lambda: gateway.sms.provider, clock,
-        )  # fmt: skip
-        webhook = SmsWebhook("twilio", lambda: gateway.sms.provider, lambda: url, inbox)
-        listening = listen(webhook_site(webhook), Endpoint("127.0.0.1", port))
+        gateway.serve_webhook(port)
         try:
             yield Site(gateway, api, url)
         finally:
-            await _wait(maybeDeferred(listening.stopListening))
             await gateway.close()
 
 

@@ -81,25 +81,27 @@ def default_text(
     language = "fr" if locale.lower().startswith("fr") else "en"
     sentence, untyped = _WORDING[language]
     time = _gsm7_babel(format_time(start, zone, locale))
-    dates = [
-        _gsm7_babel(format_date(start, zone, locale, pattern))
-        for pattern in ("full", *_shorter_patterns(locale))
-    ]
+    patterns = ("full", *_shorter_patterns(locale))
+    # Formatted on demand: most texts fit one part with the first date form.
+    dates: dict[str, str] = {}
     names = _Names(business, type_name, calendar)
-    texts = [
-        sentence.format(
-            what=named.type_name or untyped,
-            date=date,
-            time=time,
-            calendar=_WITH[language].format(named.calendar) if named.calendar else "",
-            business=named.business,
-        )
-        # The names are the owner's, the date's form is ours: change theirs only when no
-        # date form fits one part with them.
-        for named in dict.fromkeys((names, names.plain()))
-        for date in dates
-    ]
-    return next((text for text in texts if count(text).parts == 1), texts[-1])
+    text = ""
+    # The names are the owner's, the date's form is ours: change theirs only when no
+    # date form fits one part with them.
+    for named in dict.fromkeys((names, names.plain())):
+        for pattern in patterns:
+            if pattern not in dates:
+                dates[pattern] = _gsm7_babel(format_date(start, zone, locale, pattern))
+            text = sentence.format(
+                what=named.type_name or untyped,
+                date=dates[pattern],
+                time=time,
+                calendar=_WITH[language].format(named.calendar) if named.calendar else "",
+                business=named.business,
+            )
+            if count(text).parts == 1:
+                return text
+    return text
 
 
 @lru_cache(maxsize=16)
