@@ -287,17 +287,18 @@ return 1
 # Turns one notification member (appointment, kind, index, channel, flag,
 # recipient joined by \x1f, a byte no id or address may hold) into its job on the
 # stream: an `email.send` to one address or an `sms.send` to one number, with the
-# appointment's context, under an id that names the planning that made it.
+# appointment's context, under an id that names the planning that made it. `data`
+# is the appointment's (account, source, context), read from its hash if not given.
 DISPATCH = """
-local function dispatch(prefix, jobs, ttl, member)
-  local part = '([^\\31]*)\\31'
+local member_pattern = '^' .. string.rep('([^\\31]*)\\31', 5) .. '(.*)$'
+local function dispatch(prefix, jobs, ttl, member, data)
   local appointment, kind, index, channel, flag, recipient =
-    string.match(member, '^' .. string.rep(part, 5) .. '(.*)$')
+    string.match(member, member_pattern)
   if not appointment then
     return
   end
-  local data = redis.call('HMGET', prefix .. 'apptdata:' .. appointment,
-                          'account', 'source', 'context')
+  data = data or redis.call('HMGET', prefix .. 'apptdata:' .. appointment,
+                            'account', 'source', 'context')
   if not data[1] then
     return
   end
@@ -332,17 +333,18 @@ end
 # done (as CANCEL_APPOINTMENT does). Also keeps the clients' bookings, and which
 # appointments wait to text a number (a STOP from it drops them).
 # KEYS: notifications, appointment data, jobs
-# ARGV: appointment id, account, source job id, context json, replace (1/0),
-#       now ms, ttl s, key prefix, state ttl s, booking score (start, epoch s),
-#       remove booking (1/0), client count n, n booking key suffixes, the due
-#       times (ms, joined by ","), the members (joined by \x1e), the number
-#       the SMS reminder goes to ('' for none)
+# ARGV: appointment id, account, source job id, context json, what ('add' for a
+#       booking, 'replace' for a move, 'cancel'), now ms, ttl s, key prefix, state
+#       ttl s, booking score (start, epoch s), the booking key suffixes (joined by
+#       \x1e), the due times (ms, joined by ","), the members (joined by \x1e), the
+#       number the SMS reminder goes to ('' for none)
 # Returns {dropped members, dropped job ids}.
 PLAN_NOTIFICATIONS = Script(
     DISPATCH
     + """
+local appointment, prefix, what, ttl = ARGV[1], ARGV[8], ARGV[5], ARGV[7]
 local dropped, cancelled = {}, {}
-if ARGV[5] == '1' then
+if what ~= 'add' then
   local old = redis.call('HGET', KEYS[2], 'pending')
   if old then
     for member in string.gmatch(old, '[^\\30]+') do
@@ -351,8 +353,7 @@ if ARGV[5] == '1' then
       end
     end
   end
-  local prefix = ARGV[8]
-  local made = prefix .. 'appt:' .. ARGV[1]
+  local made = prefix .. 'appt:' .. appointment
   for _, id in ipairs(redis.call('SMEMBERS', made)) do
     redis.call('ZREM', prefix .. 'scheduled', id)
     redis.call('ZREM', prefix .. 'retry', id)
@@ -366,39 +367,42 @@ if ARGV[5] == '1' then
   end
   redis.call('DEL', made)
 end
-local clients = tonumber(ARGV[12])
-for i = 13, 12 + clients do
-  local key = ARGV[8] .. 'bookings:' .. ARGV[i]
-  if ARGV[11] == '1' then
-    redis.call('ZREM', key, ARGV[1])
+for client in string.gmatch(ARGV[11], '[^\\30]+') do
+  local key = prefix .. 'bookings:' .. client
+  if what == 'cancel' then
+    redis.call('ZREM', key, appointment)
   else
-    redis.call('ZADD', key, ARGV[10], ARGV[1])
+    redis.call('ZADD', key, ARGV[10], appointment)
   end
-  redis.call('EXPIRE', key, ARGV[7])
+  redis.call('EXPIRE', key, ttl)
 end
-redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4])
-local waiting = {}
-local now = tonumber(ARGV[6])
+local data, now = {ARGV[2], ARGV[3], ARGV[4]}, tonumber(ARGV[6])
 local dues = {}
-for due in string.gmatch(ARGV[13 + clients], '[^,]+') do
-  table.insert(dues, tonumber(due))
+for due in string.gmatch(ARGV[12], '[^,]+') do
+  dues[#dues + 1] = tonumber(due)
 end
-local i = 0
-for member in string.gmatch(ARGV[14 + clients], '[^\\30]+') do
+local waiting, scored, i = {}, {}, 0
+for member in string.gmatch(ARGV[13], '[^\\30]+') do
   i = i + 1
   if dues[i] <= now then
-    dispatch(ARGV[8], KEYS[3], ARGV[9], member)
+    dispatch(prefix, KEYS[3], ARGV[9], member, data)
   else
-    redis.call('ZADD', KEYS[1], dues[i], member)
-    table.insert(waiting, member)
+    waiting[#waiting + 1] = member
+    scored[#scored + 1] = dues[i]
+    scored[#scored + 1] = member
   end
 end
-redis.call('HSET', KEYS[2], 'pending', table.concat(waiting, '\\30'))
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-local texted = ARGV[15 + clients]
+-- One ZADD for them all, in slices that Lua's unpack can hold.
+for first = 1, #scored, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(scored, first, math.min(first + 999, #scored)))
+end
+redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4],
+           'pending', table.concat(waiting, '\\30'))
+redis.call('EXPIRE', KEYS[2], ttl)
+local texted = ARGV[14]
 if texted ~= '' then
-  redis.call('SADD', ARGV[8] .. 'smswait:' .. texted, ARGV[1])
-  redis.call('EXPIRE', ARGV[8] .. 'smswait:' .. texted, ARGV[7])
+  redis.call('SADD', prefix .. 'smswait:' .. texted, appointment)
+  redis.call('EXPIRE', prefix .. 'smswait:' .. texted, ttl)
 end
 return {dropped, cancelled}
 """
