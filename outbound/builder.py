@@ -9,6 +9,7 @@ from gateway.account import Account
 from gateway.clock import Clock
 from gateway.jobs import Appointment, EmailJob
 from gateway.settings import Settings
+from inbound.reply_tokens import MessageReference, ReplyTarget, make_local_part, reply_secrets
 from outbound.compose import MailSpec, compose
 from outbound.context import APPOINTMENT_KINDS, build_context, context_model
 from outbound.dkim import Signer
@@ -56,6 +57,7 @@ class MessageBuilder:
         self.renderer = renderer
         self.signer = signer
         self.clock = clock
+        self._reply_key: tuple[Settings, bytes] | None = None
 
     def sender_domain(self, account: Account) -> str:
         return account.sender_domain or self.settings().default_sender_domain.domain
@@ -66,6 +68,36 @@ class MessageBuilder:
         return MessageIdentity(
             new_token(), self.sender_domain(account), inbound.reply_domain, inbound.public_url
         )
+
+    def reply_key(self) -> bytes:
+        """The key signing reply addresses, read once per configuration (a reload brings
+        a new Settings object)."""
+        settings = self.settings()
+        if self._reply_key is None or self._reply_key[0] is not settings:
+            self._reply_key = (settings, reply_secrets(settings)[0])
+        return self._reply_key[1]
+
+    def reply_to(
+        self, account: Account, appointment: Appointment | None, identity: MessageIdentity
+    ) -> str:
+        """The reply address: a token naming the account, calendar and appointment, so
+        that the gateway routes replies to wherever they go when they come."""
+        settings = self.settings()
+        now = int(self.clock.now())
+        target = ReplyTarget(
+            account.id,
+            appointment.calendar if appointment else None,
+            appointment.id if appointment else None,
+        )
+        local = make_local_part(
+            target,
+            self.reply_key(),
+            now + int(settings.reply_tokens.token_lifetime.total_seconds()),
+            reference=MessageReference(
+                identity.token, now + int(settings.inbound.message_id_ttl.total_seconds())
+            ),
+        )
+        return f"{local}@{identity.reply_domain}"
 
     def build(
         self,
@@ -102,7 +134,7 @@ class MessageBuilder:
             from_address=f"scheduling@{domain}",
             to=address,
             to_name=to_name,
-            reply_to=account.reply_address_for(appointment.calendar if appointment else None),
+            reply_to=self.reply_to(account, appointment, identity),
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,

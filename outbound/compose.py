@@ -121,7 +121,7 @@ def compose(spec: MailSpec) -> bytes:
     message = Message(policy=_POLICY)
     message["From"] = mailbox(spec.from_name, spec.from_address)
     message["To"] = mailbox(spec.to_name, spec.to)
-    message["Reply-To"] = mailbox(None, spec.reply_to)
+    message["Reply-To"] = mailbox(spec.from_name, spec.reply_to)
     message["Subject"] = _unstructured(spec.subject, len("Subject: "))
     message["Date"] = format_datetime(spec.date)
     if not _MESSAGE_ID.fullmatch(spec.message_id):

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from gateway.config import load_config
 from gateway.jobs import parse_job
+from inbound.reply_tokens import ReplyTarget, read_local_part, reply_secrets
 from outbound.dkim import load_keys
 from tests.conftest import DnsZone, FixedClock
 from tests.dkim_verifiers import (
@@ -74,7 +75,12 @@ async def test_confirmation_of_the_french_business_arrives_signed_and_whole(
         "L'Atelier d'Élodie & Fils",
         f"scheduling@{DOMAIN}",
     )
-    assert message["Reply-To"].addresses[0].addr_spec == "elodie.rdv@atelier-elodie.fr"
+    # Replies come back through the gateway, which routes them to the calendar's address.
+    [reply_to] = message["Reply-To"].addresses
+    assert reply_to.display_name == "L'Atelier d'Élodie & Fils"
+    assert reply_to.domain == f"reply.{DOMAIN}"
+    target = read_local_part(reply_to.username, reply_secrets(gateway.config.settings), 0)
+    assert target == ReplyTarget("atelier-elodie", "101", "appt-42")
     assert message["To"].addresses[0].display_name == "Zoé Martin"
     assert message["Message-ID"] == event["message_id"]
     assert message["Message-ID"].endswith(f"@{DOMAIN}>")
