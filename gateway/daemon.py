@@ -29,6 +29,8 @@ from gateway.settings import Settings
 from gateway.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
+    from inbound.router import InboundRouter
+    from inbound.service import InboundService
     from outbound.service import OutboundService
     from outbound.sms.service import SmsService
 
@@ -122,9 +124,10 @@ class Daemon:
         self._exit_status = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._essential: list[asyncio.Task[Any]] = []
-        self._stoppables: list[Worker | Scheduler] = []
+        self._stoppables: list[Worker | Scheduler | InboundRouter] = []
         self.outbound: OutboundService | None = None
         self.sms: SmsService | None = None
+        self.inbound: InboundService | None = None
         # The SMS webhook's listening port (roles all and inbound).
         self.webhook: Any = None
 
@@ -167,8 +170,14 @@ class Daemon:
                     lambda: self.config.settings,
                     self.clock,
                 )
+            if self.role != "scheduler":
+                from inbound.service import InboundService
+
+                self.inbound = InboundService(
+                    lambda: self.config.settings, redis, keys, self.directory, queue, self.clock
+                )
             try:
-                self._start_role(queue, settings)
+                await self._start_role(queue, settings)
             except ConfigError as exc:
                 for problem in exc.problems:
                     log.error("%s", problem)
@@ -195,16 +204,23 @@ class Daemon:
                 await stopped.asFuture(asyncio.get_running_loop())
             if self.sms is not None:
                 await self.sms.close()
+            if self.inbound is not None:
+                await self.inbound.close()
             await redis.aclose()
             if embedded is not None:
                 await embedded.stop()
             log.info("mailgw stopped")
 
-    def _start_role(self, queue: JobQueue, settings: Settings) -> None:
+    async def _start_role(self, queue: JobQueue, settings: Settings) -> None:
         if self.sms is not None and self.role in ("all", "inbound"):
             self._listen_webhook(queue, self.sms, settings)
+        if self.inbound is not None and self.role in ("all", "inbound"):
+            await self.inbound.serve(str(self.config.path or "(defaults)"))
         if self.outbound is not None:
-            assert self.sms is not None
+            assert self.sms is not None and self.inbound is not None
+            router = self.inbound.router(self.outbound.transport)
+            self._stoppables.append(router)
+            self._spawn(router.run(f"{socket.gethostname()}-{os.getpid()}"), essential=True)
             worker = Worker(
                 queue,
                 self.directory,
@@ -240,7 +256,8 @@ class Daemon:
 
     def _listen_webhook(self, queue: JobQueue, sms: SmsService, settings: Settings) -> None:
         from inbound.sms_inbox import SmsInbox
-        from inbound.sms_webhook import SmsWebhook, listen, webhook_site
+        from inbound.sms_webhook import SmsWebhook
+        from inbound.web import listen
 
         def current() -> Settings:
             return self.config.settings
@@ -260,7 +277,7 @@ class Daemon:
         from twisted.internet.error import CannotListenError
 
         try:
-            self.webhook = listen(webhook_site(webhook), settings.sms.webhook_listen)
+            self.webhook = listen(webhook, settings.sms.webhook_listen)
         except CannotListenError as exc:
             raise ConfigError(
                 [
@@ -337,6 +354,8 @@ class Daemon:
             new = load_config(self.config.path)
             if self.outbound is not None:
                 self.outbound.reload(new.settings)
+            if self.inbound is not None:
+                self.inbound.reload(new.settings)
         except ConfigError as exc:
             log.error(
                 "reload refused, the configuration in force is kept:\n%s",

@@ -142,3 +142,8 @@ class Keys:
     def sms_answered(self, number: str) -> str:
         """When a number last got the automatic answer (epoch s; expires after answer_interval)."""
         return self.prefix + "smsanswered:" + number
+
+    @property
+    def inbound(self) -> str:
+        """Stream of messages the SMTP server accepted, waiting to be routed."""
+        return self.prefix + "inbound"

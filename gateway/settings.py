@@ -639,6 +639,13 @@ class InboundSettings(BaseModel):
         timedelta(days=90),
         description="How long sent Message-IDs are remembered to route replies and bounces.",
     )
+    web_listen: ListenAddress = Field(
+        Endpoint("127.0.0.1", 8025),
+        description=(
+            'Where the one-click unsubscribe page listens, "host:port" (behind the https'
+            " proxy that public_url names)."
+        ),
+    )
     public_url: str = Field(
         "https://localhost",
         # RFC 8058: one-click unsubscribe links must be https.

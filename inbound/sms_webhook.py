@@ -10,9 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
-from gateway.settings import Endpoint
 from inbound.sms_inbox import SmsInbox
 from outbound.sms.provider import (
     CallbackRefused,
@@ -119,18 +118,3 @@ def _finish(request: Request, answer: WebhookAnswer, gone: list[bool]) -> None:
         return
     request.write(_reply(request, answer))  # type: ignore[no-untyped-call]
     request.finish()  # type: ignore[no-untyped-call]
-
-
-def webhook_site(webhook: SmsWebhook) -> Site:
-    """The site to listen with: the webhook answers every path."""
-    site = Site(webhook)  # type: ignore[no-untyped-call]
-    site.displayTracebacks = False
-    return site
-
-
-def listen(site: Site, where: Endpoint) -> Any:
-    """Listen on `where` with the installed reactor; returns the listening port."""
-    from twisted.internet import reactor
-
-    tcp: Any = reactor
-    return tcp.listenTCP(where.port, site, interface=where.host)

@@ -72,3 +72,19 @@ def mailauth_verdicts(node: str, message: bytes, zone: DnsZone) -> Verdicts:
 def results(verdicts: Verdicts) -> dict[str, str]:
     """Result by algorithm."""
     return {verdict["algorithm"]: verdict["result"] for verdict in verdicts}
+
+
+def mail_dkim_arc(perl: str, message: bytes, zone: DnsZone) -> dict[str, Any]:
+    """Mail::DKIM::ARC::Verifier's verdict on the ARC chain, and on each of its signatures."""
+    [verdict] = run_verifier([perl, str(VERIFIERS / "verify_arc.pl"), str(zone.port)], message)
+    return verdict
+
+
+def mailauth_authenticate(
+    node: str, message: bytes, zone: DnsZone, ip: str, helo: str, mail_from: str
+) -> dict[str, Any]:
+    """mailauth's authenticate(): DKIM, SPF, ARC (with the results its last set sealed) and
+    DMARC, as a server receiving the message from `ip` would find them."""
+    command = [node, str(VERIFIERS / "authenticate.mjs"), str(zone.port), ip, helo, mail_from]
+    [verdict] = run_verifier(command, message)
+    return verdict

@@ -23,7 +23,8 @@ from gateway.queue import JobQueue, QueueOptions
 from gateway.settings import Endpoint
 from gateway.worker import Worker, WorkerOptions
 from inbound.sms_inbox import SmsInbox
-from inbound.sms_webhook import SmsWebhook, listen, webhook_site
+from inbound.sms_webhook import SmsWebhook
+from inbound.web import listen
 from outbound.service import OutboundService
 from outbound.sms.service import SmsService
 from outbound.suppression import SuppressionList
@@ -128,7 +129,7 @@ class Gateway:
             lambda: self.config.settings.sms.webhook_url,
             inbox,
         )
-        self.webhook = listen(webhook_site(webhook), Endpoint("127.0.0.1", port))
+        self.webhook = listen(webhook, Endpoint("127.0.0.1", port))
 
     async def close(self) -> None:
         if self.webhook is not None:

@@ -59,6 +59,9 @@ scheduler_interval = "0.05s"
 shutdown_grace = "10s"
 [sms]
 webhook_listen = "127.0.0.1:{free_port()}"
+[inbound]
+listen = "127.0.0.1:{free_port()}"
+web_listen = "127.0.0.1:{free_port()}"
 """,
         encoding="utf-8",
     )

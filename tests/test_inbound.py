@@ -1,0 +1,208 @@
+"""Issue 6's finish line: a client's reply to a reminder, sent with swaks, is forwarded to
+the calendar's reply-to address (to the owner when the calendar has none), passing DKIM
+and ARC verification by Mail::DKIM and mailauth; a forged token and a relay attempt are
+refused at RCPT; a DSN for a sent notification suppresses the address."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.config import load_config
+from inbound import smtp_replies as replies
+from inbound.router import InboundRouter
+from inbound.service import InboundService
+from outbound.dkim import load_keys
+from tests.conftest import DnsZone, FixedClock
+from tests.dkim_verifiers import (
+    mail_dkim_arc,
+    mail_dkim_verdicts,
+    mailauth_authenticate,
+    publish,
+    results,
+)
+from tests.gateway_harness import DOMAIN, Gateway, write_config
+from tests.redis_server import free_port
+from tests.smtp_server import SmtpServer
+from tests.test_inbound_smtp import swaks
+
+ROOT = Path(__file__).resolve().parent
+CLIENT = "zoe@example.com"
+
+
+class Inbound:
+    """The gateway with its inbound side: SMTP server on a free port, router on demand."""
+
+    def __init__(self, gateway: Gateway, service: InboundService, port: int) -> None:
+        self.gateway = gateway
+        self.service = service
+        self.port = port
+        self.router: InboundRouter = service.router(gateway.outbound.transport)
+
+    async def route(self) -> None:
+        await self.service.queue.ensure_group()
+        while entries := await self.service.queue.read("test", 10, 10):
+            for entry, message, deliveries in entries:
+                await self.router.process(entry, message, deliveries)
+
+    async def notification(self, job_id: str, calendar: str) -> email.message.EmailMessage:
+        """A reminder sent to the client; the message as the client got it."""
+        sent = len(self.gateway_smtp.messages)
+        await self.gateway.run(_reminder(job_id, calendar))
+        [received] = self.gateway_smtp.messages[sent:]
+        message: Any = email.message_from_bytes(received.data, policy=email.policy.default)
+        return message
+
+    gateway_smtp: SmtpServer
+
+
+@pytest.fixture
+async def inbound(
+    tmp_path: Path,
+    redis_url: str,
+    redis: Redis,
+    smtp: SmtpServer,
+    clock: FixedClock,
+    dns_zone: DnsZone,
+) -> AsyncIterator[Inbound]:
+    config = write_config(tmp_path, redis_url, smtp.port)
+    port = free_port()
+    text = config.read_text(encoding="utf-8").replace(
+        "[inbound]\n",
+        f'[inbound]\nlisten = "127.0.0.1:{port}"\nweb_listen = "127.0.0.1:{free_port()}"\n'
+        'hostname = "mx.acuityscheduling.com"\n',
+    )
+    text += f'[relay.mx]\nresolvers = ["127.0.0.1:{dns_zone.port}"]\n'
+    config.write_text(text, encoding="utf-8")
+    gateway = Gateway(load_config(config), redis, clock)
+    service = InboundService(
+        lambda: gateway.config.settings, redis, gateway.queue.keys, gateway.directory,
+        gateway.queue, clock,
+    )  # fmt: skip
+    await service.serve(str(config))
+    result = Inbound(gateway, service, port)
+    result.gateway_smtp = smtp
+    try:
+        yield result
+    finally:
+        await service.close()
+        await gateway.close()
+
+
+def _reminder(job_id: str, calendar: str) -> dict[str, Any]:
+    return json.loads(
+        json.dumps(
+            {
+                "v": 1,
+                "id": job_id,
+                "kind": "email.send",
+                "account": "atelier-elodie",
+                "to": [CLIENT],
+                "template": "reminder",
+                "appointment": "appt-42",
+                "context": {
+                    "appointment": {
+                        "id": "appt-42",
+                        "calendar": calendar,
+                        "type": "2001",
+                        "start": "2026-11-24T13:30:00Z",
+                        "end": "2026-11-24T14:15:00Z",
+                        "timezone": "Europe/Paris",
+                        "clients": [{"name": "Zoé Martin", "emails": [CLIENT]}],
+                    }
+                },
+            }
+        )
+    )
+
+
+async def test_a_reply_goes_to_the_calendar_and_passes_dkim_and_arc(
+    inbound: Inbound, smtp: SmtpServer, dns_zone: DnsZone, mail_dkim: str, mailauth: str
+) -> None:
+    reminder = await inbound.notification("r1", "101")
+    reply_to = reminder["Reply-To"].addresses[0].addr_spec
+    answered = await swaks(
+        inbound.port, "--from", CLIENT, "--to", reply_to,
+        "--header", f"In-Reply-To: {reminder['Message-ID']}",
+        "--header", "Subject: Re: rappel", "--body", "Je serai un peu en retard. Zoé",
+    )  # fmt: skip
+    assert answered.replies[-2].startswith("250 2.0.0 Ok: queued as"), answered.transcript
+    await inbound.route()
+    forwarded = smtp.messages[-1]
+    assert forwarded.recipients == ["elodie.rdv@atelier-elodie.fr"]
+    message: Any = email.message_from_bytes(forwarded.data, policy=email.policy.default)
+    [sender] = message["From"].addresses
+    assert sender.display_name == f"{CLIENT} via L'Atelier d'Élodie & Fils"
+    assert sender.addr_spec == f"scheduling@{DOMAIN}"
+    assert message["Reply-To"].addresses[0].addr_spec == CLIENT
+    assert "Je serai un peu en retard" in message.get_body(("plain",)).get_content()
+    [event] = [e for e in await inbound.gateway.events() if e["status"] == "forwarded"]
+    assert (event["recipient"], event["account"]) == (
+        "elodie.rdv@atelier-elodie.fr",
+        "atelier-elodie",
+    )
+
+    keys = load_keys(inbound.gateway.config.settings.dkim_keys, generate=False)[DOMAIN]
+    publish(dns_zone, *keys)
+    dns_zone.set(f"_dmarc.{DOMAIN}", ["TXT", "v=DMARC1; p=reject"])
+    assert results(mail_dkim_verdicts(mail_dkim, forwarded.data, dns_zone))["rsa-sha256"] == "pass"
+    assert mail_dkim_arc(mail_dkim, forwarded.data, dns_zone)["result"] == "pass"
+    seen = mailauth_authenticate(
+        mailauth, forwarded.data, dns_zone, "127.0.0.1", "relay.test", forwarded.sender
+    )
+    assert (seen["arc"]["result"], seen["dmarc"]) == ("pass", "pass"), seen
+
+
+async def test_without_a_calendar_address_the_owner_gets_it(
+    inbound: Inbound, smtp: SmtpServer
+) -> None:
+    reminder = await inbound.notification("r2", "102")  # "Salon « Les Fils »": no reply_to
+    reply_to = reminder["Reply-To"].addresses[0].addr_spec
+    answered = await swaks(inbound.port, "--from", CLIENT, "--to", reply_to)
+    assert answered.returncode == 0, answered.transcript
+    await inbound.route()
+    assert smtp.messages[-1].recipients == ["elodie@atelier-elodie.fr"]
+
+
+async def test_forged_tokens_and_relaying_are_refused_at_rcpt(inbound: Inbound) -> None:
+    reminder = await inbound.notification("r3", "101")
+    local, domain = reminder["Reply-To"].addresses[0].addr_spec.split("@")
+    forged = local[:-1] + ("a" if local[-1] != "a" else "b")
+    refused = await swaks(inbound.port, "--to", f"{forged}@{domain}")
+    assert replies.REJECT_UNKNOWN_RCPT in refused.replies
+    relayed = await swaks(inbound.port, "--to", "someone@gmail.com")
+    assert replies.REJECT_RELAY in relayed.replies
+    await inbound.service.queue.ensure_group()
+    assert await inbound.service.queue.read("test", 10, 10) == []
+
+
+async def test_a_dsn_suppresses_the_address(inbound: Inbound) -> None:
+    reminder = await inbound.notification("r4", "101")
+    token = reminder["Message-ID"].strip("<>").split("@")[0]
+    dsn = (
+        (ROOT / "samples" / "postfix-hard.eml")
+        .read_text(encoding="utf-8")
+        .replace("camille.martin@example.org", CLIENT)
+        .replace("hq3xw7r2k5mzb4tnc6vd2fy7ga", token)
+    )
+    path = inbound.gateway.config.path
+    assert path is not None
+    sample = path.parent / "dsn.eml"
+    sample.write_text(dsn, encoding="utf-8")
+    bounced = await swaks(
+        inbound.port, "--from", "", "--to", f"b-{token}@{DOMAIN}", "--data", str(sample)
+    )
+    assert bounced.returncode == 0, bounced.transcript
+    await inbound.route()
+    [entry] = await inbound.gateway.suppressions.entries()
+    assert (entry.address, entry.reason) == (CLIENT, "hard_bounce")
+    [event] = [e for e in await inbound.gateway.events() if e["status"] == "bounced"]
+    assert (event["job"], event["recipient"]) == ("r4", CLIENT)
+    assert "User unknown" in event["reason"]
