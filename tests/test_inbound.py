@@ -206,3 +206,86 @@ async def test_a_dsn_suppresses_the_address(inbound: Inbound) -> None:
     [event] = [e for e in await inbound.gateway.events() if e["status"] == "bounced"]
     assert (event["job"], event["recipient"]) == ("r4", CLIENT)
     assert "User unknown" in event["reason"]
+
+
+async def sample_to(inbound: Inbound, name: str, token: str, to: str) -> None:
+    """Send tests/samples/<name> about message `token`, from the null sender, to `to`."""
+    text = (ROOT / "samples" / name).read_text(encoding="utf-8")
+    text = text.replace("k7j6h5g4f3d2s7a6p5o4i3u2y7", token)
+    text = text.replace("louise.bernard@mail.example.net", CLIENT)
+    path = Path(str(inbound.gateway.config.path)).parent / name
+    path.write_text(text, encoding="utf-8")
+    sent = await swaks(inbound.port, "--from", "", "--to", to, "--data", str(path))
+    assert sent.returncode == 0, sent.transcript
+    await inbound.route()
+
+
+def token_of(message: email.message.EmailMessage) -> str:
+    return str(message["Message-ID"]).strip("<>").split("@")[0]
+
+
+async def test_a_complaint_and_an_unsubscribe_stop_reminders_only(inbound: Inbound) -> None:
+    reminder = await inbound.notification("r5", "101")
+    token = token_of(reminder)
+    await sample_to(inbound, "arf-abuse-headers.eml", token, f"b-{token}@{DOMAIN}")
+    [complaint] = await inbound.gateway.suppressions.entries("atelier-elodie")
+    assert (complaint.address, complaint.reason) == (CLIENT, "complaint")
+    assert await inbound.gateway.suppressions.check("reminder", CLIENT, "atelier-elodie")
+    assert (
+        await inbound.gateway.suppressions.check("confirmation", CLIENT, "atelier-elodie") is None
+    )
+
+    await inbound.gateway.suppressions.remove(CLIENT, "atelier-elodie")
+    [mailto] = [v for v in reminder["List-Unsubscribe"].split(",") if "mailto:" in v]
+    address = mailto.strip(" <>").removeprefix("mailto:")
+    sent = await swaks(inbound.port, "--from", CLIENT, "--to", address)
+    assert sent.returncode == 0, sent.transcript
+    await inbound.route()
+    [entry] = await inbound.gateway.suppressions.entries("atelier-elodie")
+    assert (entry.address, entry.reason) == (CLIENT, "unsubscribe")
+    statuses = [e["status"] for e in await inbound.gateway.events() if e["job"] == "r5"]
+    assert statuses == ["sent", "opted_out", "opted_out"]
+
+
+async def test_a_reply_to_the_sender_address_is_routed_by_its_references(
+    inbound: Inbound, smtp: SmtpServer
+) -> None:
+    reminder = await inbound.notification("r6", "102")
+    answered = await swaks(
+        inbound.port, "--from", CLIENT, "--to", f"scheduling@{DOMAIN}",
+        "--header", f"References: <other@example.com> {reminder['Message-ID']}",
+    )  # fmt: skip
+    assert answered.returncode == 0, answered.transcript
+    await inbound.route()
+    assert smtp.messages[-1].recipients == ["elodie@atelier-elodie.fr"]
+
+    stray = await swaks(inbound.port, "--from", CLIENT, "--to", f"scheduling@{DOMAIN}")
+    assert stray.returncode == 0
+    await inbound.route()
+    [skipped] = [e for e in await inbound.gateway.events() if e["status"] == "skipped"]
+    assert skipped["reason"] == f"scheduling@{DOMAIN}: answers no message we keep"
+
+
+async def test_looped_mail_is_dropped_and_auto_replies_are_forwarded(
+    inbound: Inbound, smtp: SmtpServer
+) -> None:
+    reminder = await inbound.notification("r7", "101")
+    reply_to = reminder["Reply-To"].addresses[0].addr_spec
+    looped = await swaks(
+        inbound.port, "--from", CLIENT, "--to", reply_to,
+        "--header", f"X-Mailgw-Loop: {DOMAIN}",
+    )  # fmt: skip
+    assert looped.returncode == 0
+    await inbound.route()
+    assert len(smtp.messages) == 1  # the reminder only
+    [dropped] = [e for e in await inbound.gateway.events() if e["status"] == "skipped"]
+    assert dropped["reason"].startswith("not forwarded: already forwarded by this gateway")
+
+    away = await swaks(
+        inbound.port, "--from", CLIENT, "--to", reply_to,
+        "--header", "Auto-Submitted: auto-replied", "--header", "Subject: Absent",
+    )  # fmt: skip
+    assert away.returncode == 0
+    await inbound.route()
+    assert smtp.messages[-1].recipients == ["elodie.rdv@atelier-elodie.fr"]
+    assert len(smtp.messages) == 2  # forwarded, and nothing sent back to the client
