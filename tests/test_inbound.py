@@ -5,6 +5,7 @@ refused at RCPT; a DSN for a sent notification suppresses the address."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import treq
 from redis.asyncio import Redis
 
 from gateway.config import load_config
@@ -40,10 +42,11 @@ CLIENT = "zoe@example.com"
 class Inbound:
     """The gateway with its inbound side: SMTP server on a free port, router on demand."""
 
-    def __init__(self, gateway: Gateway, service: InboundService, port: int) -> None:
+    def __init__(self, gateway: Gateway, service: InboundService, port: int, web_port: int) -> None:
         self.gateway = gateway
         self.service = service
         self.port = port
+        self.web_port = web_port
         self.router: InboundRouter = service.router(gateway.outbound.transport)
 
     async def route(self) -> None:
@@ -73,10 +76,10 @@ async def inbound(
     dns_zone: DnsZone,
 ) -> AsyncIterator[Inbound]:
     config = write_config(tmp_path, redis_url, smtp.port)
-    port = free_port()
+    port, web_port = free_port(), free_port()
     text = config.read_text(encoding="utf-8").replace(
         "[inbound]\n",
-        f'[inbound]\nlisten = "127.0.0.1:{port}"\nweb_listen = "127.0.0.1:{free_port()}"\n'
+        f'[inbound]\nlisten = "127.0.0.1:{port}"\nweb_listen = "127.0.0.1:{web_port}"\n'
         'hostname = "mx.acuityscheduling.com"\n',
     )
     text += f'[relay.mx]\nresolvers = ["127.0.0.1:{dns_zone.port}"]\n'
@@ -87,7 +90,7 @@ async def inbound(
         gateway.queue, clock,
     )  # fmt: skip
     await service.serve(str(config))
-    result = Inbound(gateway, service, port)
+    result = Inbound(gateway, service, port, web_port)
     result.gateway_smtp = smtp
     try:
         yield result
@@ -289,3 +292,23 @@ async def test_looped_mail_is_dropped_and_auto_replies_are_forwarded(
     await inbound.route()
     assert smtp.messages[-1].recipients == ["elodie.rdv@atelier-elodie.fr"]
     assert len(smtp.messages) == 2  # forwarded, and nothing sent back to the client
+
+
+async def test_one_click_unsubscribe_over_http(inbound: Inbound) -> None:
+    reminder = await inbound.notification("r8", "101")
+    [link] = [v for v in reminder["List-Unsubscribe"].split(",") if "https:" in v]
+    path = link.strip(" <>").split("/", 3)[3]
+    url = f"http://127.0.0.1:{inbound.web_port}/{path}"
+    loop = asyncio.get_running_loop()
+    page = await treq.get(url).asFuture(loop)
+    assert page.code == 200 and await inbound.gateway.suppressions.entries("atelier-elodie") == []
+    clicked = await treq.post(url, data={"List-Unsubscribe": "One-Click"}).asFuture(loop)
+    assert clicked.code == 200
+    [entry] = await inbound.gateway.suppressions.entries("atelier-elodie")
+    assert (entry.address, entry.reason, entry.detail) == (
+        CLIENT,
+        "unsubscribe",
+        "one-click unsubscribe",
+    )
+    events = [e["status"] for e in await inbound.gateway.events() if e["job"] == "r8"]
+    assert events == ["sent", "opted_out"]
