@@ -250,6 +250,8 @@ class InboundRouter:
         if sent is None:
             what = "a delivery report" if report else "a feedback report" if feedback else "mail"
             return [self._event(message, "skipped", f"{what} about no message we keep")]
+        if report is None and feedback is None:
+            return [self._event(message, "skipped", "neither a delivery nor a feedback report")]
         at = rfc3339(self.clock.now())
         events: list[Event] = []
         if feedback is not None:
