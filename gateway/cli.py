@@ -139,6 +139,10 @@ async def cmd_queue(config: Config, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
+# A long replay reports its progress after each chunk of this many dead letters.
+REPLAY_CHUNK = 500
+
+
 async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     redis = redis_for_cli(config)
     queue = _queue(config, redis)
@@ -159,13 +163,20 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
         elif args.action == "replay":
             ids = args.ids or await queue.all_dead_letter_ids()
             problems = []
-            for entry_id, new_entry in (await queue.replay(ids)).items():
-                if new_entry is None:
-                    problems.append(f"{entry_id}: no such dead letter")
-                elif new_entry == NOT_REPLAYABLE:
-                    problems.append(f"{entry_id}: the entry had no 'job' field; nothing to replay")
-                else:
-                    out.write(f"{entry_id} -> {new_entry}\n")
+            for done in range(0, len(ids), REPLAY_CHUNK):
+                chunk = ids[done : done + REPLAY_CHUNK]
+                for entry_id, new_entry in (await queue.replay(chunk)).items():
+                    if new_entry is None:
+                        problems.append(f"{entry_id}: no such dead letter")
+                    elif new_entry == NOT_REPLAYABLE:
+                        problems.append(
+                            f"{entry_id}: the entry had no 'job' field; nothing to replay"
+                        )
+                    else:
+                        out.write(f"{entry_id} -> {new_entry}\n")
+                if len(ids) > REPLAY_CHUNK:
+                    # On stderr, so that stdout stays one line per replayed entry.
+                    print(f"replayed {done + len(chunk)} of {len(ids)}", file=sys.stderr)
             if problems:
                 raise CommandError("\n".join(problems))
         else:

@@ -117,3 +117,25 @@ def test_suppression_of_a_phone_number_is_an_sms_opt_out(tmp_path: Path, redis_u
     assert mailgw(config, "suppression", "remove", "+33612345678").returncode == 0
     again = mailgw(config, "suppression", "remove", "+33612345678")
     assert again.returncode == 1 and "has not opted out" in again.stderr
+
+
+def test_a_long_replay_shows_its_progress(tmp_path: Path, redis_url: str) -> None:
+    from redis import Redis
+
+    config = example_config(tmp_path, redis_url)
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    with redis.pipeline(transaction=False) as pipe:
+        for n in range(1001):
+            job = json.dumps({"v": 1, "id": f"j{n}", "kind": "email.send"})
+            pipe.xadd("mailgw:dead", {"job": job, "id": f"j{n}", "reason": "x", "attempts": 1})
+        pipe.execute()
+    replayed = mailgw(config, "dead-letters", "replay")
+    assert replayed.returncode == 0, replayed.stderr
+    assert len(replayed.stdout.splitlines()) == 1001
+    assert replayed.stderr.splitlines() == [
+        "replayed 500 of 1001",
+        "replayed 1000 of 1001",
+        "replayed 1001 of 1001",
+    ]
+    assert redis.xlen("mailgw:jobs") == 1001 and redis.xlen("mailgw:dead") == 0
+    redis.close()
