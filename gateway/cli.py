@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, TextIO
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway import __version__
+from gateway import __version__, logs
 from gateway.cli_support import CommandError, redis_for_cli
 from gateway.clock import SystemClock, rfc3339
 from gateway.config import Config, config_path, load_config
@@ -282,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", "run the daemon")
     run.add_argument("--role", choices=ROLES, default="all", help="what this process does")
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="once running, book an appointment for an example business and say where its"
+        " confirmation and SMS landed (role all)",
+    )
 
     command("check-config", "validate every configuration file")
 
@@ -326,16 +331,16 @@ ASYNC_COMMANDS: dict[str, AsyncCommand] = {
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # At INFO until `run` applies the configuration's log.level.
+    logs.setup()
     path = config_path(args.config)
     if args.command == "run":
         from gateway.daemon import run
 
-        return run(path, args.role)
+        if args.demo and args.role != "all":
+            print("mailgw: --demo needs --role all", file=sys.stderr)
+            return 2
+        return run(path, args.role, args.demo)
     if args.command == "check-config":
         return cmd_check_config(path, out)
     if args.command == "dead-letters" and args.action == "show" and len(args.ids) != 1:

@@ -7,11 +7,13 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway import systemd
 from gateway.clock import SystemClock
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 Role = Literal["all", "outbound", "inbound", "scheduler"]
 ROLES: tuple[Role, ...] = ("all", "outbound", "inbound", "scheduler")
+# How often systemd's STATUS= (the queue depths in `systemctl status`) is refreshed.
+STATUS_INTERVAL = 10.0
 
 
 def queue_options(settings: Settings) -> QueueOptions:
@@ -113,11 +117,12 @@ def _setting(settings: Settings, dotted: str) -> Any:
 class Daemon:
     """One process running the given role on one asyncio loop."""
 
-    def __init__(self, config: Config, role: Role) -> None:
+    def __init__(self, config: Config, role: Role, demo: bool = False) -> None:
         self.config = config
         # The settings the process started with: those RESTART_ONLY names stay in force.
         self.started_with = config.settings
         self.role = role
+        self.demo = demo
         self.clock = SystemClock()
         self._stopping = False
         self._done = asyncio.Event()
@@ -187,6 +192,12 @@ class Daemon:
                 self._spawn(self._watch_embedded(embedded))
             self._install_signals()
             systemd.notify("READY=1", f"STATUS=running role {self.role}")
+            self._spawn(systemd.ping_watchdog())
+            self._spawn(systemd.report_status(lambda: self._status(queue), STATUS_INTERVAL))
+            if self.demo:
+                from gateway.demo import run_demo
+
+                self._spawn(run_demo(queue, settings, self.clock, sys.stdout))
             log.info(
                 "mailgw running (role %s, config %s)",
                 self.role,
@@ -336,12 +347,25 @@ class Daemon:
         grace = self.started_with.queue.shutdown_grace.total_seconds()
         log.info("%s: finishing the jobs in hand (up to %gs), then stopping", name, grace)
         self._stopping = True
-        systemd.notify("STOPPING=1")
+        systemd.notify("STOPPING=1", "STATUS=stopping: finishing the jobs in hand")
         for part in self._stoppables:
             part.stop()
         if all(t.done() for t in self._essential):
             self._done.set()
         asyncio.get_running_loop().call_later(grace, self._cold_stop)
+
+    async def _status(self, queue: JobQueue) -> str:
+        """systemd's STATUS= line: the role and the queue's depths."""
+        if self._stopping:
+            return "stopping: finishing the jobs in hand"
+        try:
+            d = await queue.depths()
+        except (RedisError, OSError) as exc:
+            return f"role {self.role}: queue depths unavailable ({exc})"
+        return (
+            f"role {self.role}: ready {d.ready}, in flight {d.in_flight},"
+            f" scheduled {d.scheduled}, retrying {d.retrying}, dead letters {d.dead_letters}"
+        )
 
     def _cold_stop(self) -> None:
         self._stopping = True
@@ -376,7 +400,7 @@ class Daemon:
         systemd.notify("READY=1")
 
 
-def run(config_path: Path | None, role: Role) -> int:
+def run(config_path: Path | None, role: Role, demo: bool = False) -> int:
     """Run the daemon until stopped; returns the exit status."""
     try:
         config = load_config(config_path)
@@ -391,7 +415,7 @@ def run(config_path: Path | None, role: Role) -> int:
 
     reactor = install_reactor(loop)
     try:
-        return loop.run_until_complete(Daemon(config, role).serve())
+        return loop.run_until_complete(Daemon(config, role, demo).serve())
     finally:
         stop_reactor_threads(reactor)
         loop.close()

@@ -7,6 +7,7 @@ import email.message
 import email.policy
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -463,3 +464,22 @@ def test_second_daemon_shares_the_running_embedded_redis(
     assert second.stop() == 0
     assert mailgw(config, "queue").returncode == 0  # the first one's Redis is still up
     assert first.stop() == 0
+
+
+def test_the_demo_books_an_appointment_and_says_where_its_notices_are(
+    tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path, None)
+    daemon = start_daemon(config, "--demo")
+    wait_for(lambda: "everything about it" in daemon.output(), "the demo's summary", 60)
+    summary = daemon.output()
+    [mail] = re.findall(r"confirmation e-mail \(DKIM-signed\): (\S+)", summary)
+    [outbox] = re.findall(r"SMS reminder to \+33612345678: (\S+)", summary)
+    message = email.message_from_bytes(Path(mail).read_bytes(), policy=email.policy.default)
+    assert message["From"].addresses[0].display_name == "L'Atelier d'Élodie & Fils"
+    assert len(message.get_all("DKIM-Signature")) == 2
+    [text] = [json.loads(line) for line in Path(outbox).read_text().splitlines()]
+    assert text["to"] == "+33612345678" and text["text"].startswith("Rappel : Coupe femme le ")
+    assert daemon.stop() == 0
+    refused = mailgw(config, "run", "--demo", "--role", "outbound")
+    assert (refused.returncode, refused.stderr) == (2, "mailgw: --demo needs --role all\n")
