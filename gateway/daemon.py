@@ -104,7 +104,11 @@ RESTART_ONLY = (
     "relay.helo_name",
     # The provider is made once, with its options and the webhook's URL; it listens once.
     "sms",
+    "metrics",
 )
+# Each role's metrics port is metrics.listen's plus this, so that the processes of
+# the per-role units on one host do not clash.
+METRICS_PORT_OFFSETS: dict[Role, int] = {"all": 0, "outbound": 1, "inbound": 2, "scheduler": 3}
 
 
 def _setting(settings: Settings, dotted: str) -> Any:
@@ -135,6 +139,7 @@ class Daemon:
         self.inbound: InboundService | None = None
         # The SMS webhook's listening port (roles all and inbound).
         self.webhook: Any = None
+        self.metrics_port: Any = None
 
     async def serve(self) -> int:
         settings = self.config.settings
@@ -208,11 +213,12 @@ class Daemon:
             systemd.notify("STOPPING=1")
             if self.outbound is not None:
                 await self.outbound.close()
-            if self.webhook is not None:
-                from twisted.internet.defer import maybeDeferred
+            for port in (self.metrics_port, self.webhook):
+                if port is not None:
+                    from twisted.internet.defer import maybeDeferred
 
-                stopped = maybeDeferred(self.webhook.stopListening)
-                await stopped.asFuture(asyncio.get_running_loop())
+                    stopped = maybeDeferred(port.stopListening)
+                    await stopped.asFuture(asyncio.get_running_loop())
             if self.sms is not None:
                 await self.sms.close()
             if self.inbound is not None:
@@ -223,6 +229,12 @@ class Daemon:
             log.info("mailgw stopped")
 
     async def _start_role(self, queue: JobQueue, settings: Settings) -> None:
+        from gateway import metrics
+
+        self.metrics_port = metrics.serve_metrics(
+            settings, str(self.config.path or "(defaults)"), METRICS_PORT_OFFSETS[self.role]
+        )
+        self._spawn(metrics.watch_queue_depths(queue))
         if self.sms is not None and self.role in ("all", "inbound"):
             self._listen_webhook(queue, self.sms, settings)
         if self.inbound is not None and self.role in ("all", "inbound"):

@@ -211,6 +211,24 @@ class LogSettings(BaseModel):
     )
 
 
+# --- [metrics] ---
+
+
+class MetricsSettings(BaseModel):
+    """The Prometheus endpoint."""
+
+    model_config = MODEL_CONFIG
+
+    enabled: bool = Field(True, description="Serve Prometheus metrics at http://<listen>/metrics.")
+    listen: ListenAddress = Field(
+        Endpoint("127.0.0.1", 9108),
+        description=(
+            'Address and port of the metrics endpoint, "host:port"; each daemon process'
+            " (role) on one machine needs its own."
+        ),
+    )
+
+
 # --- [redis] ---
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
@@ -775,6 +793,7 @@ class Settings(BaseModel):
         ),
     )
     log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     accounts: AccountsSettings = Field(default_factory=AccountsSettings)

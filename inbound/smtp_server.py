@@ -16,6 +16,7 @@ from email.utils import format_datetime
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway import metrics
 from gateway.clock import Clock, SystemClock
 from gateway.errors import GatewayError
 from gateway.settings import InboundSettings
@@ -77,6 +78,11 @@ class InboundHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        reply = await self._recipient(session, envelope, address)
+        metrics.record_inbound_reply("rcpt", reply)
+        return reply
+
+    async def _recipient(self, session: Session, envelope: Envelope, address: str) -> str:
         # a recipient given twice is kept once; some servers change the case of addresses
         if address.lower() in (known.lower() for known in envelope.rcpt_tos):
             return replies.ACCEPTED_RCPT
@@ -94,6 +100,11 @@ class InboundHandler:
         return replies.ACCEPTED_RCPT
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await self._message(server, session, envelope)
+        metrics.record_inbound_reply("data", reply)
+        return reply
+
+    async def _message(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         # set by then: aiosmtpd calls DATA only after HELO, MAIL, RCPT and the data
         assert session.host_name is not None and envelope.mail_from is not None
         assert envelope.original_content is not None
@@ -218,10 +229,13 @@ class InboundServer:
         if open_ >= self.settings.max_connections_per_client:
             log.warning("refused a connection from %s: %d already open", client, open_)
             reply = replies.REJECT_TOO_MANY_CONNECTIONS.format(hostname=self.hostname)
+            metrics.record_inbound_reply("connect", reply)
             transport.write(reply.encode("ascii") + b"\r\n")
             transport.close()
             return
         self.sessions[transport] = client
+        # aiosmtpd greets the session with its 220
+        metrics.record_inbound_reply("connect", "220")
         session = SMTP(
             self.handler,
             hostname=self.hostname,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 
+from gateway import metrics
 from gateway.account import Account
 from gateway.backoff import retry_delay
 from gateway.clock import Clock, rfc3339
@@ -58,6 +60,8 @@ class EmailHandler:
         self.settings = settings
         self.builder = builder
         self.transport = transport
+        # The transport is made once, from the settings the process started with.
+        self.transport_name = settings().relay.transport
         self.clock = clock
         self.jitter = jitter
         self.suppressions = SuppressionList(redis, keys)
@@ -183,9 +187,11 @@ class EmailHandler:
             return self._outcome(
                 job, account, address, "skipped", "its template renders empty", None
             )
+        started = time.perf_counter()
         [result] = await self.transport.deliver(
             Envelope(identity.bounce_address, (address,), message, require_tls=account.hipaa)
         )
+        metrics.observe_relay(self.transport_name, result.status, time.perf_counter() - started)
         return await self._result(job, account, result, identity.message_id)
 
     async def _result(

@@ -63,6 +63,8 @@ webhook_listen = "127.0.0.1:{free_port()}"
 [inbound]
 listen = "127.0.0.1:{free_port()}"
 web_listen = "127.0.0.1:{free_port()}"
+[metrics]
+listen = "127.0.0.1:{free_port()}"
 """,
         encoding="utf-8",
     )
@@ -483,3 +485,26 @@ def test_the_demo_books_an_appointment_and_says_where_its_notices_are(
     assert daemon.stop() == 0
     refused = mailgw(config, "run", "--demo", "--role", "outbound")
     assert (refused.returncode, refused.stderr) == (2, "mailgw: --demo needs --role all\n")
+
+
+def test_the_metrics_endpoint_answers_during_a_run(
+    tmp_path: Path, redis_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    import urllib.request
+
+    config = write_config(tmp_path, redis_url)
+    start_daemon(config)
+    assert mailgw(config, "enqueue", "-", stdin=json.dumps(EMAIL)).returncode == 0
+    wait_for(lambda: len(event_lines(config)) >= 1, "an event")
+    [listen] = re.findall(r'\[metrics\]\nlisten = "([^"]+)"', config.read_text())
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as response:
+        exposition = response.read().decode()
+    for family in (
+        "mailgw_jobs_total",
+        "mailgw_queue_depth",
+        "mailgw_relay_seconds",
+        "mailgw_sms_sent_total",
+        "mailgw_inbound_replies_total",
+    ):
+        assert f"# TYPE {family}" in exposition, family
+    assert 'mailgw_relay_seconds_count{status="sent",transport="maildir"} 1.0' in exposition

@@ -7,6 +7,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway import metrics
 from gateway.account import Account
 from gateway.clock import Clock, rfc3339
 from gateway.directory import AccountDirectory
@@ -84,6 +85,7 @@ class SmsHandler:
             accepted = await self.provider().send(message)
         except ProviderError as exc:
             return await self._refused(job, account, number, exc)
+        metrics.record_sms(self.context.name, message.encoding, message.parts)
         await self._record(job, account, number, accepted.provider_id)
         return [
             self._event(job, number, "sent", _describe(message, composed), accepted.provider_id)
