@@ -105,6 +105,11 @@ RESTART_ONLY = (
     # The provider is made once, with its options and the webhook's URL; it listens once.
     "sms",
     "metrics",
+    # The SMTP server and the unsubscribe page listen once, with their TLS files.
+    "inbound.listen",
+    "inbound.web_listen",
+    "inbound.tls_cert",
+    "inbound.tls_key",
 )
 # Each role's metrics port is metrics.listen's plus this, so that the processes of
 # the per-role units on one host do not clash.
