@@ -42,8 +42,6 @@ PLANS = {
     "appointment.cancelled": plan_cancellation,
     "appointment.confirmation.resend": plan_resend,
 }
-# Counter field of an appointment's sequence hash (the others map job ids to their number).
-LAST_SEQUENCE = "last"
 # Joins the parts of a waiting notification's member: no id or address holds it.
 SEP = "\x1f"
 
@@ -148,10 +146,12 @@ class Planner:
         # Nothing stays planned for the old time, nor after a cancellation.
         replace = job.kind != "appointment.booked"
         plan = PLANS[job.kind](account, appointment, now)
-        sequence = await self._sequence(job) if replace else appointment.sequence
+        if replace:
+            sequence = await self._sequence(job)
+            if sequence != appointment.sequence:
+                appointment = appointment.model_copy(update={"sequence": sequence})
         # Serialised once, by pydantic; every notification's job carries it as is.
-        details = appointment.model_copy(update={"sequence": sequence}).model_dump_json()
-        context = '{"appointment":' + details + "}"
+        context = '{"appointment":' + appointment.model_dump_json() + "}"
         clients = _addresses(appointment.clients)
         notifications: list[tuple[int, str]] = []
         texted: str | None = None
@@ -160,18 +160,15 @@ class Planner:
             if isinstance(item, Skipped):
                 events.append(self._skipped(job, item))
                 continue
-            flag = "1" if item.only_if_not_rebooked else "0"
-            fields = (appointment.id, item.kind, str(item.index), item.channel, flag)
-            due = int(item.at.timestamp() * 1000)
             if item.channel == "email":
                 recipients = clients
             else:
-                number = self._phone(job, account.country, events)
-                recipients = [number] if number else []
-            for recipient in recipients:
-                notifications.append((due, SEP.join((*fields, recipient))))
-                if item.channel == "sms":
-                    texted = recipient
+                texted = self._phone(job, account.country, events)
+                recipients = [texted] if texted else []
+            flag = "1" if item.only_if_not_rebooked else "0"
+            head = SEP.join((appointment.id, item.kind, str(item.index), item.channel, flag)) + SEP
+            due = int(item.at.timestamp() * 1000)
+            notifications += [(due, head + recipient) for recipient in recipients]
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
@@ -251,16 +248,11 @@ class Planner:
     async def _sequence(self, job: AppointmentJob) -> int:
         """The calendar invitation's SEQUENCE: raised once by each job that moves or
         cancels the appointment, never lower than what the scheduling service says."""
-        key = self.keys.sequence(job.appointment.id)
-        known: Any = await self.redis.hget(key, job.id)
-        if known is None:
-            changed = job.kind in ("appointment.rescheduled", "appointment.cancelled")
-            step = 1 if changed else 0
-            raised = await self.redis.hincrby(key, LAST_SEQUENCE, step)
-            await self.redis.hsetnx(key, job.id, raised)
-            known = await self.redis.hget(key, job.id)
-            await self.redis.expire(key, self.history_ttl())
-        return max(int(known or 0), job.appointment.sequence)
+        changed = job.kind in ("appointment.rescheduled", "appointment.cancelled")
+        known = await self.queue.sequence(
+            job.appointment.id, job.id, 1 if changed else 0, self.history_ttl()
+        )
+        return max(known, job.appointment.sequence)
 
     # Orders and subscriptions: always sent, but for what PRODUCT.md exempts.
 

@@ -54,7 +54,8 @@ class QueueOptions:
         )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per planning job, and a frozen dataclass is slow to make.
+@dataclass(slots=True)
 class NotificationPlan:
     """What one planning job leaves waiting for an appointment (see PLAN_NOTIFICATIONS)."""
 
@@ -201,32 +202,52 @@ class JobQueue:
     async def plan_notifications(self, plan: NotificationPlan) -> tuple[list[str], list[str]]:
         """Keep an appointment's notifications, making at once the jobs of those due now;
         returns the waiting members it replaced and the made jobs it cancelled."""
-        dropped, cancelled = await self._run(
+        now = _ms(self.clock.now())
+        due_now: list[str] = []
+        waiting: list[str] = []
+        scored: list[Arg] = []
+        for due, member in plan.notifications:
+            if due <= now:
+                due_now.append(member)
+            else:
+                waiting.append(member)
+                scored += (due, member)
+        reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
                 self.keys.notifications,
                 self.keys.appointment_data(plan.appointment),
                 self.keys.jobs,
             ],
-            # Lists go joined, one argument each: fewer arguments are cheaper to send.
             args=[
                 plan.appointment,
                 plan.account,
                 plan.source,
                 plan.context,
                 "cancel" if plan.cancelled else "replace" if plan.replace else "add",
-                _ms(self.clock.now()),
                 plan.ttl,
                 self.options.prefix,
                 self.options.state_ttl,
                 plan.start,
-                "\x1e".join(plan.clients),
-                ",".join([str(due) for due, _ in plan.notifications]),
-                "\x1e".join([member for _, member in plan.notifications]),
                 plan.texted or "",
+                "\x1e".join(waiting),
+                len(plan.clients),
+                *plan.clients,
+                len(due_now),
+                *due_now,
+                *scored,
             ],
         )
-        return [str(member) for member in dropped], [str(job_id) for job_id in cancelled]
+        dropped, _, cancelled = str(reply).partition("\x1d")
+        return _split(dropped), _split(cancelled)
+
+    async def sequence(self, appointment: str, job_id: str, step: int, ttl: int) -> int:
+        """The calendar SEQUENCE the job gives the appointment (see scripts.SEQUENCE)."""
+        return int(
+            await self._run(
+                scripts.SEQUENCE, keys=[self.keys.sequence(appointment)], args=[job_id, step, ttl]
+            )
+        )
 
     async def promote_due(self, limit: int) -> int:
         """Move due scheduled and retrying jobs, and due notifications, onto the stream;
@@ -586,6 +607,10 @@ class JobQueue:
         if not reply:
             return []
         return [(entry_id, fields.get("event", "")) for entry_id, fields in reply[0][1]]
+
+
+def _split(joined: str) -> list[str]:
+    return joined.split("\x1e") if joined else []
 
 
 def _delivery(entry_id: str, fields: dict[str, str], deliveries: int = 1) -> Delivery:

@@ -324,6 +324,22 @@ local function dispatch(prefix, jobs, ttl, member, data)
 end
 """
 
+# The calendar SEQUENCE a job gives its appointment: the one it was given if it ran
+# before, else the appointment's last one raised by the step (1 for a move or a
+# cancellation, 0 for a resend), kept for the job.
+# KEYS: the appointment's sequence hash
+# ARGV: job id, step, ttl s
+# Returns the job's sequence.
+SEQUENCE = Script("""
+local known = redis.call('HGET', KEYS[1], ARGV[1])
+if not known then
+  known = redis.call('HINCRBY', KEYS[1], 'last', ARGV[2])
+  redis.call('HSET', KEYS[1], ARGV[1], known)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return tonumber(known)
+""")
+
 # Keep what an appointment has planned: its notifications wait in one sorted set
 # as compact members (see DISPATCH) and the appointment's data once, in a hash;
 # the job of each is made only when it falls due (at once for those due now). A
@@ -334,15 +350,17 @@ end
 # appointments wait to text a number (a STOP from it drops them).
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
-#       booking, 'replace' for a move, 'cancel'), now ms, ttl s, key prefix, state
-#       ttl s, booking score (start, epoch s), the booking key suffixes (joined by
-#       \x1e), the due times (ms, joined by ","), the members (joined by \x1e), the
-#       number the SMS reminder goes to ('' for none)
-# Returns {dropped members, dropped job ids}.
+#       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
+#       booking score (start, epoch s), the number the SMS reminder goes to ('' for
+#       none), the waiting members (joined by \x1e), client count c, c booking key
+#       suffixes, count d of members due now, d members, then (due ms, member) of
+#       each waiting one
+# Returns the dropped members and the cancelled job ids, each list joined by \x1e,
+# the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
     DISPATCH
     + """
-local appointment, prefix, what, ttl = ARGV[1], ARGV[8], ARGV[5], ARGV[7]
+local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
 local dropped, cancelled = {}, {}
 if what ~= 'add' then
   local old = redis.call('HGET', KEYS[2], 'pending')
@@ -361,50 +379,41 @@ if what ~= 'add' then
     redis.call('HDEL', prefix .. 'attempts', id)
     local state = redis.call('GET', prefix .. 'job:' .. id)
     if state ~= 'done' and state ~= 'dead' then
-      redis.call('SET', prefix .. 'job:' .. id, 'cancelled', 'EX', ARGV[9])
+      redis.call('SET', prefix .. 'job:' .. id, 'cancelled', 'EX', ARGV[8])
       table.insert(cancelled, id)
     end
   end
   redis.call('DEL', made)
 end
-for client in string.gmatch(ARGV[11], '[^\\30]+') do
-  local key = prefix .. 'bookings:' .. client
+local clients = tonumber(ARGV[12])
+for i = 13, 12 + clients do
+  local key = prefix .. 'bookings:' .. ARGV[i]
   if what == 'cancel' then
     redis.call('ZREM', key, appointment)
   else
-    redis.call('ZADD', key, ARGV[10], appointment)
+    redis.call('ZADD', key, ARGV[9], appointment)
   end
   redis.call('EXPIRE', key, ttl)
 end
-local data, now = {ARGV[2], ARGV[3], ARGV[4]}, tonumber(ARGV[6])
-local dues = {}
-for due in string.gmatch(ARGV[12], '[^,]+') do
-  dues[#dues + 1] = tonumber(due)
-end
-local waiting, scored, i = {}, {}, 0
-for member in string.gmatch(ARGV[13], '[^\\30]+') do
-  i = i + 1
-  if dues[i] <= now then
-    dispatch(prefix, KEYS[3], ARGV[9], member, data)
-  else
-    waiting[#waiting + 1] = member
-    scored[#scored + 1] = dues[i]
-    scored[#scored + 1] = member
-  end
+local first = 14 + clients
+local waiting = first + tonumber(ARGV[13 + clients])
+local data = {ARGV[2], ARGV[3], ARGV[4]}
+for i = first, waiting - 1 do
+  dispatch(prefix, KEYS[3], ARGV[8], ARGV[i], data)
 end
 -- One ZADD for them all, in slices that Lua's unpack can hold.
-for first = 1, #scored, 1000 do
-  redis.call('ZADD', KEYS[1], unpack(scored, first, math.min(first + 999, #scored)))
+for i = waiting, #ARGV, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4],
-           'pending', table.concat(waiting, '\\30'))
+           'pending', ARGV[11])
 redis.call('EXPIRE', KEYS[2], ttl)
-local texted = ARGV[14]
-if texted ~= '' then
-  redis.call('SADD', prefix .. 'smswait:' .. texted, appointment)
-  redis.call('EXPIRE', prefix .. 'smswait:' .. texted, ttl)
+if ARGV[10] ~= '' then
+  local key = prefix .. 'smswait:' .. ARGV[10]
+  redis.call('SADD', key, appointment)
+  redis.call('EXPIRE', key, ttl)
 end
-return {dropped, cancelled}
+return table.concat(dropped, '\\30') .. '\\29' .. table.concat(cancelled, '\\30')
 """
 )
 
@@ -417,7 +426,10 @@ PROMOTE_NOTIFICATIONS = Script(
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(members) do
   dispatch(ARGV[3], KEYS[2], ARGV[4], member)
-  redis.call('ZREM', KEYS[1], member)
+end
+-- They are the lowest ranks: one removal for them all.
+if #members > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #members - 1)
 end
 return #members
 """

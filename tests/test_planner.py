@@ -3,6 +3,7 @@ appointment booked, moved and cancelled, and what its history shows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -228,3 +229,82 @@ async def test_orders_and_subscriptions_follow_the_product_rules(
     sent = {e["job"].split("/")[0] for e in await gateway.events() if e["status"] == "sent"}
     assert sent == {"o1", "p2", "c2", "r1"}
     assert len(smtp.messages) == 4
+
+
+def booking(job_id: str, kind: str, appointment: str, start: datetime, **extra: Any) -> Any:
+    job = appointment_job(job_id, kind, start, **extra)
+    job["appointment"]["id"] = appointment
+    return parse_job(json.dumps(job))
+
+
+async def snapshot(redis: Redis) -> dict[str, Any]:
+    """Every key, what it holds and whether it expires; stream entries without their ids,
+    which tell when they were added, and a job's state without the entry it names."""
+    state: dict[str, Any] = {}
+    async for key in redis.scan_iter("mailgw:*"):
+        kind = await redis.type(key)
+        value: Any
+        if kind == "string":
+            value = re.sub(r"^q:.*", "q:", await redis.get(key) or "")
+        elif kind == "hash":
+            value = await redis.hgetall(key)
+        elif kind == "zset":
+            value = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            value = sorted(await redis.smembers(key))
+        else:
+            value = [fields for _, fields in await redis.xrange(key)]
+        state[key] = (value, await redis.ttl(key) > 0)
+    return state
+
+
+async def test_jobs_planned_together_do_what_they_do_one_by_one(
+    gateway: Gateway, redis: Redis
+) -> None:
+    stages = [
+        [
+            booking("b1", "appointment.booked", "a1", NOW + timedelta(days=5)),
+            # Late: the SMS reminder is made at once, the 2d and 24h reminders are skipped.
+            booking("b2", "appointment.booked", "a2", NOW + timedelta(hours=2, minutes=30)),
+            booking("b3", "appointment.booked", "a3", NOW + timedelta(days=5), notify=False),
+            booking("b4", "appointment.booked", "a4", NOW - timedelta(minutes=30)),
+        ],
+        # The same jobs run again (a worker died before recording them done).
+        [booking("b1", "appointment.booked", "a1", NOW + timedelta(days=5))],
+        [
+            booking("m1", "appointment.rescheduled", "a1", NOW + timedelta(days=6)),
+            booking("m2", "appointment.rescheduled", "a2", NOW + timedelta(days=1)),
+            booking("c4", "appointment.cancelled", "a4", NOW - timedelta(minutes=30)),
+        ],
+    ]
+    stages[1] += stages[0][1:]
+
+    async def run(together: bool) -> list[Any]:
+        outcomes: list[Any] = []
+        for jobs in stages:
+            if together:
+                events = await asyncio.gather(*(gateway.planner.handle(j, 1) for j in jobs))
+            else:
+                events = [await gateway.planner.handle(j, 1) for j in jobs]
+            outcomes.append((events, await snapshot(redis)))
+        return outcomes
+
+    one_by_one = await run(together=False)
+    await redis.flushall()
+    await redis.config_resetstat()
+    together = await run(together=True)
+    assert together == one_by_one
+    stats: Any = await redis.info("commandstats")
+    # One script call per stage, and one more for the moves' sequences.
+    assert stats["cmdstat_evalsha"]["calls"] == len(stages) + 1
+
+    # What the stages did: the first two left the same state, the moves dropped and
+    # cancelled what the bookings had planned and made.
+    (booked_events, booked), (again_events, again), (_, moved) = together
+    assert again == booked and again_events == booked_events
+    assert [len(events) for events in booked_events] == [0, 2, 7, 4]  # skipped ones
+    assert moved["mailgw:job:b2/reminder/0/sms/+33612345678"][0] == "cancelled"
+    [dropped] = [json.loads(fields["event"]) for fields in moved["mailgw:history:a2"][0]]
+    assert dropped["notifications"][0] == {"job": "b2/reminder/0/sms/+33612345678"}
+    assert "mailgw:bookings:atelier-elodie:zoe@example.com" in moved
+    assert moved["mailgw:apptdata:a4"][0]["pending"] == ""

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from gateway.batching import Script, ScriptBatcher
 from gateway.events import Event
 from gateway.jobs import parse_job
-from gateway.queue import NOT_REPLAYABLE, JobQueue, QueueOptions
+from gateway.queue import NOT_REPLAYABLE, Enqueued, JobQueue, QueueOptions
 from tests.conftest import FixedClock
 
 GROUP = "workers"
@@ -289,3 +291,53 @@ async def test_scripts_are_loaded_again_after_a_script_flush(queue: JobQueue) ->
     )
     assert all(r.queued for r in results)
     assert await queue.redis.xlen(queue.keys.jobs) == 6
+
+
+async def evalsha_calls(redis: Redis) -> int:
+    stats: Any = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_calls_made_together_go_as_one_script_call(queue: JobQueue) -> None:
+    jobs = [parse_job(json.dumps(booked(f"job-{i}"))) for i in range(3)]
+    await queue.redis.config_resetstat()
+    results = await asyncio.gather(*(queue.enqueue(job) for job in [*jobs, jobs[1]]))
+    assert [r.queued for r in results] == [True, True, True, False]
+    assert results[3].where == "q:" + results[1].where  # the duplicate sees the first one
+    assert await evalsha_calls(queue.redis) == 1
+    assert await queue.redis.xlen(queue.keys.jobs) == 3
+
+
+async def test_a_call_that_fails_does_not_stop_the_others_made_with_it(queue: JobQueue) -> None:
+    await queue.redis.hset(queue.keys.job_state("bad"), "not", "a string")
+    ok, bad, other = await asyncio.gather(
+        *(queue.enqueue(parse_job(json.dumps(booked(i)))) for i in ("ok", "bad", "other")),
+        return_exceptions=True,
+    )
+    assert isinstance(ok, Enqueued) and ok.queued
+    assert isinstance(bad, ResponseError) and "WRONGTYPE" in str(bad)
+    assert isinstance(other, Enqueued) and other.queued
+
+
+async def test_each_call_made_together_gets_its_own_reply(redis: Redis) -> None:
+    batcher = ScriptBatcher(redis)
+    echo = Script("""
+if ARGV[1] == 'nothing' then return end
+if ARGV[1] == 'boom' then error('boom') end
+if ARGV[1] == 'incr' then return redis.call('INCR', KEYS[1]) end
+return {KEYS[1], ARGV[1], tonumber(ARGV[2])}
+""")
+    await redis.set("text", "abc")
+    replies = await asyncio.gather(
+        batcher.run(echo, ["k1"], ["one", 1]),
+        batcher.run(echo, [], ["nothing"]),
+        batcher.run(echo, [], ["boom"]),
+        batcher.run(echo, ["text"], ["incr"]),
+        batcher.run(echo, ["k2"], ["été\x1f", 2.5]),
+        return_exceptions=True,
+    )
+    assert replies[0] == ["k1", "one", 1]
+    assert replies[1] is None
+    assert isinstance(replies[2], ResponseError) and "boom" in str(replies[2])
+    assert isinstance(replies[3], ResponseError) and "not an integer" in str(replies[3])
+    assert replies[4] == ["k2", "été\x1f", 2]  # Lua numbers reply as integers, as alone

@@ -250,3 +250,23 @@ async def test_handler_schedule_and_reached_outcomes_travel_with_the_retry(
     [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
     assert due / 1000 - clock.now() == 300.0
     assert [s for _, s in await statuses(worker)] == ["sent", "deferred"]
+
+
+async def test_jobs_read_together_share_their_script_calls(redis: Redis, clock: FixedClock) -> None:
+    recorder = Recorder()
+    worker = make_worker(redis, clock, every_kind(recorder), concurrency=32)
+    await worker.queue.ensure_group()
+    for i in range(20):
+        await xadd(redis, booked(f"j{i}"))
+    await redis.config_resetstat()
+    running = asyncio.create_task(worker.run())
+    while len(await statuses(worker)) < 20:
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    assert sorted(recorder.jobs) == sorted(f"j{i}" for i in range(20))
+    assert (await worker.queue.depths()).in_flight == 0
+    # Read in one go: one script call claims them all, one completes them all (and one
+    # lets the stopping worker's name go).
+    stats: Any = await redis.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 3
