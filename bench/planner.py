@@ -8,8 +8,8 @@ Each appointment of the example French account (3 e-mail reminders, an SMS remin
 One process plans, with `--concurrency` jobs in hand as a worker keeps them (each
 slot takes the next job when its own is done): the planning jobs in hand at one
 moment leave for Redis together, as one script call. Also shows the CPU time one
-plan costs, in this process and in Redis: on a machine of two cores, their sum is
-what bounds the rate.
+plan costs, in this process and in Redis: the two work side by side, and the
+larger bounds the rate.
 Targets (issue 4): 20,000 plans/s, 20,000 dispatches/s, 512 bytes per pending one.
 """
 

@@ -96,7 +96,8 @@ def reminder_at(start: datetime, offset: timedelta, now: datetime) -> datetime |
 
 
 def _reminder_at(start: datetime, offset: timedelta, now: datetime) -> datetime | str:
-    # reminder_at, for `start` and `now` already in UTC.
+    """reminder_at for `start` and `now` already in UTC: converting them is most of its cost,
+    and a plan has several reminders for one start."""
     left = start - now
     if left < MIN_NOTICE:
         return "booked less than 1 hour before the start"

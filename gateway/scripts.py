@@ -290,10 +290,9 @@ return 1
 # appointment's context, under an id that names the planning that made it. `data`
 # is the appointment's (account, source, context), read from its hash if not given.
 DISPATCH = """
-local member_pattern = '^' .. string.rep('([^\\31]*)\\31', 5) .. '(.*)$'
 local function dispatch(prefix, jobs, ttl, member, data)
-  local appointment, kind, index, channel, flag, recipient =
-    string.match(member, member_pattern)
+  local appointment, kind, index, channel, flag, recipient = string.match(member,
+    '^([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31(.*)$')
   if not appointment then
     return
   end
