@@ -11,7 +11,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from gateway import scripts
+from gateway import metrics, scripts
 from gateway.batching import Arg, Script, ScriptBatcher
 from gateway.clock import Clock, rfc3339
 from gateway.events import Event
@@ -399,6 +399,7 @@ class JobQueue:
                 *(e.to_json() for e in events),
             ],
         )
+        metrics.record_events(events)
 
     async def retry(
         self,
@@ -441,6 +442,7 @@ class JobQueue:
                 *(e.to_json() for e in reached),
             ],
         )
+        metrics.record_events([event, *reached])
         return bool(parked)
 
     async def dead_letter(
@@ -486,6 +488,7 @@ class JobQueue:
                 *(e.to_json() for e in reached),
             ],
         )
+        metrics.record_events([event, *reached])
 
     def _event(
         self,
@@ -598,6 +601,7 @@ class JobQueue:
                     pipe.xadd(history, entry)
                     pipe.expire(history, self.options.history_ttl)
             await pipe.execute()
+        metrics.record_events(events)
 
     async def events(
         self, after: str = "0", count: int = 100, block_ms: int | None = None

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from gateway import metrics
 from gateway.backoff import retry_delay
 from gateway.directory import AccountDirectory
 from gateway.errors import JobFailure, MalformedJob, TemporaryFailure
 from gateway.handlers import Handler
 from gateway.jobs import Job, parse_job
+from gateway.metrics import JobOutcome
 from gateway.queue import Delivery, JobQueue
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,10 @@ class Worker:
 
     async def process(self, delivery: Delivery) -> None:
         """Run one delivered entry to its recorded outcome."""
+        kind, outcome = await self._process(delivery)
+        metrics.record_job(kind, outcome)
+
+    async def _process(self, delivery: Delivery) -> tuple[str, JobOutcome]:
         try:
             if not delivery.has_job_field:
                 raise MalformedJob(f"entry has no 'job' field (it has: {delivery.raw})")
@@ -131,10 +137,10 @@ class Worker:
         except MalformedJob as exc:
             log.warning("dead-lettering malformed entry %s: %s", delivery.entry_id, exc.reason)
             await self.queue.dead_letter(delivery, exc.reason)
-            return
+            return "unknown", "dead_lettered"
         if job.kind not in DIRECTORY_KINDS and await self.directory.get(job.account) is None:
             await self.queue.dead_letter(delivery, f"unknown account '{job.account}'")
-            return
+            return job.kind, "dead_lettered"
         if delivery.deliveries > self.queue.options.max_deliveries:
             await self.queue.dead_letter(
                 delivery,
@@ -142,13 +148,13 @@ class Worker:
                 " running it stopped or hung each time",
                 job,
             )
-            return
+            return job.kind, "dead_lettered"
         claim = await self.queue.claim(job, delivery)
         if claim.action != "run":
-            return
-        await self._run(job, delivery, claim.attempts + 1)
+            return job.kind, "deferred" if claim.action == "deferred" else "skipped"
+        return job.kind, await self._run(job, delivery, claim.attempts + 1)
 
-    async def _run(self, job: Job, delivery: Delivery, attempt: int) -> None:
+    async def _run(self, job: Job, delivery: Delivery, attempt: int) -> JobOutcome:
         try:
             async with asyncio.timeout(self.options.job_timeout):
                 events = await self.handlers[job.kind].handle(job, attempt)
@@ -156,7 +162,7 @@ class Worker:
             reason, retry_after, reached = exc.reason, exc.retry_after, exc.events
         except JobFailure as exc:
             await self.queue.dead_letter(delivery, exc.reason, job, attempt)
-            return
+            return "dead_lettered"
         except TimeoutError:
             reason, retry_after, reached = (
                 f"timed out after {self.options.job_timeout:g}s",
@@ -168,12 +174,12 @@ class Worker:
             reason, retry_after, reached = f"{type(exc).__name__}: {exc}", None, ()
         else:
             await self.queue.complete(job, delivery, events)
-            return
+            return "done"
         if retry_after is None and attempt >= self.options.max_attempts:
             await self.queue.dead_letter(
                 delivery, f"gave up after {attempt} attempts: {reason}", job, attempt, reached
             )
-            return
+            return "dead_lettered"
         delay = retry_after
         if delay is None:
             delay = retry_delay(
@@ -181,3 +187,4 @@ class Worker:
             )
         log.info("job %s failed (%s); attempt %d in %.0fs", job.id, reason, attempt + 1, delay)
         await self.queue.retry(job, delivery, attempt, delay, reason, reached)
+        return "retried"

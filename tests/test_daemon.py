@@ -508,3 +508,5 @@ def test_the_metrics_endpoint_answers_during_a_run(
     ):
         assert f"# TYPE {family}" in exposition, family
     assert 'mailgw_relay_seconds_count{status="sent",transport="maildir"} 1.0' in exposition
+    assert 'mailgw_jobs_total{kind="email.send",outcome="done"} 1.0' in exposition
+    assert 'mailgw_events_total{channel="email",status="sent"} 1.0' in exposition
