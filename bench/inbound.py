@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +36,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from redis import Redis  # noqa: E402
 
+from bench.private_postfix import running_postfix, tool, wait_port  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
 from inbound.reply_tokens import (  # noqa: E402
@@ -54,19 +53,6 @@ ACCOUNT = "atelier-elodie"
 CALENDAR = "101"
 REPLY_DOMAIN = "reply.acuityscheduling.com"
 SENDER = "zoe.martin@example.org"
-POSTFIX_DIRECTORIES = (
-    "active",
-    "bounce",
-    "corrupt",
-    "defer",
-    "deferred",
-    "flush",
-    "hold",
-    "incoming",
-    "private",
-    "saved",
-    "trace",
-)
 
 
 @dataclass(frozen=True)
@@ -82,25 +68,6 @@ class Server:
 
     def cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/lib/postfix/sbin")
-    if path is None:
-        sys.exit(f"{name} is missing: install Debian's postfix")
-    return path
-
-
-def wait_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"nothing listens on 127.0.0.1:{port}; {log}:\n{log.read_text()}")
-            time.sleep(0.05)
 
 
 def cpu_seconds(root: int) -> float:
@@ -283,27 +250,11 @@ def gateway(directory: Path, sessions: int) -> Iterator[tuple[Server, str]]:
 # --- Postfix ---
 
 
-def postfix_instance(directory: Path, port: int, sessions: int) -> Path:
-    """A private Postfix in `directory` whose smtpd takes mail for the reply domain from
-    anyone and puts it in the hold queue."""
-    directory.chmod(0o755)  # Postfix's own processes run as the postfix user
-    etc, spool, data = directory / "etc", directory / "spool", directory / "data"
-    for path in (etc, spool, data):
-        path.mkdir()
-    master = Path("/usr/share/postfix/master.cf.dist").read_text()
-    (etc / "master.cf").write_text(
-        re.sub(r"(?m)^smtp\s+inet\s.*$", f"127.0.0.1:{port} inet n - n - - smtpd", master)
-    )
-    (etc / "main.cf").write_text(
-        f"""compatibility_level = 3.6
-queue_directory = {spool}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mx.bench.localdomain
-mydestination =
+@contextmanager
+def postfix(directory: Path, sessions: int) -> Iterator[Server]:
+    """Postfix's smtpd taking mail for the reply domain from anyone, into the hold queue."""
+    port = free_port()
+    holding = f"""myhostname = mx.bench.localdomain
 mynetworks = 127.0.0.1/32
 relay_domains = {REPLY_DOMAIN}
 smtpd_relay_restrictions = reject_unauth_destination
@@ -313,40 +264,8 @@ smtpd_client_event_limit_exceptions =
 smtpd_client_connection_count_limit = {sessions}
 smtpd_peername_lookup = no
 smtp_dns_support_level = disabled
-alias_maps =
-alias_database =
-local_recipient_maps =
-# Postfix logs to syslog by default; this machine may have none.
-maillog_file = /dev/stdout
-smtpd_tls_security_level = none
 """
-    )
-    # What `postfix set-permissions` makes, which needs the files of an installed instance.
-    for name in POSTFIX_DIRECTORIES:
-        (spool / name).mkdir(mode=0o700)
-        shutil.chown(spool / name, "postfix")
-    (spool / "pid").mkdir(mode=0o755)
-    for name, mode in (("maildrop", 0o730), ("public", 0o710)):
-        (spool / name).mkdir()
-        (spool / name).chmod(mode)
-        shutil.chown(spool / name, "postfix", "postdrop")
-    shutil.chown(data, "postfix")
-    return etc
-
-
-@contextmanager
-def postfix(directory: Path, sessions: int) -> Iterator[Server]:
-    if os.geteuid() != 0:
-        sys.exit("the Postfix reference needs root (Postfix's master runs as root)")
-    port = free_port()
-    etc = postfix_instance(directory, port, sessions)
-    command = tool("postfix")
-    log = directory / "postfix.log"
-    master = subprocess.Popen(
-        [command, "-c", str(etc), "start-fg"], stdout=log.open("w"), stderr=subprocess.STDOUT
-    )
-    try:
-        wait_port(port, master, log)
+    with running_postfix(directory, port, holding) as master:
         hold = directory / "spool/hold"
         yield Server(
             "Postfix",
@@ -354,9 +273,6 @@ def postfix(directory: Path, sessions: int) -> Iterator[Server]:
             (master.pid,),
             lambda: sum(1 for path in hold.rglob("*") if path.is_file()),
         )
-    finally:
-        subprocess.run([command, "-c", str(etc), "stop"], capture_output=True)
-        master.wait(60)
 
 
 def main() -> None:

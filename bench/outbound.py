@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from redis import Redis  # noqa: E402
 
+from bench.private_postfix import running_postfix, tool, wait_port  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.jobs import EmailJob, parse_job  # noqa: E402
@@ -37,19 +37,6 @@ from tests.redis_server import free_port, start_redis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "atelier-elodie"
-POSTFIX_DIRECTORIES = (
-    "active",
-    "bounce",
-    "corrupt",
-    "defer",
-    "deferred",
-    "flush",
-    "hold",
-    "incoming",
-    "private",
-    "saved",
-    "trace",
-)
 
 
 class Sink:
@@ -80,25 +67,6 @@ class Sink:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait()
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/lib/postfix/sbin")
-    if path is None:
-        sys.exit(f"{name} is missing: install Debian's postfix")
-    return path
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit(f"nothing listens on 127.0.0.1:{port}")
-            time.sleep(0.05)
 
 
 # --- the gateway ---
@@ -134,6 +102,9 @@ messages_per_connection = 1000
 host = "127.0.0.1"
 port = {sink_port}
 starttls = "none"
+# Several worker processes share this file: none serves the metrics port.
+[metrics]
+enabled = false
 """,
         encoding="utf-8",
     )
@@ -232,76 +203,26 @@ def run_gateway(directory: Path, messages: int, workers: int) -> tuple[float, in
 # --- Postfix ---
 
 
-def postfix_instance(directory: Path, port: int, sink_port: int) -> Path:
-    """A private Postfix in `directory` relaying everything from 127.0.0.1 to the sink."""
-    directory.chmod(0o755)  # Postfix's own processes run as the postfix user
-    etc, spool, data = directory / "etc", directory / "spool", directory / "data"
-    for path in (etc, spool, data):
-        path.mkdir()
-    master = Path("/usr/share/postfix/master.cf.dist").read_text()
-    (etc / "master.cf").write_text(
-        re.sub(r"(?m)^smtp\s+inet\s.*$", f"127.0.0.1:{port} inet n - n - - smtpd", master)
-    )
-    (etc / "main.cf").write_text(
-        f"""compatibility_level = 3.6
-queue_directory = {spool}
-data_directory = {data}
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = bench.localdomain
-mydestination =
-relayhost = [127.0.0.1]:{sink_port}
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-alias_maps =
-alias_database =
-local_recipient_maps =
-# Postfix logs to syslog by default; this machine may have none.
-maillog_file = /dev/stdout
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-"""
-    )
-    # What `postfix set-permissions` makes, which needs the files of an installed instance.
-    for name in POSTFIX_DIRECTORIES:
-        (spool / name).mkdir(mode=0o700)
-        shutil.chown(spool / name, "postfix")
-    (spool / "pid").mkdir(mode=0o755)
-    for name, mode in (("maildrop", 0o730), ("public", 0o710)):
-        (spool / name).mkdir()
-        (spool / name).chmod(mode)
-        shutil.chown(spool / name, "postfix", "postdrop")
-    shutil.chown(data, "postfix")
-    return etc
-
-
 def run_postfix(directory: Path, messages: int, size: int) -> float:
     """Messages per second through Postfix, smtp-source to smtp-sink."""
-    if os.geteuid() != 0:
-        sys.exit("the Postfix reference needs root (Postfix's master runs as root)")
     sink = Sink(directory)
     port = free_port()
-    etc = postfix_instance(directory, port, sink.port)
-    postfix = tool("postfix")
-    master = subprocess.Popen(
-        [postfix, "-c", str(etc), "start-fg"],
-        stdout=(directory / "postfix.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    relaying = f"""myhostname = bench.localdomain
+relayhost = [127.0.0.1]:{sink.port}
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtp_tls_security_level = none
+"""
     try:
-        wait_port(port)
-        start = time.perf_counter()
-        subprocess.run(
-            [tool("smtp-source"), "-s", "20", "-m", str(messages), "-l", str(size),
-             "-f", "bench@example.org", "-t", "client@example.com", f"127.0.0.1:{port}"],
-            check=True,
-        )  # fmt: skip
-        end = sink.wait_for(messages)
+        with running_postfix(directory, port, relaying):
+            start = time.perf_counter()
+            subprocess.run(
+                [tool("smtp-source"), "-s", "20", "-m", str(messages), "-l", str(size),
+                 "-f", "bench@example.org", "-t", "client@example.com", f"127.0.0.1:{port}"],
+                check=True,
+            )  # fmt: skip
+            end = sink.wait_for(messages)
     finally:
-        subprocess.run([postfix, "-c", str(etc), "stop"], capture_output=True)
-        master.wait(60)
         sink.stop()
     return messages / (end - start)
 
