@@ -6,9 +6,7 @@ import base64
 import binascii
 import hmac
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from redis.asyncio import Redis
 
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
 from gateway.keys import Keys
+from gateway.secret_files import create_private_file
 from gateway.settings import SECRET_MIN_BYTES, Settings, read_secret
 
 log = logging.getLogger(__name__)
@@ -247,22 +246,8 @@ def _create_key(path: Path) -> None:
     # moved to reply_tokens.secret_files as it is
     data = base64.b64encode(token_bytes(_GENERATED_KEY_BYTES)) + b"\n"
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # written aside (mkstemp: mode 0600) then linked into place: readers never see half
-        # a key, and of two processes generating at once the first wins, the other reads it
-        descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        temporary = Path(name)
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                return
-        finally:
-            temporary.unlink(missing_ok=True)
+        if not create_private_file(path, data):
+            return
     except OSError as exc:
         raise _key_problem(path, f"cannot create the reply-token key: {exc.strerror}") from None
     log.warning(

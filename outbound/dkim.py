@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Literal
 
 import dkim
@@ -18,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
+from gateway.secret_files import create_private_file
 from gateway.settings import DkimKey
 
 log = logging.getLogger(__name__)
@@ -157,36 +154,11 @@ def _create_key_file(key: DkimKey) -> tuple[bytes, bool]:
     """The new key file's content, and False if another process created it first."""
     data = generate_private_key(key.algorithm)
     try:
-        _make_private_dirs(key.path.parent)
-        # written aside (mkstemp: mode 0600) then linked into place: readers never see half
-        # a key, and of two processes generating at once the first wins, the other reads it
-        descriptor, name = tempfile.mkstemp(prefix=f".{key.path.name}.", dir=key.path.parent)
-        temporary = Path(name)
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            try:
-                os.link(temporary, key.path)
-            except FileExistsError:
-                return key.path.read_bytes(), False
-        finally:
-            temporary.unlink(missing_ok=True)
+        if not create_private_file(key.path, data):
+            return key.path.read_bytes(), False
     except OSError as exc:
         raise _KeyProblem(f"cannot create the DKIM private key: {exc.strerror}") from None
     return data, True
-
-
-def _make_private_dirs(directory: Path) -> None:
-    # Path.mkdir(parents=True) gives the parents it creates the default mode, not 0700
-    missing: list[Path] = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir(mode=0o700)
 
 
 class Signer:
