@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
-from treq.client import HTTPClient
-from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    RequestTransmissionFailed,
-    ResponseFailed,
-)
 
 from gateway.durations import PositiveDuration
 from gateway.settings import ReadableFile, SecretFile, read_secret
+from outbound.sms.http import ProviderHttp
 from outbound.sms.provider import (
     Accepted,
     CallbackRefused,
@@ -34,11 +26,6 @@ from outbound.sms.provider import (
     WebhookAnswer,
     WebhookRequest,
 )
-
-# twisted.web.client's pool and agent have no type hints, and mypy does not take zope
-# interfaces (IAgent) for types: both are used as Any
-_Pool: Any = HTTPConnectionPool
-_Agent: Any = Agent
 
 # Kannel's DLR types (the %d of a dlr-url): delivered (True/False when final) and meaning.
 DLR_TYPES: dict[int, tuple[bool | None, str]] = {
@@ -143,18 +130,13 @@ class KannelProvider:
     the message's reference travels in the dlr-url and comes back in each report."""
 
     def __init__(self, options: KannelOptions, context: ProviderContext) -> None:
-        # imported here, once the daemon has installed its asyncio reactor: importing it
-        # when the plugin loads (with the configuration) would install the default one
-        from twisted.internet import reactor
-
         self._options = options
         self._password = read_secret(options.password_file)
         self._secret = (
             read_secret(options.callback_secret_file) if options.callback_secret_file else None
         )
         self._status_callback = context.callback_url("status")
-        self._pool = _Pool(reactor, persistent=True)
-        self._http = HTTPClient(_Agent(reactor, pool=self._pool))
+        self._http = ProviderHttp("Kannel", options.sendsms_url, options.timeout.total_seconds())
 
     async def send(self, message: TextMessage) -> Accepted:
         query: dict[str, str | bytes] = {
@@ -174,26 +156,7 @@ class KannelProvider:
             query["dlr-mask"] = str(self._options.dlr_mask)
             query["dlr-url"] = self._dlr_url(message)
         url = f"{self._options.sendsms_url}?{urlencode(query)}"
-        where = self._options.sendsms_url
-        loop = asyncio.get_running_loop()
-        seconds = self._options.timeout.total_seconds()
-        try:
-            async with asyncio.timeout(seconds):
-                response = await self._http.get(url, allow_redirects=False).asFuture(loop)
-                body = await response.content().asFuture(loop)
-        except TimeoutError:
-            raise ProviderError(
-                "", f"Kannel ({where}) did not answer within {seconds:g}s", temporary=True
-            ) from None
-        except (ConnectError, DNSLookupError) as exc:
-            raise ProviderError(
-                "", f"cannot reach Kannel at {where}: {exc}", temporary=True
-            ) from exc
-        except (ResponseFailed, RequestTransmissionFailed) as exc:
-            reasons = "; ".join(reason.getErrorMessage() for reason in exc.reasons)
-            raise ProviderError(
-                "", f"connection to Kannel at {where} failed: {reasons}", temporary=True
-            ) from exc
+        response, body = await self._http.request("GET", url)
         if response.code in (200, 202):
             return Accepted(provider_id=message.reference)
         raise _refusal(response.code, body.decode(errors="replace").strip())
@@ -245,7 +208,7 @@ class KannelProvider:
         return WebhookAnswer(200)
 
     async def close(self) -> None:
-        await self._pool.closeCachedConnections().asFuture(asyncio.get_running_loop())
+        await self._http.close()
 
     def _dlr_url(self, message: TextMessage) -> str:
         base = message.status_callback or self._status_callback

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,17 +16,10 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
-from treq.client import HTTPClient
-from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    RequestTransmissionFailed,
-    ResponseFailed,
-)
 
 from gateway.durations import PositiveDuration
 from gateway.settings import ReadableFile, invalid, read_secret
+from outbound.sms.http import ProviderHttp
 from outbound.sms.provider import (
     Accepted,
     CallbackRefused,
@@ -41,11 +33,6 @@ from outbound.sms.provider import (
     WebhookAnswer,
     WebhookRequest,
 )
-
-# twisted.web.client's pool and agent have no type hints, and mypy does not take zope
-# interfaces (IAgent) for types: both are used as Any
-_Pool: Any = HTTPConnectionPool
-_Agent: Any = Agent
 
 # Connections kept open to Twilio, so that concurrent sends do not each pay a TLS handshake.
 MAX_CONNECTIONS = 16
@@ -156,10 +143,6 @@ class TwilioProvider:
     """Sends through Twilio's Messages API and reads Twilio's signed callbacks."""
 
     def __init__(self, options: TwilioOptions, context: ProviderContext) -> None:
-        # imported here, once the daemon has installed its asyncio reactor: importing it
-        # when the plugin loads (with the configuration) would install the default one
-        from twisted.internet import reactor
-
         self._options = options
         self._auth = (options.account_sid, read_secret(options.auth_token_file).decode())
         self._url = f"{options.base_url}/2010-04-01/Accounts/{options.account_sid}/Messages.json"
@@ -169,36 +152,15 @@ class TwilioProvider:
             else ("MessagingServiceSid", str(options.messaging_service_sid))
         )
         self._status_callback = context.callback_url("status")
-        self._pool = _Pool(reactor, persistent=True)
-        self._pool.maxPersistentPerHost = MAX_CONNECTIONS
-        self._http = HTTPClient(_Agent(reactor, pool=self._pool))
+        self._http = ProviderHttp(
+            "Twilio", options.base_url, options.timeout.total_seconds(), MAX_CONNECTIONS
+        )
 
     async def send(self, message: TextMessage) -> Accepted:
         form = [("To", message.to), self._sender, ("Body", message.text)]
         if self._options.status_callbacks:
             form.append(("StatusCallback", message.status_callback or self._status_callback))
-        loop = asyncio.get_running_loop()
-        seconds = self._options.timeout.total_seconds()
-        try:
-            async with asyncio.timeout(seconds):
-                response = await self._http.post(
-                    self._url, data=form, auth=self._auth, allow_redirects=False
-                ).asFuture(loop)
-                body = await response.content().asFuture(loop)
-        except TimeoutError:
-            raise ProviderError(
-                "", f"Twilio ({self._url}) did not answer within {seconds:g}s", temporary=True
-            ) from None
-        except (ConnectError, DNSLookupError) as exc:
-            raise ProviderError(
-                "", f"cannot reach Twilio at {self._options.base_url}: {exc}", temporary=True
-            ) from exc
-        except (ResponseFailed, RequestTransmissionFailed) as exc:
-            reasons = "; ".join(reason.getErrorMessage() for reason in exc.reasons)
-            raise ProviderError(
-                "", f"connection to Twilio at {self._options.base_url} failed: {reasons}",
-                temporary=True,
-            ) from exc  # fmt: skip
+        response, body = await self._http.request("POST", self._url, data=form, auth=self._auth)
         if response.code == 201:
             return _accepted(body)
         retry_after = response.headers.getRawHeaders(b"retry-after")
@@ -230,7 +192,7 @@ class TwilioProvider:
         return WebhookAnswer(204)
 
     async def close(self) -> None:
-        await self._pool.closeCachedConnections().asFuture(asyncio.get_running_loop())
+        await self._http.close()
 
     def _check_signature(self, request: WebhookRequest, what: str) -> None:
         """Twilio's X-Twilio-Signature: base64 HMAC-SHA1, keyed with the auth token, of the
