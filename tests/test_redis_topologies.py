@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -49,10 +50,25 @@ def sentinel_port(redis_server: RedisServer, tmp_path: Path) -> Iterator[int]:
     process.wait(10)
 
 
+def cluster_node_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) exists and is free too: an
+    ephemeral port above 55535 has none, and the node would not start."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture
 def cluster_port(tmp_path: Path) -> Iterator[int]:
     """A one-node Redis Cluster holding every slot."""
-    port = free_port()
+    port = cluster_node_port()
     process = subprocess.Popen(
         [executable(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
          "--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path),
