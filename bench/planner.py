@@ -104,7 +104,7 @@ async def measure(url: str, appointments: int, concurrency: int) -> dict[str, fl
     own_cpu = time.process_time() - own_cpu
     redis_cpu = await cpu_seconds(redis) - redis_cpu
 
-    pending = int(await redis.zcard(keys.notifications))
+    pending = int(await redis.get(keys.waiting_count) or 0)
     # The confirmations went out at once (a worker would have taken them from the
     # stream); everything else the planning left counts: the appointments' data,
     # histories and booking records, the confirmations' idempotency records.

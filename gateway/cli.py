@@ -199,15 +199,11 @@ async def cmd_history(config: Config, args: argparse.Namespace, out: TextIO) -> 
         raise CommandError(f"no history for appointment '{args.appointment}'")
     for entry_id, fields in entries:
         _print_json({"entry": entry_id, **json.loads(fields["event"])}, out)
-    for member, due in sorted(waiting, key=lambda pair: pair[1]):
-        _, kind, index, channel, _, recipient = member.split("\x1f", 5)
+    for notification in waiting:
         waiting_entry = {
             "status": "waiting",
-            "kind": kind,
-            "channel": channel,
-            "index": int(index),
-            "recipient": recipient,
-            "send_at": rfc3339(due),
+            **notification.fields(),
+            "send_at": rfc3339(notification.due_ms / 1000),
         }
         _print_json(waiting_entry, out)
     return 0

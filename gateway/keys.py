@@ -79,13 +79,18 @@ class Keys:
 
     @property
     def notifications(self) -> str:
-        """Sorted set of planned notifications waiting for their time (compact members,
-        scored in epoch ms); their jobs are made when they fall due."""
+        """Sorted set of the appointments with notifications waiting, each scored by the
+        first one's time (epoch ms); their jobs are made when they fall due."""
         return self.prefix + "notifications"
+
+    @property
+    def waiting_count(self) -> str:
+        """Integer: how many notifications wait in all the appointments' data."""
+        return self.prefix + "waiting"
 
     def appointment_data(self, appointment_id: str) -> str:
         """Hash of what an appointment's waiting notifications need: account, planning
-        job, context, and the members it left waiting."""
+        job, context, and the notifications themselves (gateway/waiting.py)."""
         return self.prefix + "apptdata:" + appointment_id
 
     @property

@@ -34,6 +34,7 @@ from gateway.planning import (
     plan_resend,
 )
 from gateway.queue import JobQueue, NotificationPlan
+from gateway.waiting import Waiting
 from outbound.sms.numbers import NumberRefused, to_e164
 
 PLANS = {
@@ -42,8 +43,6 @@ PLANS = {
     "appointment.cancelled": plan_cancellation,
     "appointment.confirmation.resend": plan_resend,
 }
-# Joins the parts of a waiting notification's member: no id or address holds it.
-SEP = "\x1f"
 
 
 def notification_id(source: str, kind: str, index: int, channel: str, recipient: str) -> str:
@@ -72,17 +71,6 @@ def email_job(
     if appointment is not None:
         job["appointment"] = appointment
     return job
-
-
-def sms_reminder_member(appointment: str, number: str) -> str:
-    """The waiting member of an appointment's one SMS reminder (kind, index and flag fixed)."""
-    return SEP.join((appointment, "reminder", "0", "sms", "0", number))
-
-
-def member_fields(member: str) -> dict[str, Any]:
-    """What a waiting notification's member says, for the history."""
-    _, kind, index, channel, _, recipient = member.split(SEP, 5)
-    return {"kind": kind, "channel": channel, "index": int(index), "recipient": recipient}
 
 
 async def record_dropped(
@@ -153,7 +141,7 @@ class Planner:
         # Serialised once, by pydantic; every notification's job carries it as is.
         context = '{"appointment":' + appointment.model_dump_json() + "}"
         clients = _addresses(appointment.clients)
-        notifications: list[tuple[int, str]] = []
+        notifications: list[Waiting] = []
         texted: str | None = None
         events: list[Event] = []
         for item in plan:
@@ -165,10 +153,11 @@ class Planner:
             else:
                 texted = self._phone(job, account.country, events)
                 recipients = [texted] if texted else []
-            flag = "1" if item.only_if_not_rebooked else "0"
-            head = SEP.join((appointment.id, item.kind, str(item.index), item.channel, flag)) + SEP
             due = int(item.at.timestamp() * 1000)
-            notifications += [(due, head + recipient) for recipient in recipients]
+            notifications += [
+                Waiting(due, item.kind, item.index, item.channel, item.only_if_not_rebooked, r)
+                for r in recipients
+            ]
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
@@ -231,10 +220,10 @@ class Planner:
             return None
 
     async def _record_dropped(
-        self, job: AppointmentJob, dropped: list[str], replaced: list[str]
+        self, job: AppointmentJob, dropped: list[str], replaced: list[Waiting]
     ) -> None:
         notifications: list[dict[str, Any]] = [{"job": job_id} for job_id in dropped]
-        notifications += [member_fields(member) for member in replaced]
+        notifications += [waiting.fields() for waiting in replaced]
         await record_dropped(
             self.redis,
             self.keys,

@@ -17,6 +17,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.events import Event
 from gateway.jobs import Job, job_to_json
 from gateway.keys import Keys
+from gateway.waiting import ENTRIES_SEP, Waiting, parse_entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class NotificationPlan:
     clients: Sequence[str]
     start: float
     cancelled: bool
-    notifications: Sequence[tuple[int, str]]
+    notifications: Sequence[Waiting]
     # The number the appointment's SMS reminder goes to, if it has one.
     texted: str | None = None
 
@@ -199,19 +200,12 @@ class JobQueue:
         )
         return Enqueued(job.id, bool(queued), str(where))
 
-    async def plan_notifications(self, plan: NotificationPlan) -> tuple[list[str], list[str]]:
+    async def plan_notifications(self, plan: NotificationPlan) -> tuple[list[Waiting], list[str]]:
         """Keep an appointment's notifications, making at once the jobs of those due now;
-        returns the waiting members it replaced and the made jobs it cancelled."""
+        returns the waiting notifications it replaced and the made jobs it cancelled."""
         now = _ms(self.clock.now())
-        due_now: list[str] = []
-        waiting: list[str] = []
-        scored: list[Arg] = []
-        for due, member in plan.notifications:
-            if due <= now:
-                due_now.append(member)
-            else:
-                waiting.append(member)
-                scored += (due, member)
+        due_now = [w.entry() for w in plan.notifications if w.due_ms <= now]
+        waiting = sorted((w for w in plan.notifications if w.due_ms > now), key=_due)
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
@@ -230,16 +224,15 @@ class JobQueue:
                 self.options.state_ttl,
                 plan.start,
                 plan.texted or "",
-                "\x1e".join(waiting),
+                ENTRIES_SEP.join(w.entry() for w in waiting),
+                waiting[0].due_ms if waiting else "",
                 len(plan.clients),
                 *plan.clients,
-                len(due_now),
                 *due_now,
-                *scored,
             ],
         )
         dropped, _, cancelled = str(reply).partition("\x1d")
-        return _split(dropped), _split(cancelled)
+        return parse_entries(dropped), _split(cancelled)
 
     async def sequence(self, appointment: str, job_id: str, step: int, ttl: int) -> int:
         """The calendar SEQUENCE the job gives the appointment (see scripts.SEQUENCE)."""
@@ -255,15 +248,13 @@ class JobQueue:
         now = _ms(self.clock.now())
         moved = 0
         while True:
-            count = int(
-                await self._run(
-                    scripts.PROMOTE_NOTIFICATIONS,
-                    keys=[self.keys.notifications, self.keys.jobs],
-                    args=[now, limit, self.options.prefix, self.options.state_ttl],
-                )
+            seen, made = await self._run(
+                scripts.PROMOTE_NOTIFICATIONS,
+                keys=[self.keys.notifications, self.keys.jobs],
+                args=[now, limit, self.options.prefix, self.options.state_ttl],
             )
-            moved += count
-            if count < limit:
+            moved += int(made)
+            if int(seen) < limit:
                 break
         for waiting in (self.keys.scheduled, self.keys.retry):
             while True:
@@ -513,7 +504,7 @@ class JobQueue:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xlen(self.keys.jobs)
             pipe.zcard(self.keys.scheduled)
-            pipe.zcard(self.keys.notifications)
+            pipe.get(self.keys.waiting_count)
             pipe.zcard(self.keys.retry)
             pipe.xlen(self.keys.dead)
             on_stream, scheduled, notifications, retrying, dead = await pipe.execute()
@@ -527,19 +518,15 @@ class JobQueue:
         return Depths(
             ready=int(on_stream) - in_flight,
             in_flight=in_flight,
-            scheduled=int(scheduled) + int(notifications),
+            scheduled=int(scheduled) + int(notifications or 0),
             retrying=int(retrying),
             dead_letters=int(dead),
         )
 
-    async def waiting_notifications(self, appointment: str) -> list[tuple[str, float]]:
-        """An appointment's notifications not yet due: (member, due epoch s)."""
+    async def waiting_notifications(self, appointment: str) -> list[Waiting]:
+        """An appointment's notifications not yet due, the first due first."""
         pending: Any = await self.redis.hget(self.keys.appointment_data(appointment), "pending")
-        members = [m for m in (pending or "").split("\x1e") if m]
-        if not members:
-            return []
-        scores = await self.redis.zmscore(self.keys.notifications, members)
-        return [(m, s / 1000) for m, s in zip(members, scores, strict=True) if s is not None]
+        return sorted(parse_entries(pending), key=_due)
 
     async def dead_letters(self, start: str = "-", count: int = 100) -> list[DeadLetter]:
         entries: Any = await self.redis.xrange(self.keys.dead, min=start, max="+", count=count)
@@ -611,6 +598,10 @@ class JobQueue:
         if not reply:
             return []
         return [(entry_id, fields.get("event", "")) for entry_id, fields in reply[0][1]]
+
+
+def _due(waiting: Waiting) -> int:
+    return waiting.due_ms
 
 
 def _split(joined: str) -> list[str]:

@@ -284,26 +284,22 @@ redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """)
 
-# Turns one notification member (appointment, kind, index, channel, flag,
-# recipient joined by \x1f, a byte no id or address may hold) into its job on the
-# stream: an `email.send` to one address or an `sms.send` to one number, with the
-# appointment's context, under an id that names the planning that made it. `data`
-# is the appointment's (account, source, context), read from its hash if not given.
+# Turns one waiting entry of an appointment (due ms, kind, index, channel, flag,
+# recipient joined by \x1f, a byte no id or address may hold: see gateway/waiting.py)
+# into its job on the stream: an `email.send` to one address or an `sms.send` to one
+# number, with the appointment's context, under an id that names the planning that made
+# it. `data` is the appointment's (account, source, context). Returns false for an entry
+# it cannot read.
 DISPATCH = """
-local function dispatch(prefix, jobs, ttl, member, data)
-  local appointment, kind, index, channel, flag, recipient = string.match(member,
-    '^([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31(.*)$')
-  if not appointment then
-    return
-  end
-  data = data or redis.call('HMGET', prefix .. 'apptdata:' .. appointment,
-                            'account', 'source', 'context')
-  if not data[1] then
-    return
+local function dispatch(prefix, jobs, ttl, appointment, entry, data)
+  local due, kind, index, channel, flag, recipient = string.match(entry,
+    '^(%d+)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31(.*)$')
+  if not due then
+    return false
   end
   local id = data[2] .. '/' .. kind .. '/' .. index .. '/' .. channel .. '/' .. recipient
   if redis.call('EXISTS', prefix .. 'job:' .. id) == 1 then
-    return  -- made already (the same planning job run again): once only
+    return true  -- made already (the same planning job run again): once only
   end
   local context = data[3]
   if flag == '1' then
@@ -317,9 +313,10 @@ local function dispatch(prefix, jobs, ttl, member, data)
     '","account":' .. cjson.encode(data[1]) .. ',"appointment":' ..
     cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
     cjson.encode(kind) .. ',"context":' .. context .. '}'
-  local entry = redis.call('XADD', jobs, '*', 'job', job)
-  redis.call('SET', prefix .. 'job:' .. id, 'q:' .. entry, 'EX', ttl)
+  local entry_id = redis.call('XADD', jobs, '*', 'job', job)
+  redis.call('SET', prefix .. 'job:' .. id, 'q:' .. entry_id, 'EX', ttl)
   redis.call('SADD', prefix .. 'appt:' .. appointment, id)
+  return true
 end
 """
 
@@ -339,37 +336,39 @@ end
 return tonumber(known)
 """)
 
-# Keep what an appointment has planned: its notifications wait in one sorted set
-# as compact members (see DISPATCH) and the appointment's data once, in a hash;
-# the job of each is made only when it falls due (at once for those due now). A
-# planning that replaces an earlier one (a move, a cancellation) first drops, in
-# the same step (so the scheduler cannot make one in between), the members the
-# earlier one left waiting and the notification jobs already made and not yet
-# done (as CANCEL_APPOINTMENT does). Also keeps the clients' bookings, and which
-# appointments wait to text a number (a STOP from it drops them).
+# Keep what an appointment has planned: its waiting notifications are entries (see
+# DISPATCH) in the appointment's data hash, with the context they share, and the
+# appointment waits once in the notifications set, scored by its next due entry; the
+# job of each is made only when it falls due (at once for those due now). A planning
+# that replaces an earlier one (a move, a cancellation) first drops, in the same step (so
+# the scheduler cannot make one in between), the entries the earlier one left waiting
+# and the notification jobs already made and not yet done (as CANCEL_APPOINTMENT does).
+# Also keeps the clients' bookings, which appointments wait to text a number (a STOP
+# from it drops them), and the count of notifications waiting in all (`waiting`).
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
 #       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
 #       booking score (start, epoch s), the number the SMS reminder goes to ('' for
-#       none), the waiting members (joined by \x1e), client count c, c booking key
-#       suffixes, count d of members due now, d members, then (due ms, member) of
-#       each waiting one
-# Returns the dropped members and the cancelled job ids, each list joined by \x1e,
+#       none), the waiting entries (joined by \x1e), the first one's due ms ('' for
+#       none), client count c, c booking key suffixes, then the entries due now
+# Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
     DISPATCH
     + """
+local function count_waiting(joined)
+  return select(2, string.gsub(joined, '[^\\30]+', ''))
+end
 local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
-local dropped, cancelled = {}, {}
+-- A booking run again (its job redelivered) finds its own entries: it replaces them,
+-- but they are not dropped.
+local earlier, dropped, cancelled = redis.call('HGET', KEYS[2], 'pending') or '', '', {}
+local change = count_waiting(ARGV[11]) - count_waiting(earlier)
+if change ~= 0 then
+  redis.call('INCRBY', prefix .. 'waiting', change)
+end
 if what ~= 'add' then
-  local old = redis.call('HGET', KEYS[2], 'pending')
-  if old then
-    for member in string.gmatch(old, '[^\\30]+') do
-      if redis.call('ZREM', KEYS[1], member) == 1 then
-        table.insert(dropped, member)
-      end
-    end
-  end
+  dropped = earlier
   local made = prefix .. 'appt:' .. appointment
   for _, id in ipairs(redis.call('SMEMBERS', made)) do
     redis.call('ZREM', prefix .. 'scheduled', id)
@@ -384,8 +383,8 @@ if what ~= 'add' then
   end
   redis.call('DEL', made)
 end
-local clients = tonumber(ARGV[12])
-for i = 13, 12 + clients do
+local clients = tonumber(ARGV[13])
+for i = 14, 13 + clients do
   local key = prefix .. 'bookings:' .. ARGV[i]
   if what == 'cancel' then
     redis.call('ZREM', key, appointment)
@@ -394,15 +393,14 @@ for i = 13, 12 + clients do
   end
   redis.call('EXPIRE', key, ttl)
 end
-local first = 14 + clients
-local waiting = first + tonumber(ARGV[13 + clients])
 local data = {ARGV[2], ARGV[3], ARGV[4]}
-for i = first, waiting - 1 do
-  dispatch(prefix, KEYS[3], ARGV[8], ARGV[i], data)
+for i = 14 + clients, #ARGV do
+  dispatch(prefix, KEYS[3], ARGV[8], appointment, ARGV[i], data)
 end
--- One ZADD for them all, in slices that Lua's unpack can hold.
-for i = waiting, #ARGV, 1000 do
-  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+if ARGV[12] ~= '' then
+  redis.call('ZADD', KEYS[1], ARGV[12], appointment)
+else
+  redis.call('ZREM', KEYS[1], appointment)
 end
 redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4],
            'pending', ARGV[11])
@@ -412,24 +410,95 @@ if ARGV[10] ~= '' then
   redis.call('SADD', key, appointment)
   redis.call('EXPIRE', key, ttl)
 end
-return table.concat(dropped, '\\30') .. '\\29' .. table.concat(cancelled, '\\30')
+return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 """
 )
 
-# Turn due notifications into their jobs (at most ARGV[2] per call).
+# Shared by the scripts that take entries out of an appointment's waiting ones: keep
+# the rest (joined by \x1e) and wait again for the first of them (`first`, its due ms),
+# or no more; `gone` entries fewer wait in all (see PLAN_NOTIFICATIONS's count).
+KEEP_WAITING = """
+local function keep_waiting(notifications, prefix, appointment, rest, first, gone)
+  redis.call('HSET', prefix .. 'apptdata:' .. appointment, 'pending',
+             table.concat(rest, '\\30'))
+  if gone > 0 then
+    redis.call('DECRBY', prefix .. 'waiting', gone)
+  end
+  if first then
+    redis.call('ZADD', notifications, first, appointment)
+  else
+    redis.call('ZREM', notifications, appointment)
+  end
+end
+"""
+
+# Make the jobs of the notifications due now, for at most ARGV[2] appointments per call.
 # KEYS: notifications, jobs
 # ARGV: now ms, limit, key prefix, state ttl s
+# Returns {appointments seen, entries made into jobs}.
 PROMOTE_NOTIFICATIONS = Script(
     DISPATCH
+    + KEEP_WAITING
     + """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(members) do
-  dispatch(ARGV[3], KEYS[2], ARGV[4], member)
+local now, prefix = tonumber(ARGV[1]), ARGV[3]
+local appointments = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
+local made = 0
+for _, appointment in ipairs(appointments) do
+  local key = prefix .. 'apptdata:' .. appointment
+  local data = redis.call('HMGET', key, 'account', 'source', 'context', 'pending')
+  local rest, first, gone = {}, nil, 0
+  if data[1] and data[4] then
+    for entry in string.gmatch(data[4], '[^\\30]+') do
+      local due = string.match(entry, '^%d+')
+      if due and tonumber(due) > now then
+        table.insert(rest, entry)
+        if not first or tonumber(due) < tonumber(first) then
+          first = due
+        end
+      else
+        gone = gone + 1
+        if due and dispatch(prefix, KEYS[2], ARGV[4], appointment, entry, data) then
+          made = made + 1
+        end
+      end
+    end
+    keep_waiting(KEYS[1], prefix, appointment, rest, first, gone)
+  else
+    redis.call('ZREM', KEYS[1], appointment)
+  end
 end
--- They are the lowest ranks: one removal for them all.
-if #members > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #members - 1)
+return {#appointments, made}
+"""
+)
+
+# Drop what waits to text one number (it answered STOP), in the given appointments.
+# KEYS: notifications
+# ARGV: key prefix, number, then the appointment ids
+# Returns, for each appointment, the entries dropped, joined by \x1e.
+DROP_TEXTS = Script(
+    KEEP_WAITING
+    + """
+local dropped = {}
+for i = 3, #ARGV do
+  local pending = redis.call('HGET', ARGV[1] .. 'apptdata:' .. ARGV[i], 'pending')
+  local rest, gone, first = {}, {}, nil
+  for entry in string.gmatch(pending or '', '[^\\30]+') do
+    local due, channel, recipient = string.match(entry,
+      '^(%d+)\\31[^\\31]*\\31[^\\31]*\\31([^\\31]*)\\31[^\\31]*\\31(.*)$')
+    if channel == 'sms' and recipient == ARGV[2] then
+      table.insert(gone, entry)
+    elseif due then
+      table.insert(rest, entry)
+      if not first or tonumber(due) < tonumber(first) then
+        first = due
+      end
+    end
+  end
+  if #gone > 0 then
+    keep_waiting(KEYS[1], ARGV[1], ARGV[i], rest, first, #gone)
+  end
+  dropped[i - 2] = table.concat(gone, '\\30')
 end
-return #members
+return dropped
 """
 )

@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 
 from gateway.clock import rfc3339
 from gateway.jobs import parse_job
-from gateway.planner import SEP
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
@@ -56,8 +55,8 @@ async def planned(gateway: Gateway) -> list[tuple[str, str, str]]:
     """What the appointment has made now and waits to make: (kind, channel, send time)."""
     stream = await gateway.queue.redis.xrange("mailgw:jobs")
     made = [(j["template"], j["kind"].split(".")[0], "now") for j in _jobs(stream)]
-    waiting = sorted(await gateway.queue.waiting_notifications("appt-7"), key=lambda p: p[1])
-    return made + [(m.split(SEP)[1], m.split(SEP)[3], rfc3339(due)) for m, due in waiting]
+    waiting = await gateway.queue.waiting_notifications("appt-7")
+    return made + [(w.kind, w.channel, rfc3339(w.due_ms / 1000)) for w in waiting]
 
 
 def _jobs(stream: list[Any]) -> list[dict[str, Any]]:
@@ -172,10 +171,11 @@ async def test_follow_up_only_if_not_rebooked_is_checked_when_due(
 async def test_the_same_booking_twice_plans_once(gateway: Gateway, redis: Redis) -> None:
     start = NOW + timedelta(days=5)
     await gateway.run(appointment_job("b5", "appointment.booked", start))
-    waiting = await redis.zcard("mailgw:notifications")
-    assert waiting == 6
+    waiting = await gateway.queue.waiting_notifications("appt-7")
+    assert len(waiting) == 6
     await gateway.run(appointment_job("b5", "appointment.booked", start))
-    assert await redis.zcard("mailgw:notifications") == waiting
+    assert await gateway.queue.waiting_notifications("appt-7") == waiting
+    assert await redis.zcard("mailgw:notifications") == 1
 
 
 async def test_a_resend_keeps_what_is_planned_and_the_sequence(

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from redis.asyncio import Redis
 
-from gateway.planner import SEP
 from inbound.sms_inbox import SmsInbox
 from outbound.sms.provider import IncomingText
 from outbound.sms.text import default_text
@@ -91,7 +90,7 @@ async def test_a_number_that_is_not_a_mobile_is_refused_when_planned(gateway: Ga
     assert (status, recipient) == ("failed", "01 23 45 67 89")
     assert "fixed-line" in reason
     waiting = await gateway.queue.waiting_notifications("appt-7")
-    assert not [m for m, _ in waiting if m.split(SEP)[3] == "sms"]
+    assert not [w for w in waiting if w.channel == "sms"]
 
 
 async def test_stop_drops_the_waiting_text_and_start_lets_the_next_one_through(

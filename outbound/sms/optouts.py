@@ -8,9 +8,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from gateway.batching import ScriptBatcher
 from gateway.clock import Clock, rfc3339
 from gateway.keys import Keys
-from gateway.planner import SEP, member_fields, record_dropped, sms_reminder_member
+from gateway.planner import record_dropped
+from gateway.scripts import DROP_TEXTS
+from gateway.waiting import parse_entries
 
 
 class SmsOptOuts:
@@ -24,6 +27,7 @@ class SmsOptOuts:
         self.keys = keys
         self.clock = clock
         self.history_ttl = history_ttl
+        self._batcher = ScriptBatcher(redis)
 
     async def opt_out(self, number: str, detail: str, account: str | None = None) -> int:
         """Stop texting `number`; returns how many waiting texts were dropped."""
@@ -37,19 +41,19 @@ class SmsOptOuts:
             _, waiting, _ = await pipe.execute()
         if not waiting:
             return 0
-        members = [sms_reminder_member(appointment, number) for appointment in sorted(waiting)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for member in members:
-                pipe.zrem(self.keys.notifications, member)
-            removed = await pipe.execute()
+        lost = await self._batcher.run(
+            DROP_TEXTS,
+            keys=[self.keys.notifications],
+            args=[self.keys.prefix, number, *sorted(waiting)],
+        )
         # Those already made into jobs (or moved since) are stopped when sent: the
         # list is checked then.
-        by_appointment = {
-            member.split(SEP, 1)[0]: [member_fields(member)]
-            for member, gone in zip(members, removed, strict=True)
-            if gone
-        }
-        for appointment, notifications in by_appointment.items():
+        dropped = 0
+        for appointment, entries in zip(sorted(waiting), lost, strict=True):
+            notifications = [waiting.fields() for waiting in parse_entries(entries)]
+            if not notifications:
+                continue
+            dropped += len(notifications)
             await record_dropped(
                 self.redis,
                 self.keys,
@@ -59,7 +63,7 @@ class SmsOptOuts:
                 at,
                 self.history_ttl(),
             )
-        return sum(len(n) for n in by_appointment.values())
+        return dropped
 
     async def opt_in(self, number: str) -> bool:
         """Text `number` again; False if it had not opted out."""

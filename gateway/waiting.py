@@ -1,0 +1,48 @@
+"""How an appointment's notifications wait in Redis: one compact entry each, in its data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Joins the fields of an entry: no id, address or number holds this byte.
+SEP = "\x1f"
+# Joins an appointment's entries.
+ENTRIES_SEP = "\x1e"
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """One notification an appointment waits to send: its job is made when it falls due.
+    Read and written by the Lua scripts too (see scripts.DISPATCH)."""
+
+    due_ms: int
+    kind: str
+    index: int
+    channel: str
+    only_if_not_rebooked: bool
+    recipient: str
+
+    def entry(self) -> str:
+        flag = "1" if self.only_if_not_rebooked else "0"
+        return SEP.join(
+            (str(self.due_ms), self.kind, str(self.index), self.channel, flag, self.recipient)
+        )
+
+    @classmethod
+    def parse(cls, entry: str) -> Waiting:
+        due, kind, index, channel, flag, recipient = entry.split(SEP, 5)
+        return cls(int(due), kind, int(index), channel, flag == "1", recipient)
+
+    def fields(self) -> dict[str, str | int]:
+        """What the history says of it."""
+        return {
+            "kind": self.kind,
+            "channel": self.channel,
+            "index": self.index,
+            "recipient": self.recipient,
+        }
+
+
+def parse_entries(joined: str | None) -> list[Waiting]:
+    """The entries an appointment's data holds (as scripts.PLAN_NOTIFICATIONS keeps them)."""
+    return [Waiting.parse(entry) for entry in (joined or "").split(ENTRIES_SEP) if entry]
