@@ -34,7 +34,7 @@ from gateway.planning import (
     plan_resend,
 )
 from gateway.queue import JobQueue, NotificationPlan
-from gateway.waiting import Waiting
+from gateway.waiting import Waiting, entry_head
 from outbound.sms.numbers import NumberRefused, to_e164
 
 PLANS = {
@@ -141,7 +141,7 @@ class Planner:
         # Serialised once, by pydantic; every notification's job carries it as is.
         context = '{"appointment":' + appointment.model_dump_json() + "}"
         clients = _addresses(appointment.clients)
-        notifications: list[Waiting] = []
+        notifications: list[tuple[int, str]] = []
         texted: str | None = None
         events: list[Event] = []
         for item in plan:
@@ -154,10 +154,8 @@ class Planner:
                 texted = self._phone(job, account.country, events)
                 recipients = [texted] if texted else []
             due = int(item.at.timestamp() * 1000)
-            notifications += [
-                Waiting(due, item.kind, item.index, item.channel, item.only_if_not_rebooked, r)
-                for r in recipients
-            ]
+            head = entry_head(due, item.kind, item.index, item.channel, item.only_if_not_rebooked)
+            notifications += [(due, head + recipient) for recipient in recipients]
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,

@@ -69,7 +69,8 @@ class NotificationPlan:
     clients: Sequence[str]
     start: float
     cancelled: bool
-    notifications: Sequence[Waiting]
+    # (due epoch ms, entry) of each notification (see gateway/waiting.py).
+    notifications: Sequence[tuple[int, str]]
     # The number the appointment's SMS reminder goes to, if it has one.
     texted: str | None = None
 
@@ -204,8 +205,8 @@ class JobQueue:
         """Keep an appointment's notifications, making at once the jobs of those due now;
         returns the waiting notifications it replaced and the made jobs it cancelled."""
         now = _ms(self.clock.now())
-        due_now = [w.entry() for w in plan.notifications if w.due_ms <= now]
-        waiting = sorted((w for w in plan.notifications if w.due_ms > now), key=_due)
+        due_now = [entry for due, entry in plan.notifications if due <= now]
+        waiting = sorted(pair for pair in plan.notifications if pair[0] > now)
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
@@ -224,8 +225,8 @@ class JobQueue:
                 self.options.state_ttl,
                 plan.start,
                 plan.texted or "",
-                ENTRIES_SEP.join(w.entry() for w in waiting),
-                waiting[0].due_ms if waiting else "",
+                ENTRIES_SEP.join(entry for _, entry in waiting),
+                waiting[0][0] if waiting else "",
                 len(plan.clients),
                 *plan.clients,
                 *due_now,

@@ -22,12 +22,6 @@ class Waiting:
     only_if_not_rebooked: bool
     recipient: str
 
-    def entry(self) -> str:
-        flag = "1" if self.only_if_not_rebooked else "0"
-        return SEP.join(
-            (str(self.due_ms), self.kind, str(self.index), self.channel, flag, self.recipient)
-        )
-
     @classmethod
     def parse(cls, entry: str) -> Waiting:
         due, kind, index, channel, flag, recipient = entry.split(SEP, 5)
@@ -41,6 +35,11 @@ class Waiting:
             "index": self.index,
             "recipient": self.recipient,
         }
+
+
+def entry_head(due_ms: int, kind: str, index: int, channel: str, only_if_not_rebooked: bool) -> str:
+    """An entry but its recipient, which is appended: one notification often has several."""
+    return f"{due_ms}{SEP}{kind}{SEP}{index}{SEP}{channel}{SEP}{int(only_if_not_rebooked)}{SEP}"
 
 
 def parse_entries(joined: str | None) -> list[Waiting]:
