@@ -308,3 +308,29 @@ async def test_jobs_planned_together_do_what_they_do_one_by_one(
     assert {"job": "b2/reminder/0/sms/+33612345678"} in dropped["notifications"]
     assert "mailgw:bookings:atelier-elodie:zoe@example.com" in moved
     assert moved["mailgw:apptdata:a4"][0]["pending"] == ""
+
+
+async def test_an_appointment_waits_once_for_its_next_notification(
+    gateway: Gateway, redis: Redis, clock: FixedClock
+) -> None:
+    start = NOW + timedelta(days=5)
+    await gateway.run(appointment_job("b8", "appointment.booked", start))
+    first = await gateway.queue.waiting_notifications("appt-7")
+    assert len(first) == 6
+    assert await redis.zrange("mailgw:notifications", 0, -1, withscores=True) == [
+        ("appt-7", first[0].due_ms)
+    ]
+    assert (await gateway.queue.depths()).scheduled == 6
+
+    # The first falls due: its job is made, the appointment waits for the second.
+    clock.current = first[0].due_ms / 1000
+    assert await gateway.queue.promote_due(100) == 1
+    assert await gateway.queue.waiting_notifications("appt-7") == first[1:]
+    assert await redis.zscore("mailgw:notifications", "appt-7") == first[1].due_ms
+    assert (await gateway.queue.depths()).scheduled == 5
+
+    # Cancelled: nothing waits any more, and the count says so.
+    await gateway.run(appointment_job("x8", "appointment.cancelled", start))
+    assert await gateway.queue.waiting_notifications("appt-7") == []
+    assert await redis.zcard("mailgw:notifications") == 0
+    assert (await gateway.queue.depths()).scheduled == 0

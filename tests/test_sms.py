@@ -97,8 +97,13 @@ async def test_stop_drops_the_waiting_text_and_start_lets_the_next_one_through(
     gateway: Gateway, clock: FixedClock, redis: Redis
 ) -> None:
     await gateway.run(appointment_job("b3", "appointment.booked", START))
+    waiting = await gateway.queue.waiting_notifications("appt-7")
     stop = await inbox(gateway).incoming(IncomingText("+33612345678", "Stop"))
     assert stop is not None and stop.status == "opted_out"
+    assert await gateway.queue.waiting_notifications("appt-7") == [
+        w for w in waiting if w.channel != "sms"
+    ]
+    assert (await gateway.queue.depths()).scheduled == len(waiting) - 1
     assert stop.account == "atelier-elodie" or stop.account is None
     assert stop.reason == "answered 'Stop'; 1 waiting text(s) dropped"
     dropped = [e for e in await history(redis) if e["status"] == "dropped"]
