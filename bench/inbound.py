@@ -1,16 +1,17 @@
 """Inbound throughput: Postfix's smtp-source sending clients' replies to a valid reply address
 to `mailgw run --role inbound`, and the same command to a private Postfix's smtpd, in one run.
 
-    python bench/inbound.py [--messages 5000] [--sessions 20] [--rounds 3]
+    python bench/inbound.py [--messages 5000] [--sessions 20] [--rounds 3] [--processes N]
 
-The gateway answers 250 once a message is in its Redis stream (Redis appending to its AOF,
-fsync every second, as the daemon's embedded Redis does); Postfix once cleanup has written
-and fsync'ed its queue file, in the hold queue so that nothing is delivered. Each message
-comes on its own connection, as replies from many clients' servers do. The two servers take
-turns, `--rounds` times each, and the median round counts, so that a passing disturbance on
-the machine weighs on neither side alone. Needs Debian's postfix (smtp-source, and a private
-Postfix instance, which needs root). Prints accepted messages/s for both, their ratio
-(target: at least 1) and each side's CPU time per message.
+The gateway serves SMTP in inbound.processes processes (`--processes`; by default one per CPU,
+as Postfix runs an smtpd per connection on every CPU) and answers 250 once a message is in its
+Redis stream (Redis appending to its AOF, fsync every second, as the daemon's embedded Redis
+does); Postfix once cleanup has written and fsync'ed its queue file, in the hold queue so that
+nothing is delivered. Each message comes on its own connection, as replies from many clients'
+servers do. The two servers take turns, `--rounds` times each, and the median round counts, so
+that a passing disturbance on the machine weighs on neither side alone. Needs Debian's postfix
+(smtp-source, and a private Postfix instance, which needs root). Prints accepted messages/s
+for both, their ratio (target: at least 1) and each side's CPU time per message.
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ def smtp_source(port: int, message: Path, recipient: str, messages: int, session
 # --- the gateway ---
 
 
-def gateway_config(directory: Path, redis_port: int, port: int, sessions: int) -> Path:
+def gateway_config(
+    directory: Path, redis_port: int, port: int, sessions: int, processes: str
+) -> Path:
     (directory / "accounts").mkdir()
     shutil.copy(ROOT / f"config/accounts/{ACCOUNT}.toml", directory / "accounts")
     key = directory / "reply-tokens.key"
@@ -182,6 +185,7 @@ reply_domain = "{REPLY_DOMAIN}"
 public_url = "https://mail.acuityscheduling.com"
 web_listen = "127.0.0.1:{free_port()}"
 max_connections_per_client = {sessions}
+processes = {processes}
 [reply_tokens]
 secret_files = ["{key.name}"]
 [sms]
@@ -207,8 +211,9 @@ def reply_address(config: Path) -> str:
 
 
 @contextmanager
-def gateway(directory: Path, sessions: int) -> Iterator[tuple[Server, str]]:
-    """`mailgw run --role inbound` with its own Redis, and a reply address it accepts."""
+def gateway(directory: Path, sessions: int, processes: str) -> Iterator[tuple[Server, str]]:
+    """`mailgw run --role inbound` with its own Redis, and a reply address it accepts;
+    `processes` is its inbound.processes, as TOML."""
     redis_process, redis_port = start_redis(directory)
     redis = Redis(port=redis_port)
     try:
@@ -216,7 +221,7 @@ def gateway(directory: Path, sessions: int) -> Iterator[tuple[Server, str]]:
         redis.config_set("appendonly", "yes")
         redis.config_set("appendfsync", "everysec")
         port = free_port()
-        config = gateway_config(directory, redis_port, port, sessions)
+        config = gateway_config(directory, redis_port, port, sessions, processes)
         log = directory / "mailgw.log"
         daemon = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "--config", str(config),
@@ -280,12 +285,16 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000, help="per server and round")
     parser.add_argument("--sessions", type=int, default=20, help="smtp-source's parallel sessions")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--processes", default="auto", help='the gateway\'s inbound.processes (default "auto")'
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         gateway_dir, postfix_dir = (
             Path(stack.enter_context(tempfile.TemporaryDirectory())) for _ in range(2)
         )
-        mailgw, recipient = stack.enter_context(gateway(gateway_dir, args.sessions))
+        processes = args.processes if args.processes.isdigit() else f'"{args.processes}"'
+        mailgw, recipient = stack.enter_context(gateway(gateway_dir, args.sessions, processes))
         reference = stack.enter_context(postfix(postfix_dir, args.sessions))
         message = gateway_dir / "reply.eml"
         message.write_bytes(reply(recipient))
@@ -305,7 +314,8 @@ def main() -> None:
         f"smtp-source -s {args.sessions} -m {args.messages}: replies of {size} bytes to one reply"
         " address, one connection per message;"
         f" {args.rounds} rounds per server, taking turns\n"
-        "mailgw: `mailgw run --role inbound`, reply token checked at RCPT (HMAC, account"
+        f"mailgw: `mailgw run --role inbound`, inbound.processes = {processes},"
+        " reply token checked at RCPT (HMAC, account"
         " known), 250 once the message is in its Redis stream (AOF, fsync every second);"
         " CPU of the daemon and its Redis\n"
         "Postfix: smtpd, relay domain checked at RCPT, no DNS lookups, 250 once cleanup has"

@@ -105,11 +105,17 @@ RESTART_ONLY = (
     # The provider is made once, with its options and the webhook's URL; it listens once.
     "sms",
     "metrics",
-    # The SMTP server and the unsubscribe page listen once, with their TLS files.
+    # The SMTP server and the unsubscribe page listen once, with their TLS files; the SMTP
+    # server's processes and sessions are set up once.
     "inbound.listen",
     "inbound.web_listen",
     "inbound.tls_cert",
     "inbound.tls_key",
+    "inbound.processes",
+    "inbound.hostname",
+    "inbound.max_message_size",
+    "inbound.max_recipients",
+    "inbound.max_connections_per_client",
 )
 # Each role's metrics port is metrics.listen's plus this, so that the processes of
 # the per-role units on one host do not clash.
@@ -138,18 +144,21 @@ class Daemon:
         self._exit_status = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._essential: list[asyncio.Task[Any]] = []
-        self._stoppables: list[Worker | Scheduler | InboundRouter] = []
+        self._stoppables: list[Worker | Scheduler | InboundRouter | InboundService] = []
         self.outbound: OutboundService | None = None
         self.sms: SmsService | None = None
         self.inbound: InboundService | None = None
         # The SMS webhook's listening port (roles all and inbound).
         self.webhook: Any = None
         self.metrics_port: Any = None
+        # Where the SMTP processes find Redis: [redis] url, or the embedded server's.
+        self.redis_url = ""
 
     async def serve(self) -> int:
         settings = self.config.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         redis, embedded = await open_redis(settings)
+        self.redis_url = settings.redis.url or (embedded.url if embedded else "")
         try:
             await redis.ping()
             keys = Keys(settings.redis.prefix)
@@ -243,7 +252,10 @@ class Daemon:
         if self.sms is not None and self.role in ("all", "inbound"):
             self._listen_webhook(queue, self.sms, settings)
         if self.inbound is not None and self.role in ("all", "inbound"):
-            await self.inbound.serve(str(self.config.path or "(defaults)"))
+            source = str(self.config.path or "(defaults)")
+            await self.inbound.serve(source, self.config.path, self.redis_url)
+            self._stoppables.append(self.inbound)
+            self._spawn(self.inbound.run(), essential=True)
         if self.outbound is not None:
             assert self.sms is not None and self.inbound is not None
             router = self.inbound.router(self.outbound.transport)

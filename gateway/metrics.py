@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import (
@@ -18,6 +19,9 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError, ConfigProblem
@@ -148,6 +152,54 @@ async def watch_queue_depths(queue: JobQueue, interval: float = 15.0) -> None:
         await asyncio.sleep(interval)
 
 
+class _AllProcesses:
+    """What the endpoint serves: REGISTRY's metrics, plus the counts of the processes that
+    serve SMTP beside the daemon (inbound/smtp_children.py). Those run prometheus_client's
+    multiprocess mode: each writes its values to files of its own in a directory of the
+    daemon's, which stay after it exits, so that its counts outlive it. Their counters and
+    histograms are added to the daemon's; they set no gauges."""
+
+    def __init__(self) -> None:
+        self.directories: list[Path] = []
+
+    def collect(self) -> Iterator[Metric]:
+        files = [str(path) for directory in self.directories for path in directory.glob("*.db")]
+        if not files:
+            yield from REGISTRY.collect()
+            return
+        merged = MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
+        theirs = {family.name: family for family in merged}
+        for family in REGISTRY.collect():
+            other = theirs.get(family.name)
+            if other is None or family.type not in ("counter", "histogram", "summary"):
+                yield family
+                continue
+            values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for sample in (*family.samples, *other.samples):
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                values[key] = values.get(key, 0.0) + sample.value
+            total = Metric(family.name, family.documentation, family.type, family.unit)
+            total.samples = [
+                Sample(name, dict(labels), value) for (name, labels), value in values.items()
+            ]
+            yield total
+
+
+_ALL_PROCESSES = _AllProcesses()
+_EXPOSED = CollectorRegistry()
+_EXPOSED.register(_ALL_PROCESSES)
+
+
+def add_process_files(directory: Path) -> None:
+    """Serve the counts that other processes write to `directory` (prometheus_client's
+    PROMETHEUS_MULTIPROC_DIR) along with this process's."""
+    _ALL_PROCESSES.directories.append(directory)
+
+
+def remove_process_files(directory: Path) -> None:
+    _ALL_PROCESSES.directories.remove(directory)
+
+
 def serve_metrics(settings: Settings, config_file: str = "(defaults)", port_offset: int = 0) -> Any:
     """Serve /metrics on metrics.listen (its port plus `port_offset`, so that the role
     processes of one host each have theirs) with the installed reactor; returns the
@@ -164,7 +216,7 @@ def serve_metrics(settings: Settings, config_file: str = "(defaults)", port_offs
 
     # A WSGI resource (run in the reactor's thread pool); mypy does not see that it
     # provides IResource.
-    exposition: Any = MetricsResource(REGISTRY)  # type: ignore[no-untyped-call]
+    exposition: Any = MetricsResource(_EXPOSED)  # type: ignore[no-untyped-call]
     root = Resource()  # type: ignore[no-untyped-call]
     root.putChild(PATH, exposition)
     where = settings.metrics.listen._replace(port=settings.metrics.listen.port + port_offset)

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -627,6 +628,17 @@ class RelaySettings(BaseModel):
 # --- [inbound] ---
 
 
+def _process_count(value: Any) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise _custom("process_count", 'must be "auto" or a whole number greater than 0')
+
+
+ProcessCount = Annotated[int | Literal["auto"], PlainValidator(_process_count)]
+
+
 class InboundSettings(BaseModel):
     """The SMTP server that receives clients' replies and bounces."""
 
@@ -653,6 +665,13 @@ class InboundSettings(BaseModel):
     max_connections_per_client: int = Field(
         10, gt=0, description="Simultaneous connections accepted from one IP address."
     )
+    processes: ProcessCount = Field(
+        "auto",
+        description=(
+            'Processes serving SMTP, all on the same listening socket: "auto" for one per CPU'
+            " the daemon may use, or a number (1: the daemon's own process alone)."
+        ),
+    )
     message_id_ttl: PositiveDuration = Field(
         timedelta(days=90),
         description="How long sent Message-IDs are remembered to route replies and bounces.",
@@ -673,6 +692,12 @@ class InboundSettings(BaseModel):
             " unsubscribe links in List-Unsubscribe)."
         ),
     )
+
+    def process_count(self) -> int:
+        """How many processes serve SMTP: `processes`, or the CPUs this process may run on."""
+        if self.processes == "auto":
+            return len(os.sched_getaffinity(0))
+        return self.processes
 
     @model_validator(mode="after")
     def _tls_pair(self) -> InboundSettings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from redis.asyncio import Redis
@@ -14,6 +14,7 @@ from gateway.keys import Keys
 from inbound.received import ReceivedMessage
 
 GROUP = "routers"
+_META = [f for f in fields(ReceivedMessage) if f.name != "data"]
 
 
 class InboundQueue:
@@ -25,10 +26,11 @@ class InboundQueue:
         self.keys = keys
 
     async def store(self, message: ReceivedMessage) -> None:
-        fields = {k: v for k, v in asdict(message).items() if k != "data"}
+        # every field but the bytes (not asdict(), which copies each value deeply)
+        meta = {f.name: getattr(message, f.name) for f in _META}
         # Base64: the gateway's Redis connections decode replies as UTF-8 text.
         entry: Any = {
-            "meta": json.dumps(fields),
+            "meta": json.dumps(meta),
             "data": base64.b64encode(message.data).decode(),
         }
         await self.redis.xadd(self.keys.inbound, entry)

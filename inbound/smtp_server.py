@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import logging
 import re
@@ -10,7 +11,7 @@ import socket
 import ssl
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -21,6 +22,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.errors import GatewayError
 from gateway.settings import InboundSettings
 from inbound import smtp_replies as replies
+from inbound.client_connections import ConnectionSlots
 from inbound.received import ReceivedMessage
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,9 @@ COMMAND_CALL_LIMIT = dict.fromkeys(
     ("NOOP", "RSET", "VRFY", "HELP", "HELO", "EHLO"), JUNK_COMMAND_LIMIT
 ) | {"*": sys.maxsize}
 
+# How often each server counts out the sessions whose end it could not see (see InboundServer).
+SWEEP_INTERVAL = 1.0
+
 # What of the client's HELO goes into our Received header: a name or an address literal.
 _NOT_IN_HELO = re.compile(r"[^A-Za-z0-9.:\[\]_-]")
 
@@ -62,6 +67,14 @@ class InboundHandler:
         self.store = store
         self.max_recipients = settings.max_recipients
         self.clock = clock or SystemClock()
+        # told of each session's QUIT (by the InboundServer, which counts sessions)
+        self.quitting: Callable[[SMTP], None] = lambda session: None
+
+    # aiosmtpd looks for a handler's hooks anew for every connection (SMTP.__init__: dir(),
+    # inspect.getmembers() and inspect.signature() of handle_EHLO): naming only the hooks
+    # here, and carrying handle_EHLO's signature (below the class), spares a quarter of it.
+    def __dir__(self) -> list[str]:
+        return list(_HOOKS)
 
     async def handle_EHLO(
         self,
@@ -74,6 +87,11 @@ class InboundHandler:
         # aiosmtpd offers AUTH once TLS is up, but nobody logs in to an MX.
         session.host_name = hostname
         return [line for line in responses if not line[4:].startswith("AUTH")]
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        # Before the 221: the client may connect again as soon as it has it.
+        self.quitting(server)
+        return replies.BYE
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -154,6 +172,12 @@ class InboundHandler:
         return replies.TEMPFAIL_LOCAL
 
 
+_HOOKS = ("handle_EHLO", "handle_RCPT", "handle_DATA", "handle_QUIT", "handle_exception")
+InboundHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    InboundHandler.handle_EHLO
+)
+
+
 def _client(session: Session) -> str:
     # aiosmtpd types `peer` as str, but it holds the transport's peername: (address, port, ...)
     peername: tuple[str, int] = session.peer  # type: ignore[assignment]
@@ -183,13 +207,14 @@ def received_header(
 
 
 class InboundServer:
-    """The listening socket, and the sessions it let in so that closing ends them too.
+    """The listening sockets, and the sessions they let in, so that closing ends them too.
 
     aiosmtpd has no hook at connection time, so every connection first meets a small
-    protocol (_Gate) that counts the client's open connections: over the limit it answers
-    REJECT_TOO_MANY_CONNECTIONS and hangs up, else it hands the transport to a new aiosmtpd
-    SMTP protocol. Connections are counted by their transports' is_closing(), so nothing
-    needs telling when one ends, before or after STARTTLS.
+    protocol (_Gate) that counts the client's open connections in `slots`: over the limit
+    it answers REJECT_TOO_MANY_CONNECTIONS and hangs up, else it hands the connection to an
+    aiosmtpd SMTP protocol, behind a _Session that sees it end. After STARTTLS aiosmtpd's
+    TLS layer takes the _Session's place: such a session's end is seen at its QUIT, or else
+    by the sweep (its transport closing), before a refusal and every SWEEP_INTERVAL.
     """
 
     def __init__(
@@ -198,23 +223,41 @@ class InboundServer:
         handler: InboundHandler,
         tls_context: ssl.SSLContext | None,
         session_timeout: float,
+        slots: ConnectionSlots,
     ) -> None:
         self.settings = settings
         self.handler = handler
         self.tls_context = tls_context
         self.session_timeout = session_timeout
+        self.slots = slots
         # aiosmtpd would ask the resolver again for every connection
         self.hostname = settings.hostname or socket.getfqdn()
-        # every session let in, and its client's IP address
-        self.sessions: dict[asyncio.Transport, str] = {}
-        self.server: asyncio.Server | None = None
+        # every session let in: its TCP transport and its client's IP address
+        self.sessions: dict[SMTP, tuple[asyncio.Transport, str]] = {}
+        self.no_sessions = asyncio.Event()
+        self.no_sessions.set()
+        self.servers: list[asyncio.Server] = []
+        self._sweeping: asyncio.TimerHandle | None = None
+        handler.quitting = self.ended
 
-    async def start(self) -> None:
-        host, port = self.settings.listen
-        self.server = await asyncio.get_running_loop().create_server(
-            lambda: _Gate(self), host, port
-        )
+    async def start(self, sockets: Sequence[socket.socket] = ()) -> None:
+        """Listen on inbound.listen, or on `sockets` (listening already, as another
+        process's server does)."""
+        loop = asyncio.get_running_loop()
+        if sockets:
+            self.servers = [await loop.create_server(self._gate, sock=s) for s in sockets]
+        else:
+            host, port = self.settings.listen
+            self.servers = [await loop.create_server(self._gate, host, port)]
+        self._sweeping = loop.call_later(SWEEP_INTERVAL, self._sweep_now_and_then)
         log.info("inbound SMTP server listening on %s", self.settings.listen)
+
+    def _gate(self) -> _Gate:
+        return _Gate(self)
+
+    def listening(self) -> list[int]:
+        """The file descriptors of the listening sockets, for other processes to serve."""
+        return [s.fileno() for server in self.servers for s in server.sockets]
 
     def admit(self, transport: asyncio.Transport) -> None:
         """Start an SMTP session on a new connection, or refuse it if its client has too
@@ -224,16 +267,17 @@ class InboundServer:
             transport.close()
             return
         client: str = peername[0]
-        self.sessions = {t: ip for t, ip in self.sessions.items() if not t.is_closing()}
-        open_ = sum(1 for ip in self.sessions.values() if ip == client)
-        if open_ >= self.settings.max_connections_per_client:
+        open_ = self.slots.open(client)
+        if open_ is not None:
+            self.sweep()
+            open_ = self.slots.open(client)
+        if open_ is not None:
             log.warning("refused a connection from %s: %d already open", client, open_)
             reply = replies.REJECT_TOO_MANY_CONNECTIONS.format(hostname=self.hostname)
             metrics.record_inbound_reply("connect", reply)
             transport.write(reply.encode("ascii") + b"\r\n")
             transport.close()
             return
-        self.sessions[transport] = client
         # aiosmtpd greets the session with its 220
         metrics.record_inbound_reply("connect", "220")
         session = SMTP(
@@ -246,20 +290,52 @@ class InboundServer:
             command_call_limit=COMMAND_CALL_LIMIT,
             loop=asyncio.get_running_loop(),
         )
-        transport.set_protocol(session)
+        self.sessions[session] = (transport, client)
+        self.no_sessions.clear()
+        transport.set_protocol(_Session(session, self.ended))
         session.connection_made(transport)
+
+    def ended(self, session: SMTP) -> None:
+        """`session` has ended, or ends now (its QUIT is being answered)."""
+        held = self.sessions.pop(session, None)
+        if held is not None:
+            self.slots.close(held[1])
+            if not self.sessions:
+                self.no_sessions.set()
+
+    def sweep(self) -> None:
+        """Count out the sessions whose end was not seen (after STARTTLS, without QUIT)."""
+        for session in [s for s, (t, _) in self.sessions.items() if t.is_closing()]:
+            self.ended(session)
+
+    def _sweep_now_and_then(self) -> None:
+        self.sweep()
+        loop = asyncio.get_running_loop()
+        self._sweeping = loop.call_later(SWEEP_INTERVAL, self._sweep_now_and_then)
+
+    def stop(self) -> None:
+        """Stop listening; the open sessions go on (see finished())."""
+        for server in self.servers:
+            server.close()
+
+    async def finished(self) -> None:
+        """Until every session has ended."""
+        self.sweep()
+        await self.no_sessions.wait()
 
     def close(self) -> None:
         """Stop listening and end every open session."""
-        if self.server is not None:
-            self.server.close()
-        for transport in self.sessions:
+        self.stop()
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+        for session, (transport, _) in list(self.sessions.items()):
             transport.close()
+            self.ended(session)
 
     async def wait_closed(self) -> None:
-        """Until the listening socket is closed (after close())."""
-        if self.server is not None:
-            await self.server.wait_closed()
+        """Until the listening sockets are closed (after stop() or close())."""
+        for server in self.servers:
+            await server.wait_closed()
 
 
 class _Gate(asyncio.Protocol):
@@ -271,6 +347,35 @@ class _Gate(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.server.admit(transport)
+
+
+class _Session(asyncio.Protocol):
+    """Between a connection and its aiosmtpd session, to see the connection end.
+
+    It also closes the connection at the client's end of file: aiosmtpd would keep it
+    half-open, counted until SESSION_TIMEOUT.
+    """
+
+    def __init__(self, session: SMTP, ended: Callable[[SMTP], None]) -> None:
+        self.session = session
+        self.ended = ended
+
+    def data_received(self, data: bytes) -> None:
+        self.session.data_received(data)
+
+    def pause_writing(self) -> None:
+        self.session.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.session.resume_writing()
+
+    def eof_received(self) -> bool:
+        self.session.eof_received()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.connection_lost(exc)
+        self.ended(self.session)
 
 
 def tls_context(settings: InboundSettings) -> ssl.SSLContext | None:
@@ -290,10 +395,16 @@ def tls_context(settings: InboundSettings) -> ssl.SSLContext | None:
 
 
 async def start_server(
-    settings: InboundSettings, handler: InboundHandler, *, session_timeout: float = SESSION_TIMEOUT
+    settings: InboundSettings,
+    handler: InboundHandler,
+    *,
+    session_timeout: float = SESSION_TIMEOUT,
+    slots: ConnectionSlots | None = None,
 ) -> InboundServer:
-    """The inbound SMTP server listening on inbound.listen, on the running loop; end it with
-    close() then wait_closed(), as an asyncio.Server."""
-    server = InboundServer(settings, handler, tls_context(settings), session_timeout)
+    """The inbound SMTP server listening on inbound.listen, on the running loop, counting
+    connections in `slots` (by default, this process's alone); end it with close() then
+    wait_closed(), as an asyncio.Server."""
+    slots = slots or ConnectionSlots(settings.max_connections_per_client)
+    server = InboundServer(settings, handler, tls_context(settings), session_timeout, slots)
     await server.start()
     return server

@@ -79,6 +79,8 @@ class Daemon:
         self.notify_path = tmp / f"notify-{stamp}"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
+        # As systemd's: each message comes with its sender's pid (SCM_CREDENTIALS).
+        self.notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.notify.settimeout(30)
         self.log_path = tmp / f"daemon-{stamp}.log"
         self.log = self.log_path.open("w")

@@ -80,7 +80,8 @@ async def inbound(
     text = config.read_text(encoding="utf-8").replace(
         "[inbound]\n",
         f'[inbound]\nlisten = "127.0.0.1:{port}"\nweb_listen = "127.0.0.1:{web_port}"\n'
-        'hostname = "mx.acuityscheduling.com"\n',
+        # one process: the test's clock is this process's alone
+        'hostname = "mx.acuityscheduling.com"\nprocesses = 1\n',
     )
     text += f'[relay.mx]\nresolvers = ["127.0.0.1:{dns_zone.port}"]\n'
     config.write_text(text, encoding="utf-8")
@@ -89,7 +90,7 @@ async def inbound(
         lambda: gateway.config.settings, redis, gateway.queue.keys, gateway.directory,
         gateway.queue, clock,
     )  # fmt: skip
-    await service.serve(str(config))
+    await service.serve(str(config), config, redis_url)
     result = Inbound(gateway, service, port, web_port)
     result.gateway_smtp = smtp
     try:

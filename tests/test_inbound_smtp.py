@@ -488,6 +488,14 @@ async def test_closing_the_server_ends_its_sessions(
         await Client.connect(port)
 
 
+def test_the_handler_shows_aiosmtpd_every_hook_it_has() -> None:
+    # It names only its hooks to dir() (aiosmtpd's lookup, at every connection): a new hook
+    # must be among them.
+    handler = InboundHandler(policy, StreamStore(Redis()), InboundSettings())
+    hooks = {name for name in vars(InboundHandler) if name.startswith("handle_")}
+    assert set(dir(handler)) == hooks
+
+
 # --- the trace header alone ---
 
 

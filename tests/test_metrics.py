@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +31,8 @@ from tests.gateway_harness import Gateway
 from tests.redis_server import free_port
 from tests.smtp_server import SmtpServer
 from tests.test_outbound import confirmation
+
+ROOT = Path(__file__).resolve().parent.parent
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -218,6 +223,41 @@ async def test_the_endpoint_counts_what_the_gateway_did(
         assert f'"{secretish}"' not in text
     # The process's own figures come along.
     assert value(after, "process_open_fds") > 0
+
+
+async def test_the_counts_of_other_processes_are_added(endpoint: str, tmp_path: Path) -> None:
+    """The SMTP processes beside the daemon count in prometheus_client's multiprocess files,
+    which outlive them; the endpoint adds them to the daemon's own."""
+    _, before = await scrape(endpoint)
+    code = (
+        "from gateway import metrics\n"
+        "metrics.record_inbound_reply('data', '250 2.0.0 Ok')\n"
+        "metrics.record_inbound_reply('connect', '421 4.7.0 busy')\n"
+        "metrics.observe_relay('maildir', 'sent', 0.2)\n"
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode == 0, stderr.decode()
+    metrics.record_inbound_reply("data", "250")
+    metrics.add_process_files(tmp_path)
+    try:
+        text, after = await scrape(endpoint)
+    finally:
+        metrics.remove_process_files(tmp_path)
+
+    assert grown(before, after, "mailgw_inbound_replies_total", stage="data", code="250") == 2
+    assert grown(before, after, "mailgw_inbound_replies_total", stage="connect", code="421") == 1
+    relayed = {"transport": "maildir", "status": "sent"}
+    assert grown(before, after, "mailgw_relay_seconds_count", **relayed) == 1
+    assert grown(before, after, "mailgw_relay_seconds_bucket", **relayed, le="0.25") == 1
+    assert grown(before, after, "mailgw_relay_seconds_bucket", **relayed, le="0.1") == 0
+    assert text.count("# TYPE mailgw_inbound_replies_total counter") == 1
+    _, without = await scrape(endpoint)
+    assert grown(before, without, "mailgw_inbound_replies_total", stage="data", code="250") == 1
 
 
 def _sms(job_id: str, text: str) -> dict[str, Any]:

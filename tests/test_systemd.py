@@ -19,7 +19,7 @@ import pytest
 
 from gateway import systemd
 from tests.conftest import need_tool
-from tests.test_daemon import UPSERT, Daemon, mailgw, write_config
+from tests.test_daemon import UPSERT, Daemon, mailgw, wait_for, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "systemd").iterdir())
@@ -252,6 +252,40 @@ def test_daemon_notifies_ready_status_watchdog_reloading_stopping(
             "STATUS": "stopping: finishing the jobs in hand",
         }
         assert daemon.process.wait(30) == 0
+    finally:
+        daemon.close()
+
+
+def test_only_the_daemon_talks_to_systemd(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NotifyAccess=main: systemd would refuse, and log, a message from the SMTP processes.
+    The socket is told who sends each message, as systemd's is (SO_PASSCRED)."""
+    config = write_config(tmp_path, redis_url)
+    config.write_text(config.read_text().replace("[inbound]\n", "[inbound]\nprocesses = 3\n"))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    daemon = Daemon(config, tmp_path, "--role", "inbound")
+    senders: set[int] = set()
+
+    def until(state: str) -> None:
+        while True:
+            data, ancillary, _, _ = daemon.notify.recvmsg(4096, socket.CMSG_SPACE(12))
+            for level, kind, credentials in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+                    senders.add(int.from_bytes(credentials[:4], sys.byteorder))
+            if state in data.decode().split("\n"):
+                return
+
+    try:
+        until("READY=1")
+        wait_for(lambda: daemon.output().count(") serving") == 2, "two more SMTP processes")
+        daemon.process.send_signal(signal.SIGHUP)
+        until("READY=1")
+        time.sleep(0.5)  # the watchdog's pings, and whatever the others would send
+        daemon.process.send_signal(signal.SIGTERM)
+        until("STOPPING=1")
+        assert daemon.process.wait(30) == 0
+        assert senders == {daemon.process.pid}
     finally:
         daemon.close()
 
