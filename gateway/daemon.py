@@ -163,13 +163,8 @@ class Daemon:
             await redis.ping()
             keys = Keys(settings.redis.prefix)
             queue = JobQueue(redis, queue_options(settings), self.clock)
-            self.directory = AccountDirectory(
-                redis,
-                keys,
-                self.config.accounts,
-                cache_size=settings.accounts.cache_size,
-                cache_ttl=settings.accounts.cache_ttl.total_seconds(),
-                timer=self.clock.now,
+            self.directory = AccountDirectory.cached_as(
+                settings.accounts, redis, keys, self.config.accounts, self.clock.now
             )
             if self.role in ("all", "outbound"):
                 # Imported here: the other commands need none of the outbound side.

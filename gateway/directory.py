@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from gateway.account import Account
 from gateway.keys import Keys
+from gateway.settings import AccountsSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,25 @@ class AccountDirectory:
         self.keys = keys
         self.file_accounts = file_accounts
         self._cache: TTLCache[str, Account] = TTLCache(cache_size, cache_ttl, timer=timer)
+
+    @classmethod
+    def cached_as(
+        cls,
+        settings: AccountsSettings,
+        redis: Redis,
+        keys: Keys,
+        file_accounts: Mapping[str, Account],
+        timer: Callable[[], float],
+    ) -> AccountDirectory:
+        """The directory of a daemon's process, its cache as [accounts] sets it."""
+        return cls(
+            redis,
+            keys,
+            file_accounts,
+            cache_size=settings.cache_size,
+            cache_ttl=settings.cache_ttl.total_seconds(),
+            timer=timer,
+        )
 
     def replace_files(self, accounts: Mapping[str, Account]) -> None:
         """Take the accounts of a reloaded configuration."""

@@ -68,13 +68,8 @@ class SmtpChild:
         settings = self.config.settings
         redis = connect(redis_url, REDIS_CONNECTIONS)
         keys = Keys(settings.redis.prefix)
-        self.directory = AccountDirectory(
-            redis,
-            keys,
-            self.config.accounts,
-            cache_size=settings.accounts.cache_size,
-            cache_ttl=settings.accounts.cache_ttl.total_seconds(),
-            timer=self.clock.now,
+        self.directory = AccountDirectory.cached_as(
+            settings.accounts, redis, keys, self.config.accounts, self.clock.now
         )
         self.secrets = reply_secrets(settings)
         check = RecipientCheck(
