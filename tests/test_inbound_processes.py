@@ -260,17 +260,26 @@ def test_a_child_that_dies_is_started_again(gateway: Callable[..., Gateway]) -> 
     assert smtp.daemon.stop() == 0
 
 
-def test_a_warm_stop_lets_every_process_finish_its_sessions(
+def sessions_in_both_processes(
     gateway: Callable[..., Gateway],
-) -> None:
+) -> tuple[Gateway, int, list[Client]]:
+    """A gateway with two SMTP processes, its child's pid, and a session greeted in each."""
     smtp = gateway(processes=2)
     [child] = smtp.children(1).values()
     pids = [smtp.pid, child]
     clients = [connect_to(smtp, pid, pids) for pid in pids]
     for client in clients:
         assert client.reply().startswith("220 ")
-        for line in ("EHLO client.test", "MAIL FROM:<zoe@example.org>"):
-            assert client.command(line).startswith("250")
+        assert client.command("EHLO client.test").startswith("250")
+    return smtp, child, clients
+
+
+def test_a_warm_stop_lets_every_process_finish_its_sessions(
+    gateway: Callable[..., Gateway],
+) -> None:
+    smtp, child, clients = sessions_in_both_processes(gateway)
+    for client in clients:
+        assert client.command("MAIL FROM:<zoe@example.org>").startswith("250")
         assert client.command("RCPT TO:<postmaster@localhost>").startswith("250")
         assert client.command("DATA").startswith("354")
 
@@ -290,13 +299,7 @@ def test_a_warm_stop_lets_every_process_finish_its_sessions(
 
 
 def test_a_second_sigterm_ends_every_session_at_once(gateway: Callable[..., Gateway]) -> None:
-    smtp = gateway(processes=2)
-    [child] = smtp.children(1).values()
-    pids = [smtp.pid, child]
-    clients = [connect_to(smtp, pid, pids) for pid in pids]
-    for client in clients:
-        assert client.reply().startswith("220 ")
-        assert client.command("EHLO client.test").startswith("250")
+    smtp, child, clients = sessions_in_both_processes(gateway)
 
     smtp.daemon.process.send_signal(signal.SIGTERM)
     wait_for(lambda: "SIGTERM: finishing" in smtp.daemon.output(), "the warm stop")
