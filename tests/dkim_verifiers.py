@@ -62,7 +62,7 @@ def run_verifier(command: list[str], message: bytes) -> Verdicts:
 
 
 def mail_dkim_verdicts(perl: str, message: bytes, zone: DnsZone) -> Verdicts:
-    return run_verifier([perl, str(VERIFIERS / "verify_dkim.pl"), str(zone.port)], message)
+    return run_verifier([perl, str(VERIFIERS / "mail_dkim.pl"), "dkim", str(zone.port)], message)
 
 
 def mailauth_verdicts(node: str, message: bytes, zone: DnsZone) -> Verdicts:
@@ -76,7 +76,9 @@ def results(verdicts: Verdicts) -> dict[str, str]:
 
 def mail_dkim_arc(perl: str, message: bytes, zone: DnsZone) -> dict[str, Any]:
     """Mail::DKIM::ARC::Verifier's verdict on the ARC chain, and on each of its signatures."""
-    [verdict] = run_verifier([perl, str(VERIFIERS / "verify_arc.pl"), str(zone.port)], message)
+    [verdict] = run_verifier(
+        [perl, str(VERIFIERS / "mail_dkim.pl"), "arc", str(zone.port)], message
+    )
     return verdict
 
 
