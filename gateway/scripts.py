@@ -415,14 +415,21 @@ return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 )
 
 # Shared by the scripts that take entries out of an appointment's waiting ones: keep
-# the rest (joined by \x1e) and wait again for the first of them (`first`, its due ms),
-# or no more; `gone` entries fewer wait in all (see PLAN_NOTIFICATIONS's count).
+# the rest (joined by \x1e) and wait again for the first of them to fall due, or no
+# more; `gone` entries fewer wait in all (see PLAN_NOTIFICATIONS's count).
 KEEP_WAITING = """
-local function keep_waiting(notifications, prefix, appointment, rest, first, gone)
+local function keep_waiting(notifications, prefix, appointment, rest, gone)
   redis.call('HSET', prefix .. 'apptdata:' .. appointment, 'pending',
              table.concat(rest, '\\30'))
   if gone > 0 then
     redis.call('DECRBY', prefix .. 'waiting', gone)
+  end
+  local first
+  for _, entry in ipairs(rest) do
+    local due = string.match(entry, '^%d+')
+    if not first or tonumber(due) < tonumber(first) then
+      first = due
+    end
   end
   if first then
     redis.call('ZADD', notifications, first, appointment)
@@ -446,15 +453,12 @@ local made = 0
 for _, appointment in ipairs(appointments) do
   local key = prefix .. 'apptdata:' .. appointment
   local data = redis.call('HMGET', key, 'account', 'source', 'context', 'pending')
-  local rest, first, gone = {}, nil, 0
+  local rest, gone = {}, 0
   if data[1] and data[4] then
     for entry in string.gmatch(data[4], '[^\\30]+') do
       local due = string.match(entry, '^%d+')
       if due and tonumber(due) > now then
         table.insert(rest, entry)
-        if not first or tonumber(due) < tonumber(first) then
-          first = due
-        end
       else
         gone = gone + 1
         if due and dispatch(prefix, KEYS[2], ARGV[4], appointment, entry, data) then
@@ -462,7 +466,7 @@ for _, appointment in ipairs(appointments) do
         end
       end
     end
-    keep_waiting(KEYS[1], prefix, appointment, rest, first, gone)
+    keep_waiting(KEYS[1], prefix, appointment, rest, gone)
   else
     redis.call('ZREM', KEYS[1], appointment)
   end
@@ -481,7 +485,7 @@ DROP_TEXTS = Script(
 local dropped = {}
 for i = 3, #ARGV do
   local pending = redis.call('HGET', ARGV[1] .. 'apptdata:' .. ARGV[i], 'pending')
-  local rest, gone, first = {}, {}, nil
+  local rest, gone = {}, {}
   for entry in string.gmatch(pending or '', '[^\\30]+') do
     local due, channel, recipient = string.match(entry,
       '^(%d+)\\31[^\\31]*\\31[^\\31]*\\31([^\\31]*)\\31[^\\31]*\\31(.*)$')
@@ -489,13 +493,10 @@ for i = 3, #ARGV do
       table.insert(gone, entry)
     elseif due then
       table.insert(rest, entry)
-      if not first or tonumber(due) < tonumber(first) then
-        first = due
-      end
     end
   end
   if #gone > 0 then
-    keep_waiting(KEYS[1], ARGV[1], ARGV[i], rest, first, #gone)
+    keep_waiting(KEYS[1], ARGV[1], ARGV[i], rest, #gone)
   end
   dropped[i - 2] = table.concat(gone, '\\30')
 end
