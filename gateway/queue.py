@@ -65,6 +65,7 @@ class NotificationPlan:
     source: str
     context: str
     replace: bool
+    # How long what the appointment keeps lasts after its last notification falls due.
     ttl: int
     clients: Sequence[str]
     start: float
@@ -207,6 +208,8 @@ class JobQueue:
         now = _ms(self.clock.now())
         due_now = [entry for due, entry in plan.notifications if due <= now]
         waiting = sorted(pair for pair in plan.notifications if pair[0] > now)
+        # Kept until the last one is made, however far ahead, then as long as a history.
+        ttl = plan.ttl + (-(-(waiting[-1][0] - now) // 1000) if waiting else 0)
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
@@ -220,7 +223,7 @@ class JobQueue:
                 plan.source,
                 plan.context,
                 "cancel" if plan.cancelled else "replace" if plan.replace else "add",
-                plan.ttl,
+                ttl,
                 self.options.prefix,
                 self.options.state_ttl,
                 plan.start,

@@ -345,6 +345,8 @@ return tonumber(known)
 # and the notification jobs already made and not yet done (as CANCEL_APPOINTMENT does).
 # Also keeps the clients' bookings, which appointments wait to text a number (a STOP
 # from it drops them), and the count of notifications waiting in all (`waiting`).
+# Everything it writes lasts at least `ttl` (past the last entry's due time): the
+# bookings and SMS-wait keys that other appointments share are never shortened.
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
 #       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
@@ -358,6 +360,11 @@ PLAN_NOTIFICATIONS = Script(
     + """
 local function count_waiting(joined)
   return select(2, string.gsub(joined, '[^\\30]+', ''))
+end
+local function keep_for(key, ttl)
+  if redis.call('TTL', key) < tonumber(ttl) then
+    redis.call('EXPIRE', key, ttl)
+  end
 end
 local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
 -- A booking run again (its job redelivered) finds its own entries: it replaces them,
@@ -391,7 +398,7 @@ for i = 14, 13 + clients do
   else
     redis.call('ZADD', key, ARGV[9], appointment)
   end
-  redis.call('EXPIRE', key, ttl)
+  keep_for(key, ttl)
 end
 local data = {ARGV[2], ARGV[3], ARGV[4]}
 for i = 14 + clients, #ARGV do
@@ -408,7 +415,7 @@ redis.call('EXPIRE', KEYS[2], ttl)
 if ARGV[10] ~= '' then
   local key = prefix .. 'smswait:' .. ARGV[10]
   redis.call('SADD', key, appointment)
-  redis.call('EXPIRE', key, ttl)
+  keep_for(key, ttl)
 end
 return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 """

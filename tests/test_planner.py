@@ -334,3 +334,24 @@ async def test_an_appointment_waits_once_for_its_next_notification(
     assert await gateway.queue.waiting_notifications("appt-7") == []
     assert await redis.zcard("mailgw:notifications") == 0
     assert (await gateway.queue.depths()).scheduled == 0
+
+
+async def test_what_an_appointment_keeps_lasts_until_its_last_notification(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # Booked far ahead: its data, its client's bookings and the number's SMS wait outlive
+    # the history's lifetime (a day here) until its last follow-up is made, and a day more.
+    await gateway.run(appointment_job("b9", "appointment.booked", NOW + timedelta(days=500)))
+    last = max(w.due_ms for w in await gateway.queue.waiting_notifications("appt-7")) / 1000
+    kept = last - NOW.timestamp() + 86400
+    shared = ["mailgw:bookings:atelier-elodie:zoe@example.com", "mailgw:smswait:+33612345678"]
+    for key in ["mailgw:apptdata:appt-7", *shared]:
+        assert kept - 5 <= await redis.ttl(key) <= kept, key
+
+    # Another appointment of the same client, soon and then cancelled, shortens nothing.
+    soon = appointment_job("b10", "appointment.booked", NOW + timedelta(days=2))
+    soon["appointment"]["id"] = "appt-8"
+    await gateway.run(soon)
+    await gateway.run({**soon, "id": "x10", "kind": "appointment.cancelled"})
+    for key in shared:
+        assert kept - 5 <= await redis.ttl(key) <= kept, key
