@@ -236,8 +236,11 @@ class Planner:
         """The calendar invitation's SEQUENCE: raised once by each job that moves or
         cancels the appointment, never lower than what the scheduling service says."""
         changed = job.kind in ("appointment.rescheduled", "appointment.cancelled")
+        # Kept until the start, however far ahead, then as long as a history: a later
+        # move must raise the number the clients' calendars have.
+        ahead = max(0, int(job.appointment.start.timestamp() - self.clock.now()))
         known = await self.queue.sequence(
-            job.appointment.id, job.id, 1 if changed else 0, self.history_ttl()
+            job.appointment.id, job.id, 1 if changed else 0, self.history_ttl() + ahead
         )
         return max(known, job.appointment.sequence)
 

@@ -355,3 +355,9 @@ async def test_what_an_appointment_keeps_lasts_until_its_last_notification(
     await gateway.run({**soon, "id": "x10", "kind": "appointment.cancelled"})
     for key in shared:
         assert kept - 5 <= await redis.ttl(key) <= kept, key
+
+    # Moved: its calendar SEQUENCE is kept until a day after its new start.
+    start = NOW + timedelta(days=501)
+    await gateway.run(appointment_job("m9", "appointment.rescheduled", start))
+    sequence = start.timestamp() - NOW.timestamp() + 86400
+    assert sequence - 5 <= await redis.ttl("mailgw:seq:appt-7") <= sequence
