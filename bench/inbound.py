@@ -11,7 +11,8 @@ nothing is delivered. Each message comes on its own connection, as replies from 
 servers do. The two servers take turns, `--rounds` times each, and the median round counts, so
 that a passing disturbance on the machine weighs on neither side alone. Needs Debian's postfix
 (smtp-source, and a private Postfix instance, which needs root). Prints accepted messages/s
-for both, their ratio (target: at least 1) and each side's CPU time per message.
+for both, their ratio (target: at least 1) and each side's CPU time per message, the gateway's
+split between its SMTP processes (the daemon and the others it starts) and its Redis.
 """
 
 from __future__ import annotations
@@ -62,13 +63,13 @@ class Server:
 
     name: str
     port: int
-    # whose CPU time is counted, with all their descendants
-    pids: tuple[int, ...]
+    # whose CPU time is counted, with all their descendants, by part of the server
+    parts: dict[str, int]
     # how many messages it holds
     stored: Callable[[], int]
 
-    def cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
+    def cpu(self) -> dict[str, float]:
+        return {part: cpu_seconds(pid) for part, pid in self.parts.items()}
 
 
 def cpu_seconds(root: int) -> float:
@@ -238,7 +239,7 @@ def gateway(directory: Path, sessions: int, processes: str) -> Iterator[tuple[Se
                 Server(
                     "mailgw",
                     port,
-                    (daemon.pid, redis_process.pid),
+                    {"SMTP processes": daemon.pid, "Redis": redis_process.pid},
                     lambda: redis.xlen(Keys().inbound),
                 ),
                 reply_address(config),
@@ -275,7 +276,7 @@ smtp_dns_support_level = disabled
         yield Server(
             "Postfix",
             port,
-            (master.pid,),
+            {"master and its daemons": master.pid},
             lambda: sum(1 for path in hold.rglob("*") if path.is_file()),
         )
 
@@ -299,12 +300,13 @@ def main() -> None:
         message = gateway_dir / "reply.eml"
         message.write_bytes(reply(recipient))
         rates: dict[str, list[float]] = {mailgw.name: [], reference.name: []}
-        cpu = dict.fromkeys(rates, 0.0)
+        cpu = {server.name: dict.fromkeys(server.parts, 0.0) for server in (mailgw, reference)}
         for _ in range(args.rounds):
             for server in (mailgw, reference):
                 before = server.cpu()
                 seconds = smtp_source(server.port, message, recipient, args.messages, args.sessions)
-                cpu[server.name] += server.cpu() - before
+                for part, spent in server.cpu().items():
+                    cpu[server.name][part] += spent - before[part]
                 rates[server.name].append(args.messages / seconds)
         for server in (mailgw, reference):
             if (stored := server.stored()) != args.rounds * args.messages:
@@ -322,13 +324,16 @@ def main() -> None:
         " written and fsync'ed the queue file (hold queue); CPU of master and all its daemons\n"
     )
     print(f"{'':<10}{'msg/s (median)':>16}   {'rounds':<24}{'CPU s':>8}{'CPU ms/msg':>12}")
+    messages = args.rounds * args.messages
     for name, figures in rates.items():
         rounds = " ".join(f"{rate:.0f}" for rate in figures)
-        per_message = cpu[name] * 1000 / (args.rounds * args.messages)
+        total = sum(cpu[name].values())
         print(
             f"{name:<10}{statistics.median(figures):>16,.0f}   {rounds:<24}"
-            f"{cpu[name]:>8.2f}{per_message:>12.2f}"
+            f"{total:>8.2f}{total * 1000 / messages:>12.2f}"
         )
+        for part, spent in cpu[name].items():
+            print(f"  {part:<50}{spent:>8.2f}{spent * 1000 / messages:>12.2f}")
     ratio = statistics.median(rates[mailgw.name]) / statistics.median(rates[reference.name])
     print(f"\nratio mailgw / Postfix = {ratio:.2f} (target: at least 1)")
 

@@ -28,7 +28,7 @@ from inbound.queue import InboundQueue
 from inbound.reply_tokens import reply_secrets
 from inbound.router import InboundRouter
 from inbound.smtp_children import SmtpChildren
-from inbound.smtp_server import InboundHandler, InboundServer, start_server
+from inbound.smtp_server import InboundHandler, InboundServer, settle_for_sessions, start_server
 from inbound.unsubscribe import Unsubscriber
 from inbound.unsubscribe_web import UnsubscribeResource
 from inbound.web import listen
@@ -89,6 +89,7 @@ class InboundService:
                 processes - 1, self.server.listening(), self.slots_file, config_path, redis_url
             )
             await self.children.start()
+        settle_for_sessions()
         try:
             resource = UnsubscribeResource(self.unsubscriber.one_click)
             self.web = listen(resource, settings.web_listen)

@@ -38,7 +38,13 @@ from inbound.client_connections import ConnectionSlots
 from inbound.policy import RecipientCheck
 from inbound.queue import InboundQueue
 from inbound.reply_tokens import reply_secrets
-from inbound.smtp_server import SESSION_TIMEOUT, InboundHandler, InboundServer, tls_context
+from inbound.smtp_server import (
+    SESSION_TIMEOUT,
+    InboundHandler,
+    InboundServer,
+    settle_for_sessions,
+    tls_context,
+)
 
 # by name: run with -m, the module is __main__
 log = logging.getLogger("inbound.smtp_child")
@@ -92,6 +98,7 @@ class SmtpChild:
             loop.add_signal_handler(signal.SIGTERM, self.stop)
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             loop.add_reader(daemon.fileno(), self._daemon_gone, daemon)
+            settle_for_sessions()
             daemon.send(b"ready\n")
             log.info("SMTP process %d (pid %d) serving", self.number, os.getpid())
             await self.done.wait()
