@@ -51,6 +51,9 @@ _PRIORITY = {
 
 def redact(text: str) -> str:
     """`text` with the password of every URL in it replaced by ***."""
+    # Most lines hold no URL: looking for one costs the pattern a try at every position.
+    if "://" not in text:
+        return text
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 
