@@ -2,12 +2,14 @@
 to `mailgw run --role inbound`, and the same command to a private Postfix's smtpd, in one run.
 
     python bench/inbound.py [--messages 5000] [--sessions 20] [--rounds 3] [--processes N]
+                            [--appendfsync everysec|always]
 
 The gateway serves SMTP in inbound.processes processes (`--processes`; by default one per CPU,
 as Postfix runs an smtpd per connection on every CPU) and answers 250 once a message is in its
 Redis stream (Redis appending to its AOF, fsync every second, as the daemon's embedded Redis
-does); Postfix once cleanup has written and fsync'ed its queue file, in the hold queue so that
-nothing is delivered. Each message comes on its own connection, as replies from many clients'
+does; `--appendfsync always` has Redis fsync before it answers, as Postfix does); Postfix once
+cleanup has written and fsync'ed its queue file, in the hold queue so that nothing is
+delivered. Each message comes on its own connection, as replies from many clients'
 servers do. The two servers take turns, `--rounds` times each, and the median round counts, so
 that a passing disturbance on the machine weighs on neither side alone. Needs Debian's postfix
 (smtp-source, and a private Postfix instance, which needs root). Prints accepted messages/s
@@ -212,15 +214,17 @@ def reply_address(config: Path) -> str:
 
 
 @contextmanager
-def gateway(directory: Path, sessions: int, processes: str) -> Iterator[tuple[Server, str]]:
+def gateway(
+    directory: Path, sessions: int, processes: str, appendfsync: str
+) -> Iterator[tuple[Server, str]]:
     """`mailgw run --role inbound` with its own Redis, and a reply address it accepts;
     `processes` is its inbound.processes, as TOML."""
     redis_process, redis_port = start_redis(directory)
     redis = Redis(port=redis_port)
     try:
-        # as the daemon's embedded Redis (gateway/embedded_redis.py)
+        # as the daemon's embedded Redis (gateway/embedded_redis.py) by default
         redis.config_set("appendonly", "yes")
-        redis.config_set("appendfsync", "everysec")
+        redis.config_set("appendfsync", appendfsync)
         port = free_port()
         config = gateway_config(directory, redis_port, port, sessions, processes)
         log = directory / "mailgw.log"
@@ -289,13 +293,21 @@ def main() -> None:
     parser.add_argument(
         "--processes", default="auto", help='the gateway\'s inbound.processes (default "auto")'
     )
+    parser.add_argument(
+        "--appendfsync",
+        choices=("everysec", "always"),
+        default="everysec",
+        help="when the gateway's Redis fsyncs its AOF (default everysec, as the embedded one)",
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         gateway_dir, postfix_dir = (
             Path(stack.enter_context(tempfile.TemporaryDirectory())) for _ in range(2)
         )
         processes = args.processes if args.processes.isdigit() else f'"{args.processes}"'
-        mailgw, recipient = stack.enter_context(gateway(gateway_dir, args.sessions, processes))
+        mailgw, recipient = stack.enter_context(
+            gateway(gateway_dir, args.sessions, processes, args.appendfsync)
+        )
         reference = stack.enter_context(postfix(postfix_dir, args.sessions))
         message = gateway_dir / "reply.eml"
         message.write_bytes(reply(recipient))
@@ -317,8 +329,8 @@ def main() -> None:
         " address, one connection per message;"
         f" {args.rounds} rounds per server, taking turns\n"
         f"mailgw: `mailgw run --role inbound`, inbound.processes = {processes},"
-        " reply token checked at RCPT (HMAC, account"
-        " known), 250 once the message is in its Redis stream (AOF, fsync every second);"
+        " reply token checked at RCPT (HMAC, account known), 250 once the message is in its"
+        f" Redis stream (AOF, appendfsync {args.appendfsync});"
         " CPU of the daemon and its Redis\n"
         "Postfix: smtpd, relay domain checked at RCPT, no DNS lookups, 250 once cleanup has"
         " written and fsync'ed the queue file (hold queue); CPU of master and all its daemons\n"
