@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -209,7 +210,7 @@ class JobQueue:
         due_now = [entry for due, entry in plan.notifications if due <= now]
         waiting = sorted(pair for pair in plan.notifications if pair[0] > now)
         # Kept until the last one is made, however far ahead, then as long as a history.
-        ttl = plan.ttl + (-(-(waiting[-1][0] - now) // 1000) if waiting else 0)
+        ttl = plan.ttl + (math.ceil((waiting[-1][0] - now) / 1000) if waiting else 0)
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
