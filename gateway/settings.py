@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from gateway.cpus import usable_cpus
 from gateway.durations import PositiveDuration
 
 # TOML values are typed, so a string where a number or boolean belongs is a mistake to
@@ -669,7 +670,8 @@ class InboundSettings(BaseModel):
         "auto",
         description=(
             'Processes serving SMTP, all on the same listening socket: "auto" for one per CPU'
-            " the daemon may use, or a number (1: the daemon's own process alone)."
+            " the daemon may use (those it may run on, no more than its CPU quota, such as"
+            " systemd's CPUQuota=, rounded up), or a number (1: the daemon's own process alone)."
         ),
     )
     message_id_ttl: PositiveDuration = Field(
@@ -694,9 +696,9 @@ class InboundSettings(BaseModel):
     )
 
     def process_count(self) -> int:
-        """How many processes serve SMTP: `processes`, or the CPUs this process may run on."""
+        """How many processes serve SMTP: `processes`, or the CPUs this process may use."""
         if self.processes == "auto":
-            return len(os.sched_getaffinity(0))
+            return usable_cpus()
         return self.processes
 
     @model_validator(mode="after")
