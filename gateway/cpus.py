@@ -11,14 +11,14 @@ from pathlib import Path, PurePosixPath
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def usable_cpus(memberships: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> int:
+def usable_cpus() -> int:
     """The CPUs this process may run on, capped by its CPU quota rounded up (1.5 CPUs: 2)."""
     cpus = len(os.sched_getaffinity(0))
     try:
-        text = memberships.read_text()
+        memberships = Path("/proc/self/cgroup").read_text()
     except OSError:  # not Linux, or no cgroups
         return cpus
-    quota = cpu_quota(text, root)
+    quota = cpu_quota(memberships)
     return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
 
 
