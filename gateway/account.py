@@ -253,7 +253,10 @@ class Account(BaseModel):
 
     def appointment_type(self, type_id: str) -> AppointmentType | None:
         """The appointment type with that id, if the account lists it."""
-        return next((t for t in self.appointment_types if t.id == type_id), None)
+        for kind in self.appointment_types:
+            if kind.id == type_id:
+                return kind
+        return None
 
     def reply_address_for(self, calendar_id: str | None) -> str:
         """Where clients' replies go: the calendar's reply_to if it has one, else the owner."""

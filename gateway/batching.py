@@ -22,8 +22,10 @@ Arg = str | int | float
 # the calls' many small ones, and which Lua unpacks as fast as Redis reads them. Each
 # call runs protected on its own: one that fails does not stop the others, and its
 # reply is its error. A call that returns nothing replies false (nil), as it would
-# alone, so that the replies stay in step with the calls. KEYS declares every key the
-# calls name (Redis Cluster routes by them).
+# alone, so that the replies stay in step with the calls. KEYS declares the first call's
+# keys, which Redis Cluster routes by: every key the gateway names shares one slot there
+# (the prefix's hash tag), and declaring the others too would cost each call more
+# arguments to send for nothing.
 BULK = """
 local function call(KEYS, ARGV)
 %s
@@ -76,9 +78,7 @@ class _Request:
 
     def command(self) -> tuple[str, int, list[str | bytes]]:
         """EVALSHA's script and number of keys, then the keys and the one argument."""
-        keys: list[str | bytes] = list(
-            dict.fromkeys(key for call in self.calls for key in call.keys)
-        )
+        keys: list[str | bytes] = list(self.calls[0].keys)
         # Strings, as redis-py would send the arguments (ints and floats by repr).
         calls = [[call.keys, list(map(str, call.args))] for call in self.calls]
         return self.script.sha, len(keys), [*keys, msgpack.packb(calls)]

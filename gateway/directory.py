@@ -105,4 +105,4 @@ class AccountDirectory:
                 if message is not None and message.get("type") == "message":
                     self._cache.pop(str(message["data"]), None)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]

@@ -122,7 +122,8 @@ class Keys:
         return self.job_state_prefix + job_id
 
     def appointment(self, appointment_id: str) -> str:
-        """Set of pending job ids of one appointment, so they can be cancelled at once."""
+        """Set of pending job ids enqueued for one appointment, so they can be cancelled at
+        once (the planner's own are listed in the appointment's data)."""
         return self.prefix + "appt:" + appointment_id
 
     @property

@@ -34,7 +34,7 @@ from gateway.planning import (
     plan_resend,
 )
 from gateway.queue import JobQueue, NotificationPlan
-from gateway.waiting import Waiting, entry_head
+from gateway.waiting import Waiting, entry_middle
 from outbound.sms.numbers import NumberRefused, to_e164
 
 PLANS = {
@@ -154,7 +154,8 @@ class Planner:
                 texted = self._phone(job, account.country, events)
                 recipients = [texted] if texted else []
             due = int(item.at.timestamp() * 1000)
-            head = entry_head(due, item.kind, item.index, item.channel, item.only_if_not_rebooked)
+            middle = entry_middle(item.kind, item.index, item.channel, item.only_if_not_rebooked)
+            head = f"{due}{middle}"
             notifications += [(due, head + recipient) for recipient in recipients]
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(

@@ -116,6 +116,8 @@ def _reminder_at(start: datetime, offset: timedelta, now: datetime) -> datetime 
 
 
 def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment
     # A naive time would silently be read as the server's local time.
     if moment.utcoffset() is None:
         raise ValueError(f"a time zone is required: {moment.isoformat()}")
@@ -150,13 +152,15 @@ def _email_reminders(account: Account, start: datetime, now: datetime) -> Plan:
     # Late reminders all fall due now, and a client wants one, not several at once.
     # The one with the smallest offset is kept: its time is the nearest to now. No
     # other time is shared: the offsets are distinct.
-    due_now = [index for index, at in enumerate(times) if at == now]
-    kept = min(due_now, key=lambda index: reminders[index].offset, default=None)
+    kept = None
+    if now in times:
+        due_now = [index for index, at in enumerate(times) if at == now]
+        kept = min(due_now, key=lambda index: reminders[index].offset)
     plan: Plan = []
     for index, at in enumerate(times):
         if isinstance(at, str):
             plan.append(Skipped("reminder", "email", index, at))
-        elif kept is not None and at == now and index != kept:
+        elif kept is not None and index != kept and at == now:
             other = format_duration(reminders[kept].offset)
             plan.append(
                 Skipped("reminder", "email", index, f"the {other} reminder goes out at that time")
@@ -174,7 +178,10 @@ def _sms_reminder(
     reason = account.sms_reminder_skip_reason
     if reason is not None:
         return Skipped("reminder", "sms", 0, reason)
-    if not any(client.phone for client in appointment.clients):
+    for client in appointment.clients:
+        if client.phone:
+            break
+    else:
         return Skipped("reminder", "sms", 0, "no client has a phone number")
     at = _reminder_at(start, account.notifications.sms_reminder.offset, now)
     if isinstance(at, str):
@@ -204,14 +211,10 @@ def _follow_ups(account: Account, start: datetime, now: datetime) -> Plan:
         else:
             plan.append(
                 Planned(
-                    "follow_up",
-                    "email",
-                    index,
-                    at,
-                    only_if_not_rebooked=follow_up.only_if_not_rebooked,
-                    template=follow_up.template,
+                    "follow_up", "email", index, at, follow_up.only_if_not_rebooked,
+                    follow_up.template,
                 )
-            )
+            )  # fmt: skip
     return plan
 
 

@@ -207,10 +207,19 @@ class JobQueue:
         """Keep an appointment's notifications, making at once the jobs of those due now;
         returns the waiting notifications it replaced and the made jobs it cancelled."""
         now = _ms(self.clock.now())
-        due_now = [entry for due, entry in plan.notifications if due <= now]
-        waiting = sorted(pair for pair in plan.notifications if pair[0] > now)
+        due_now: list[str] = []
+        waiting: list[str] = []
+        first = last = now
+        for due, entry in plan.notifications:
+            if due <= now:
+                due_now.append(entry)
+                continue
+            if not waiting or due < first:
+                first = due
+            last = max(last, due)
+            waiting.append(entry)
         # Kept until the last one is made, however far ahead, then as long as a history.
-        ttl = plan.ttl + (math.ceil((waiting[-1][0] - now) / 1000) if waiting else 0)
+        ttl = plan.ttl + math.ceil((last - now) / 1000)
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
@@ -229,8 +238,8 @@ class JobQueue:
                 self.options.state_ttl,
                 plan.start,
                 plan.texted or "",
-                ENTRIES_SEP.join(entry for _, entry in waiting),
-                waiting[0][0] if waiting else "",
+                ENTRIES_SEP.join(waiting),
+                first if waiting else "",
                 len(plan.clients),
                 *plan.clients,
                 *due_now,
@@ -279,14 +288,8 @@ class JobQueue:
         """Cancel every pending job of one appointment; returns the cancelled ids."""
         ids = await self._run(
             scripts.CANCEL_APPOINTMENT,
-            keys=[
-                self.keys.appointment(appointment_id),
-                self.keys.scheduled,
-                self.keys.retry,
-                self.keys.payloads,
-                self.keys.attempts,
-            ],
-            args=[self.keys.job_state_prefix, self.options.state_ttl],
+            keys=[self.keys.appointment_data(appointment_id)],
+            args=[self.options.prefix, appointment_id, self.options.state_ttl],
         )
         return [str(i) for i in ids]
 

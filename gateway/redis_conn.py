@@ -27,7 +27,7 @@ def connect(url: str, max_connections: int = 64) -> Redis:
         username = unquote(parts.username) if parts.username else None
         hosts = [(node.host, node.port) for node in parts.nodes]
         if parts.service_name is not None:
-            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
                 hosts,
                 sentinel_kwargs={"password": password} if password else None,
                 password=password,

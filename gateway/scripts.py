@@ -220,28 +220,6 @@ end
 return #ids
 """)
 
-# Cancel every pending job of one appointment: waiting jobs are removed, jobs
-# already on the stream are marked so the worker skips them.
-# KEYS: appointment, scheduled, retry, payloads, attempts
-# ARGV: job state key prefix, state ttl s
-# Returns the cancelled job ids.
-CANCEL_APPOINTMENT = Script("""
-local cancelled = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
-  redis.call('HDEL', KEYS[5], id)
-  local state = redis.call('GET', ARGV[1] .. id)
-  if state ~= 'done' and state ~= 'dead' then
-    redis.call('SET', ARGV[1] .. id, 'cancelled', 'EX', ARGV[2])
-    table.insert(cancelled, id)
-  end
-end
-redis.call('DEL', KEYS[1])
-return cancelled
-""")
-
 # Put a dead letter back on the jobs stream with fresh attempts.
 # KEYS: dead, jobs, state, attempts
 # ARGV: dead entry id, job id or '', state ttl s
@@ -288,19 +266,23 @@ return 1
 # recipient joined by \x1f, a byte no id or address may hold: see gateway/waiting.py)
 # into its job on the stream: an `email.send` to one address or an `sms.send` to one
 # number, with the appointment's context, under an id that names the planning that made
-# it. `data` is the appointment's (account, source, context). Returns false for an entry
-# it cannot read.
+# it. `data` is the appointment's (account, source, context). Returns the id of the job
+# it made, true when that job was made already, false for an entry it cannot read.
+# The entry is split by plain searches: Lua's character classes cost several times more.
 DISPATCH = """
 local function dispatch(prefix, jobs, ttl, appointment, entry, data)
-  local due, kind, index, channel, flag, recipient = string.match(entry,
-    '^(%d+)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31([^\\31]*)\\31(.*)$')
-  if not due then
+  local a = string.find(entry, '\\31', 1, true)
+  local b = a and string.find(entry, '\\31', a + 1, true)
+  local c = b and string.find(entry, '\\31', b + 1, true)
+  local d = c and string.find(entry, '\\31', c + 1, true)
+  local e = d and string.find(entry, '\\31', d + 1, true)
+  if not e then
     return false
   end
+  local kind, index = string.sub(entry, a + 1, b - 1), string.sub(entry, b + 1, c - 1)
+  local channel, flag = string.sub(entry, c + 1, d - 1), string.sub(entry, d + 1, e - 1)
+  local recipient = string.sub(entry, e + 1)
   local id = data[2] .. '/' .. kind .. '/' .. index .. '/' .. channel .. '/' .. recipient
-  if redis.call('EXISTS', prefix .. 'job:' .. id) == 1 then
-    return true  -- made already (the same planning job run again): once only
-  end
   local context = data[3]
   if flag == '1' then
     context = string.sub(context, 1, -2) .. ',"only_if_not_rebooked":true}'
@@ -314,11 +296,68 @@ local function dispatch(prefix, jobs, ttl, appointment, entry, data)
     cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
     cjson.encode(kind) .. ',"context":' .. context .. '}'
   local entry_id = redis.call('XADD', jobs, '*', 'job', job)
-  redis.call('SET', prefix .. 'job:' .. id, 'q:' .. entry_id, 'EX', ttl)
-  redis.call('SADD', prefix .. 'appt:' .. appointment, id)
-  return true
+  if not redis.call('SET', prefix .. 'job:' .. id, 'q:' .. entry_id, 'NX', 'EX', ttl) then
+    -- Made already (the same planning job run again): once only. Taking the entry back
+    -- costs only that rare case; checking first would cost every job a lookup.
+    redis.call('XDEL', jobs, entry_id)
+    return true
+  end
+  return id
+end
+
+-- How many entries a list joined by \\30 holds.
+local function count_entries(joined)
+  if joined == '' then
+    return 0
+  end
+  local count, at = 1, string.find(joined, '\\30', 1, true)
+  while at do
+    count, at = count + 1, string.find(joined, '\\30', at + 1, true)
+  end
+  return count
+end
+
+-- Cancels the jobs an appointment's plannings made, and those enqueued for it, that are
+-- not done yet (as CANCEL_APPOINTMENT does); returns their ids.
+local function cancel_made(prefix, appointment, made, ttl)
+  local ids = redis.call('SMEMBERS', prefix .. 'appt:' .. appointment)
+  for id in string.gmatch(made, '[^\\30]+') do
+    table.insert(ids, id)
+  end
+  local cancelled = {}
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', prefix .. 'scheduled', id)
+    redis.call('ZREM', prefix .. 'retry', id)
+    redis.call('HDEL', prefix .. 'payloads', id)
+    redis.call('HDEL', prefix .. 'attempts', id)
+    local state = redis.call('GET', prefix .. 'job:' .. id)
+    if state ~= 'done' and state ~= 'dead' and state ~= 'cancelled' then
+      redis.call('SET', prefix .. 'job:' .. id, 'cancelled', 'EX', ttl)
+      table.insert(cancelled, id)
+    end
+  end
+  redis.call('DEL', prefix .. 'appt:' .. appointment)
+  return cancelled
 end
 """
+
+# Cancel every pending job of one appointment, those its plannings made and those
+# enqueued for it (see cancel_made): waiting jobs are removed, jobs already on the
+# stream are marked so the worker skips them.
+# KEYS: appointment data
+# ARGV: key prefix, appointment id, state ttl s
+# Returns the cancelled job ids.
+CANCEL_APPOINTMENT = Script(
+    DISPATCH
+    + """
+local made = redis.call('HGET', KEYS[1], 'made') or ''
+local cancelled = cancel_made(ARGV[1], ARGV[2], made, ARGV[3])
+if made ~= '' then
+  redis.call('HSET', KEYS[1], 'made', '')
+end
+return cancelled
+"""
+)
 
 # The calendar SEQUENCE a job gives its appointment: the one it was given if it ran
 # before, else the appointment's last one raised by the step (1 for a move or a
@@ -339,14 +378,15 @@ return tonumber(known)
 # Keep what an appointment has planned: its waiting notifications are entries (see
 # DISPATCH) in the appointment's data hash, with the context they share, and the
 # appointment waits once in the notifications set, scored by its next due entry; the
-# job of each is made only when it falls due (at once for those due now). A planning
-# that replaces an earlier one (a move, a cancellation) first drops, in the same step (so
-# the scheduler cannot make one in between), the entries the earlier one left waiting
-# and the notification jobs already made and not yet done (as CANCEL_APPOINTMENT does).
-# Also keeps the clients' bookings, which appointments wait to text a number (a STOP
-# from it drops them), and the count of notifications waiting in all (`waiting`).
-# Everything it writes lasts at least `ttl` (past the last entry's due time): the
-# bookings and SMS-wait keys that other appointments share are never shortened.
+# job of each is made only when it falls due (at once for those due now), and its id
+# is kept in the data's `made` list. A planning that replaces an earlier one (a move, a
+# cancellation) first drops, in the same step (so the scheduler cannot make one in
+# between), the entries the earlier one left waiting and the jobs already made and not
+# yet done (see cancel_made). Also keeps the clients' bookings, which appointments wait
+# to text a number (a STOP from it drops them), and the count of notifications waiting
+# in all (`waiting`). Everything it writes lasts at least `ttl` (past the last entry's
+# due time): the bookings and SMS-wait keys that other appointments share are never
+# shortened.
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
 #       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
@@ -358,37 +398,25 @@ return tonumber(known)
 PLAN_NOTIFICATIONS = Script(
     DISPATCH
     + """
-local function count_waiting(joined)
-  return select(2, string.gsub(joined, '[^\\30]+', ''))
-end
 local function keep_for(key, ttl)
   if redis.call('TTL', key) < tonumber(ttl) then
     redis.call('EXPIRE', key, ttl)
   end
 end
 local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
--- A booking run again (its job redelivered) finds its own entries: it replaces them,
--- but they are not dropped.
-local earlier, dropped, cancelled = redis.call('HGET', KEYS[2], 'pending') or '', '', {}
-local change = count_waiting(ARGV[11]) - count_waiting(earlier)
+local earlier = redis.call('HMGET', KEYS[2], 'pending', 'made')
+local pending, made = earlier[1] or '', earlier[2] or ''
+local change = count_entries(ARGV[11]) - count_entries(pending)
 if change ~= 0 then
   redis.call('INCRBY', prefix .. 'waiting', change)
 end
+-- A booking run again (its job redelivered) finds its own entries: it replaces them,
+-- but they are not dropped.
+local dropped, cancelled = '', {}
 if what ~= 'add' then
-  dropped = earlier
-  local made = prefix .. 'appt:' .. appointment
-  for _, id in ipairs(redis.call('SMEMBERS', made)) do
-    redis.call('ZREM', prefix .. 'scheduled', id)
-    redis.call('ZREM', prefix .. 'retry', id)
-    redis.call('HDEL', prefix .. 'payloads', id)
-    redis.call('HDEL', prefix .. 'attempts', id)
-    local state = redis.call('GET', prefix .. 'job:' .. id)
-    if state ~= 'done' and state ~= 'dead' then
-      redis.call('SET', prefix .. 'job:' .. id, 'cancelled', 'EX', ARGV[8])
-      table.insert(cancelled, id)
-    end
-  end
-  redis.call('DEL', made)
+  dropped = pending
+  cancelled = cancel_made(prefix, appointment, made, ARGV[8])
+  made = ''
 end
 local clients = tonumber(ARGV[13])
 for i = 14, 13 + clients do
@@ -402,7 +430,10 @@ for i = 14, 13 + clients do
 end
 local data = {ARGV[2], ARGV[3], ARGV[4]}
 for i = 14 + clients, #ARGV do
-  dispatch(prefix, KEYS[3], ARGV[8], appointment, ARGV[i], data)
+  local id = dispatch(prefix, KEYS[3], ARGV[8], appointment, ARGV[i], data)
+  if type(id) == 'string' then
+    made = made == '' and id or made .. '\\30' .. id
+  end
 end
 if ARGV[12] ~= '' then
   redis.call('ZADD', KEYS[1], ARGV[12], appointment)
@@ -410,7 +441,7 @@ else
   redis.call('ZREM', KEYS[1], appointment)
 end
 redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4],
-           'pending', ARGV[11])
+           'pending', ARGV[11], 'made', made)
 redis.call('EXPIRE', KEYS[2], ttl)
 if ARGV[10] ~= '' then
   local key = prefix .. 'smswait:' .. ARGV[10]
@@ -423,11 +454,16 @@ return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 
 # Shared by the scripts that take entries out of an appointment's waiting ones: keep
 # the rest (joined by \x1e) and wait again for the first of them to fall due, or no
-# more; `gone` entries fewer wait in all (see PLAN_NOTIFICATIONS's count).
+# more; `gone` entries fewer wait in all (see PLAN_NOTIFICATIONS's count). `made`, when
+# given, is the appointment's new list of made jobs.
 KEEP_WAITING = """
-local function keep_waiting(notifications, prefix, appointment, rest, gone)
-  redis.call('HSET', prefix .. 'apptdata:' .. appointment, 'pending',
-             table.concat(rest, '\\30'))
+local function keep_waiting(notifications, prefix, appointment, rest, gone, made)
+  local key = prefix .. 'apptdata:' .. appointment
+  if made then
+    redis.call('HSET', key, 'pending', table.concat(rest, '\\30'), 'made', made)
+  else
+    redis.call('HSET', key, 'pending', table.concat(rest, '\\30'))
+  end
   if gone > 0 then
     redis.call('DECRBY', prefix .. 'waiting', gone)
   end
@@ -459,8 +495,11 @@ local appointments = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 
 local made = 0
 for _, appointment in ipairs(appointments) do
   local key = prefix .. 'apptdata:' .. appointment
-  local data = redis.call('HMGET', key, 'account', 'source', 'context', 'pending')
-  local rest, gone = {}, 0
+  local data = redis.call('HMGET', key, 'account', 'source', 'context', 'pending', 'made')
+  local rest, gone, ids = {}, 0, {}
+  if data[5] and data[5] ~= '' then
+    ids[1] = data[5]
+  end
   if data[1] and data[4] then
     for entry in string.gmatch(data[4], '[^\\30]+') do
       local due = string.match(entry, '^%d+')
@@ -468,12 +507,16 @@ for _, appointment in ipairs(appointments) do
         table.insert(rest, entry)
       else
         gone = gone + 1
-        if due and dispatch(prefix, KEYS[2], ARGV[4], appointment, entry, data) then
+        local id = due and dispatch(prefix, KEYS[2], ARGV[4], appointment, entry, data)
+        if id then
           made = made + 1
+        end
+        if type(id) == 'string' then
+          table.insert(ids, id)
         end
       end
     end
-    keep_waiting(KEYS[1], prefix, appointment, rest, gone)
+    keep_waiting(KEYS[1], prefix, appointment, rest, gone, table.concat(ids, '\\30'))
   else
     redis.call('ZREM', KEYS[1], appointment)
   end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 # Joins the fields of an entry: no id, address or number holds this byte.
 SEP = "\x1f"
@@ -37,9 +38,11 @@ class Waiting:
         }
 
 
-def entry_head(due_ms: int, kind: str, index: int, channel: str, only_if_not_rebooked: bool) -> str:
-    """An entry but its recipient, which is appended: one notification often has several."""
-    return f"{due_ms}{SEP}{kind}{SEP}{index}{SEP}{channel}{SEP}{int(only_if_not_rebooked)}{SEP}"
+@cache
+def entry_middle(kind: str, index: int, channel: str, only_if_not_rebooked: bool) -> str:
+    """An entry but its due time before and its recipient after: the same for every
+    appointment of an account, so made once."""
+    return f"{SEP}{kind}{SEP}{index}{SEP}{channel}{SEP}{int(only_if_not_rebooked)}{SEP}"
 
 
 def parse_entries(joined: str | None) -> list[Waiting]:

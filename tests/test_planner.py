@@ -140,6 +140,36 @@ async def test_booked_then_moved_then_cancelled(
     assert not [e for e in await gateway.events() if e["status"] == "failed"]
 
 
+async def test_a_move_cancels_the_notifications_made_and_not_yet_sent(
+    gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    start = NOW + timedelta(days=5)
+    await gateway.queue.ensure_group()
+    booked = parse_job(json.dumps(appointment_job("b9", "appointment.booked", start)))
+    await gateway.planner.handle(booked, 1)
+    clock.current = (start - timedelta(days=2)).timestamp()
+    await gateway.queue.promote_due(100)
+    made = ["b9/confirmation/0/email/zoe@example.com", "b9/reminder/0/email/zoe@example.com"]
+    assert [j["id"] for j in _jobs(await redis.xrange("mailgw:jobs"))] == made
+
+    new_start = start + timedelta(days=1)
+    moved = parse_job(json.dumps(appointment_job("m9", "appointment.rescheduled", new_start)))
+    await gateway.planner.handle(moved, 1)
+    [dropped] = [e for e in await history(redis) if e["status"] == "dropped"]
+    assert [n["job"] for n in dropped["notifications"] if "job" in n] == made
+    await gateway.drain()
+    skipped = [(e["job"], e["reason"]) for e in await gateway.events() if e["status"] == "skipped"]
+    assert skipped == [(job, "cancelled before it was done") for job in made]
+    assert len(smtp.messages) == 1  # the reschedule notice
+
+    # The queue's own cancellation finds the jobs a planning made too, but those done.
+    clock.current = (new_start - timedelta(days=2)).timestamp()
+    await gateway.queue.promote_due(100)
+    cancelled = await gateway.queue.cancel_appointment("appt-7")
+    assert cancelled == ["m9/reminder/0/email/zoe@example.com"]
+    assert await gateway.queue.cancel_appointment("appt-7") == []
+
+
 async def test_staff_chose_not_to_notify(gateway: Gateway, redis: Redis, smtp: SmtpServer) -> None:
     start = NOW + timedelta(days=5)
     await gateway.run(appointment_job("b2", "appointment.booked", start, notify=False))
