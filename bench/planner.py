@@ -1,15 +1,25 @@
 """Planner scale: appointments planned per second, due notifications dispatched per second
-(scheduled set -> jobs stream), and Redis memory per pending notification.
+(waiting -> jobs stream), and Redis memory per pending notification, beside a reference run
+in the same command.
 
-    python bench/planner.py [--appointments 20000] [--concurrency 200]
+    python bench/planner.py [--appointments 20000] [--rounds 5] [--concurrency 200]
 
 Each appointment of the example French account (3 e-mail reminders, an SMS reminder,
 2 follow-ups) is booked ten days ahead, so all but the confirmation wait in Redis.
 One process plans, with `--concurrency` jobs in hand as a worker keeps them (each
 slot takes the next job when its own is done): the planning jobs in hand at one
-moment leave for Redis together, as one script call. Also shows the CPU time one
-plan costs, in this process and in Redis: the two work side by side, and the
-larger bounds the rate.
+moment leave for Redis together, as one script call.
+
+The reference is Redis alone: the same writes (each appointment's data with its waiting
+entries, its place in the notifications set, the client's booking, the SMS number's
+waiting set, the waiting count, the confirmation's job and its state), as plain commands
+made before its clock starts and sent down one connection as fast as Redis takes them,
+to a Redis server of its own. No rules, no scripts, nothing read: the most this machine's
+Redis does of that work at that moment, which no planner storing the same state in it can
+pass. The two take turns, `--rounds` times, so that a change of the machine's speed (it
+is shared) weighs on both. Dispatching is compared in the same way with Redis taking the
+same jobs and their states, one XADD and one SET each.
+
 Targets (issue 4): 20,000 plans/s, 20,000 dispatches/s, 512 bytes per pending one.
 """
 
@@ -22,11 +32,14 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+import hiredis  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
 from gateway.config import load_config  # noqa: E402
@@ -36,14 +49,28 @@ from gateway.keys import Keys  # noqa: E402
 from gateway.planner import Planner  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
+from gateway.waiting import ENTRIES_SEP, SEP  # noqa: E402
 from tests.conftest import FixedClock  # noqa: E402
 from tests.redis_server import start_redis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+ACCOUNT = "atelier-elodie"
+PHONE = "+33612345678"
+# What the example account leaves waiting: (kind, index, channel, only if not rebooked,
+# seconds from the start), the first due first.
+WAITING = [
+    ("reminder", 0, "email", 0, -2 * 86400),
+    ("reminder", 1, "email", 0, -86400),
+    ("reminder", 0, "sms", 0, -3 * 3600),
+    ("reminder", 2, "email", 0, -2 * 3600),
+    ("follow_up", 0, "email", 0, 86400),
+    ("follow_up", 1, "email", 1, 30 * 86400),
+]
+HISTORY_TTL = 400 * 86400
+STATE_TTL = QueueOptions().state_ttl
 # The rates are floors, the memory a ceiling.
 TARGETS = {"plans": 20_000, "dispatches": 20_000, "bytes": 512}
-CEILINGS = {"bytes"}
 
 
 def booking(index: int) -> AppointmentJob:
@@ -54,7 +81,7 @@ def booking(index: int) -> AppointmentJob:
                 "v": 1,
                 "id": f"book-{index}",
                 "kind": "appointment.booked",
-                "account": "atelier-elodie",
+                "account": ACCOUNT,
                 "appointment": {
                     "id": f"appt-{index}",
                     "calendar": "101",
@@ -66,7 +93,7 @@ def booking(index: int) -> AppointmentJob:
                         {
                             "name": "Zoé Martin",
                             "emails": [f"client{index}@example.com"],
-                            "phone": "+33612345678",
+                            "phone": PHONE,
                         }
                     ],
                 },
@@ -77,8 +104,153 @@ def booking(index: int) -> AppointmentJob:
     return job
 
 
-async def measure(url: str, appointments: int, concurrency: int) -> dict[str, float]:
-    redis = connect(url, max_connections=concurrency + 8)
+def resp(*args: str | int) -> bytes:
+    """One command in Redis's protocol, as a client sends it."""
+    parts = [str(arg).encode() for arg in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def entries(job: AppointmentJob) -> list[str]:
+    """The appointment's waiting entries, as the planner writes them (gateway/waiting.py)."""
+    start_ms = int(job.appointment.start.timestamp() * 1000)
+    address = job.appointment.clients[0].emails[0]
+    return [
+        f"{start_ms + offset * 1000}{SEP}{kind}{SEP}{index}{SEP}{channel}{SEP}{flag}{SEP}"
+        + (PHONE if channel == "sms" else address)
+        for kind, index, channel, flag, offset in WAITING
+    ]
+
+
+def job_json(job: AppointmentJob, job_id: str, kind: str, to: str) -> str:
+    """A notification's job, as the planner makes it."""
+    context = json.loads(job.appointment.model_dump_json())
+    return json.dumps(
+        {
+            "v": 1,
+            "id": job_id,
+            "kind": "email.send",
+            "account": ACCOUNT,
+            "appointment": job.appointment.id,
+            "to": [to],
+            "template": kind,
+            "context": {"appointment": context},
+        },
+        ensure_ascii=False,
+    )
+
+
+class Reference:
+    """The planning's and the dispatching's writes, sent as a client that spends nothing
+    would send them (see the module's text)."""
+
+    def __init__(self, port: int, keys: Keys) -> None:
+        self.port = port
+        self.keys = keys
+
+    def planning(self, job: AppointmentJob) -> list[bytes]:
+        """The commands that write what planning `job` writes."""
+        keys, appointment = self.keys, job.appointment
+        address = appointment.clients[0].emails[0]
+        start_ms = int(appointment.start.timestamp() * 1000)
+        data = keys.appointment_data(appointment.id)
+        booking, texts = keys.bookings(ACCOUNT, address), keys.sms_waiting(PHONE)
+        confirmation = f"{job.id}/confirmation/0/email/{address}"
+        context = '{"appointment":' + appointment.model_dump_json() + "}"
+        return [
+            resp(
+                "HSET", data, "account", ACCOUNT, "source", job.id, "context", context,
+                "pending", ENTRIES_SEP.join(entries(job)), "made", confirmation,
+            ),
+            resp("EXPIRE", data, HISTORY_TTL),
+            resp("ZADD", keys.notifications, start_ms + WAITING[0][4] * 1000, appointment.id),
+            resp("ZADD", booking, start_ms // 1000, appointment.id),
+            resp("EXPIRE", booking, HISTORY_TTL),
+            resp("SADD", texts, appointment.id),
+            resp("EXPIRE", texts, HISTORY_TTL),
+            resp("INCRBY", keys.waiting_count, len(WAITING)),
+            resp("XADD", keys.jobs, "*", "job",
+                 job_json(job, confirmation, "confirmation", address)),
+            resp("SET", keys.job_state(confirmation), "q", "EX", STATE_TTL),
+        ]  # fmt: skip
+
+    def dispatching(self, job: AppointmentJob) -> list[bytes]:
+        """The commands that write what dispatching the appointment's waiting notifications
+        writes: each one's job and its state."""
+        commands = []
+        for kind, index, channel, _, to in (entry.split(SEP)[1:] for entry in entries(job)):
+            job_id = f"{job.id}/{kind}/{index}/{channel}/{to}"
+            commands.append(
+                resp("XADD", self.keys.jobs, "*", "job", job_json(job, job_id, kind, to))
+            )
+            commands.append(resp("SET", self.keys.job_state(job_id), "q", "EX", STATE_TTL))
+        return commands
+
+    async def send(self, commands: list[bytes]) -> None:
+        """Send the commands as fast as Redis reads them, and wait for every reply."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        replies = hiredis.Reader()
+
+        async def read() -> None:
+            left = len(commands)
+            while left:
+                data = await reader.read(1 << 16)
+                if not data:
+                    raise ConnectionError("Redis closed the connection")
+                replies.feed(data)
+                while (reply := replies.gets()) is not False:
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise reply
+                    left -= 1
+
+        reading = asyncio.create_task(read())
+        for first in range(0, len(commands), 1000):
+            writer.write(b"".join(commands[first : first + 1000]))
+            await writer.drain()
+        await reading
+        writer.close()
+        await writer.wait_closed()
+
+
+@dataclass(slots=True)
+class Side:
+    """What one side spent: wall time, its own process's CPU time and its Redis's."""
+
+    seconds: float = 0.0
+    own_cpu: float = 0.0
+    redis_cpu: float = 0.0
+    rounds: list[float] = field(default_factory=list)
+
+    async def measure(self, redis: Redis, count: int, work: Awaitable[object]) -> None:
+        redis_before, own_before = await cpu_seconds(redis), time.process_time()
+        start = time.perf_counter()
+        await work
+        seconds = time.perf_counter() - start
+        self.own_cpu += time.process_time() - own_before
+        self.redis_cpu += await cpu_seconds(redis) - redis_before
+        self.seconds += seconds
+        self.rounds.append(count / seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    pending: int
+    bytes_per_pending: float
+    planning: Side
+    reference_planning: Side
+    dispatching: Side
+    reference_dispatching: Side
+
+
+def chunks(items: list[AppointmentJob], rounds: int) -> Iterator[list[AppointmentJob]]:
+    size = -(-len(items) // rounds)
+    for first in range(0, len(items), size):
+        yield items[first : first + size]
+
+
+async def measure(ports: list[int], appointments: int, rounds: int, concurrency: int) -> Figures:
+    redis, reference_redis = (
+        connect(f"redis://127.0.0.1:{port}/0", max_connections=concurrency + 8) for port in ports
+    )
     config = load_config(ROOT / "config" / "mailgw.toml")
     clock = FixedClock(NOW.timestamp())
     keys = Keys()
@@ -86,7 +258,8 @@ async def measure(url: str, appointments: int, concurrency: int) -> dict[str, fl
     directory = AccountDirectory(
         redis, keys, config.accounts, cache_size=10, cache_ttl=3600, timer=clock.now
     )
-    planner = Planner(redis, keys, queue, directory, clock, lambda: 400 * 86400)
+    planner = Planner(redis, keys, queue, directory, clock, lambda: HISTORY_TTL)
+    reference = Reference(ports[1], keys)
     await queue.ensure_group()
     jobs = [booking(i) for i in range(appointments)]
     # The jobs made in advance are the bench's, not the planner's: a worker holds a few
@@ -96,19 +269,22 @@ async def measure(url: str, appointments: int, concurrency: int) -> dict[str, fl
     gc.freeze()
     before = (await redis.info("memory"))["used_memory"]
 
-    waiting = iter(jobs)
+    async def plan(chunk: list[AppointmentJob]) -> None:
+        waiting = iter(chunk)
 
-    async def slot() -> None:
-        for job in waiting:
-            await planner.handle(job, 1)
+        async def slot() -> None:
+            for job in waiting:
+                await planner.handle(job, 1)
 
-    redis_cpu = await cpu_seconds(redis)
-    own_cpu = time.process_time()
-    start = time.perf_counter()
-    await asyncio.gather(*(slot() for _ in range(concurrency)))
-    planning = time.perf_counter() - start
-    own_cpu = time.process_time() - own_cpu
-    redis_cpu = await cpu_seconds(redis) - redis_cpu
+        await asyncio.gather(*(slot() for _ in range(concurrency)))
+
+    planning, reference_planning = Side(), Side()
+    for chunk in chunks(jobs, rounds):
+        await planning.measure(redis, len(chunk), plan(chunk))
+        # Made before its clock starts, as the planner's jobs are.
+        commands = [command for job in chunk for command in reference.planning(job)]
+        await reference_planning.measure(reference_redis, len(chunk), reference.send(commands))
+        del commands
 
     pending = int(await redis.get(keys.waiting_count) or 0)
     # The confirmations went out at once (a worker would have taken them from the
@@ -116,19 +292,30 @@ async def measure(url: str, appointments: int, concurrency: int) -> dict[str, fl
     # histories and booking records, the confirmations' idempotency records.
     await redis.delete(keys.jobs)
     memory = (await redis.info("memory"))["used_memory"] - before
+
     clock.current = (NOW + timedelta(days=400)).timestamp()
-    start = time.perf_counter()
-    dispatched = await queue.promote_due(1000)
-    dispatching = time.perf_counter() - start
-    await redis.aclose()
-    return {
-        "plans": appointments / planning,
-        "dispatches": dispatched / dispatching,
-        "bytes": memory / pending,
-        "pending": pending,
-        "own_cpu": own_cpu / appointments * 1e6,
-        "redis_cpu": redis_cpu / appointments * 1e6,
-    }
+    dispatching, reference_dispatching = Side(), Side()
+    dispatched = 0
+
+    async def promote() -> None:
+        nonlocal dispatched
+        dispatched = await queue.promote_due(1000)
+
+    await dispatching.measure(redis, pending, promote())
+    for chunk in chunks(jobs, rounds):
+        commands = [command for job in chunk for command in reference.dispatching(job)]
+        await reference_dispatching.measure(
+            reference_redis, len(commands) // 2, reference.send(commands)
+        )
+        del commands
+    made = await reference_redis.xlen(keys.jobs) - appointments
+    for client in (redis, reference_redis):
+        await client.aclose()
+    if dispatched != pending or made != pending:
+        sys.exit(f"dispatched {dispatched} and {made} notifications of {pending}")
+    return Figures(
+        pending, memory / pending, planning, reference_planning, dispatching, reference_dispatching
+    )
 
 
 async def cpu_seconds(redis: Redis) -> float:
@@ -137,36 +324,50 @@ async def cpu_seconds(redis: Redis) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
+def report(name: str, count: int, side: Side, reference: Side, target: int) -> None:
+    rate, reference_rate = count / side.seconds, count / reference.seconds
+    print(
+        f"{name:<12}{rate:>10,.0f}/s  {rate / reference_rate:5.2f}x the reference"
+        f" ({reference_rate:,.0f}/s)  {rate / target:5.2f}x the target {target:,}"
+        f" ({'met' if rate >= target else 'missed'})"
+    )
+    for who, spent in (("", side), ("reference ", reference)):
+        rounds = " ".join(f"{r:,.0f}" for r in spent.rounds)
+        print(
+            f"  {who + 'CPU each:':<20}{spent.own_cpu / count * 1e6:5.1f} µs in Python,"
+            f" {spent.redis_cpu / count * 1e6:5.1f} µs in Redis"
+            + (f"; rounds: {rounds} /s" if len(spent.rounds) > 1 else "")
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--appointments", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        server, port = start_redis(Path(directory))
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        servers = [start_redis(Path(directory)) for directory in (first, second)]
         try:
-            figures = asyncio.run(
-                measure(f"redis://127.0.0.1:{port}/0", args.appointments, args.concurrency)
-            )
+            ports = [port for _, port in servers]
+            figures = asyncio.run(measure(ports, args.appointments, args.rounds, args.concurrency))
         finally:
-            server.terminate()
-            server.wait()
-    print(f"{args.appointments} appointments, {figures['pending']:.0f} pending notifications")
-    rows = [
-        ("plans/s (appointment.booked handled)", "plans", "{:,.0f}"),
-        ("dispatches/s (scheduled -> jobs stream)", "dispatches", "{:,.0f}"),
-        ("Redis bytes per pending notification", "bytes", "{:,.0f}"),
-    ]
-    for name, key, form in rows:
-        ratio = figures[key] / TARGETS[key]
-        met = ratio <= 1 if key in CEILINGS else ratio >= 1
-        print(
-            f"{name:<44}{form.format(figures[key]):>10}   {ratio:5.2f}x the target "
-            f"{TARGETS[key]:,} ({'met' if met else 'missed'})"
-        )
+            for server, _ in servers:
+                server.terminate()
+                server.wait()
     print(
-        f"CPU per plan: {figures['own_cpu']:,.0f} µs in the planning process, "
-        f"{figures['redis_cpu']:,.0f} µs in Redis"
+        f"{args.appointments:,} appointments ({figures.pending:,} notifications waiting),"
+        f" {args.rounds} rounds taking turns with the reference (Redis alone, same writes)"
+    )
+    report("plans", args.appointments, figures.planning, figures.reference_planning,
+           TARGETS["plans"])  # fmt: skip
+    report("dispatches", figures.pending, figures.dispatching, figures.reference_dispatching,
+           TARGETS["dispatches"])  # fmt: skip
+    memory, ceiling = figures.bytes_per_pending, TARGETS["bytes"]
+    met = "met" if memory <= ceiling else "missed"
+    print(
+        f"{'memory':<12}{memory:>10,.0f} bytes of Redis per waiting notification,"
+        f" {memory / ceiling:.2f}x the ceiling {ceiling} ({met})"
     )
 
 
