@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -162,8 +163,8 @@ class JobQueue:
         # Where the scripts mirror the events of an appointment, and for how long.
         self._history = (self.keys.history_prefix, options.history_ttl)
 
-    async def _run(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
-        return await self._batcher.run(script, keys, args)
+    def _run(self, script: Script, keys: list[str], args: list[Arg]) -> asyncio.Future[Any]:
+        return self._batcher.run(script, keys, args)
 
     async def ensure_group(self) -> None:
         """Create the consumer group; from the stream's start, so that jobs added
@@ -246,6 +247,8 @@ class JobQueue:
             ],
         )
         dropped, _, cancelled = str(reply).partition("\x1d")
+        if not dropped and not cancelled:
+            return [], []
         return parse_entries(dropped), _split(cancelled)
 
     async def sequence(self, appointment: str, job_id: str, step: int, ttl: int) -> int:
