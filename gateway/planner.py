@@ -139,7 +139,8 @@ class Planner:
             sequence = await self._sequence(job)
             if sequence != appointment.sequence:
                 appointment = appointment.model_copy(update={"sequence": sequence})
-        # Serialised once, by pydantic; every notification's job carries it as is.
+        # Serialised once, by pydantic; every notification's job carries it as is, without
+        # the fields left to their defaults (the handlers read it back into the model).
         context = '{"appointment":' + _json(appointment) + "}"
         clients = _addresses(appointment.clients)
         notifications: list[tuple[int, str]] = []
@@ -315,9 +316,9 @@ def _addresses(clients: Sequence[Client]) -> list[str]:
 
 
 def _json(model: BaseModel) -> str:
-    """The model as JSON: model_dump_json's own serializer, without its keyword handling,
-    which costs a quarter of the call."""
-    return model.__pydantic_serializer__.to_json(model).decode()
+    """The model as JSON without its defaults: model_dump_json's own serializer, without
+    its keyword handling, which costs a quarter of the call."""
+    return model.__pydantic_serializer__.to_json(model, exclude_defaults=True).decode()
 
 
 def _plain(model: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.events import Event
 from gateway.jobs import Job, job_to_json
 from gateway.keys import Keys
-from gateway.waiting import ENTRIES_SEP, Waiting, parse_entries
+from gateway.waiting import ENTRIES_SEP, Waiting, parse_entries, waiting_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,8 +536,8 @@ class JobQueue:
 
     async def waiting_notifications(self, appointment: str) -> list[Waiting]:
         """An appointment's notifications not yet due, the first due first."""
-        pending: Any = await self.redis.hget(self.keys.appointment_data(appointment), "pending")
-        return sorted(parse_entries(pending), key=_due)
+        data: Any = await self.redis.get(self.keys.appointment_data(appointment))
+        return sorted(waiting_in(data), key=_due)
 
     async def dead_letters(self, start: str = "-", count: int = 100) -> list[DeadLetter]:
         entries: Any = await self.redis.xrange(self.keys.dead, min=start, max="+", count=count)

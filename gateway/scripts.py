@@ -339,6 +339,38 @@ local function cancel_made(prefix, appointment, made, ttl)
   redis.call('DEL', prefix .. 'appt:' .. appointment)
   return cancelled
 end
+
+-- An appointment's data is one string (one allocation, where a hash of its parts took
+-- a dozen): its account, the planning job whose id its jobs carry, its waiting entries
+-- and the jobs made from them (each list joined by \\30), and its context, joined by
+-- \\29, a byte no id, entry nor JSON text holds. Read as {account, source, context,
+-- waiting entries, made jobs}, false when there is none.
+local function read_data(key)
+  local data = redis.call('GET', key)
+  if not data then
+    return false
+  end
+  local a = string.find(data, '\\29', 1, true)
+  local b = a and string.find(data, '\\29', a + 1, true)
+  local c = b and string.find(data, '\\29', b + 1, true)
+  local d = c and string.find(data, '\\29', c + 1, true)
+  if not d then
+    return false
+  end
+  return {string.sub(data, 1, a - 1), string.sub(data, a + 1, b - 1), string.sub(data, d + 1),
+          string.sub(data, b + 1, c - 1), string.sub(data, c + 1, d - 1)}
+end
+
+-- Writes what read_data reads, for `ttl` seconds, or keeping the key's own time to live.
+local function write_data(key, data, ttl)
+  local value = data[1] .. '\\29' .. data[2] .. '\\29' .. data[4] .. '\\29' .. data[5] ..
+    '\\29' .. data[3]
+  if ttl then
+    redis.call('SET', key, value, 'EX', ttl)
+  else
+    redis.call('SET', key, value, 'KEEPTTL')
+  end
+end
 """
 
 # Cancel every pending job of one appointment, those its plannings made and those
@@ -350,10 +382,11 @@ end
 CANCEL_APPOINTMENT = Script(
     DISPATCH
     + """
-local made = redis.call('HGET', KEYS[1], 'made') or ''
-local cancelled = cancel_made(ARGV[1], ARGV[2], made, ARGV[3])
-if made ~= '' then
-  redis.call('HSET', KEYS[1], 'made', '')
+local data = read_data(KEYS[1])
+local cancelled = cancel_made(ARGV[1], ARGV[2], data and data[5] or '', ARGV[3])
+if data and data[5] ~= '' then
+  data[5] = ''
+  write_data(KEYS[1], data)
 end
 return cancelled
 """
@@ -376,10 +409,10 @@ return tonumber(known)
 """)
 
 # Keep what an appointment has planned: its waiting notifications are entries (see
-# DISPATCH) in the appointment's data hash, with the context they share, and the
+# DISPATCH) in the appointment's data (read_data), with the context they share, and the
 # appointment waits once in the notifications set, scored by its next due entry; the
 # job of each is made only when it falls due (at once for those due now), and its id
-# is kept in the data's `made` list. A planning that replaces an earlier one (a move, a
+# is kept in the data's list of made jobs. A planning that replaces an earlier one (a move, a
 # cancellation) first drops, in the same step (so the scheduler cannot make one in
 # between), the entries the earlier one left waiting and the jobs already made and not
 # yet done (see cancel_made). Also keeps the clients' bookings, which appointments wait
@@ -404,8 +437,8 @@ local function keep_for(key, ttl)
   end
 end
 local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
-local earlier = redis.call('HMGET', KEYS[2], 'pending', 'made')
-local pending, made = earlier[1] or '', earlier[2] or ''
+local earlier = read_data(KEYS[2])
+local pending, made = earlier and earlier[4] or '', earlier and earlier[5] or ''
 local change = count_entries(ARGV[11]) - count_entries(pending)
 if change ~= 0 then
   redis.call('INCRBY', prefix .. 'waiting', change)
@@ -440,9 +473,7 @@ if ARGV[12] ~= '' then
 else
   redis.call('ZREM', KEYS[1], appointment)
 end
-redis.call('HSET', KEYS[2], 'account', ARGV[2], 'source', ARGV[3], 'context', ARGV[4],
-           'pending', ARGV[11], 'made', made)
-redis.call('EXPIRE', KEYS[2], ttl)
+write_data(KEYS[2], {ARGV[2], ARGV[3], ARGV[4], ARGV[11], made}, ttl)
 if ARGV[10] ~= '' then
   local key = prefix .. 'smswait:' .. ARGV[10]
   redis.call('SADD', key, appointment)
@@ -453,17 +484,13 @@ return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 )
 
 # Shared by the scripts that take entries out of an appointment's waiting ones: keep
-# the rest (joined by \x1e) and wait again for the first of them to fall due, or no
-# more; `gone` entries fewer wait in all (see PLAN_NOTIFICATIONS's count). `made`, when
-# given, is the appointment's new list of made jobs.
+# the rest (joined by \x1e) in its data (see read_data, in DISPATCH) and wait again for
+# the first of them to fall due, or no more; `gone` entries fewer wait in all (see
+# PLAN_NOTIFICATIONS's count).
 KEEP_WAITING = """
-local function keep_waiting(notifications, prefix, appointment, rest, gone, made)
-  local key = prefix .. 'apptdata:' .. appointment
-  if made then
-    redis.call('HSET', key, 'pending', table.concat(rest, '\\30'), 'made', made)
-  else
-    redis.call('HSET', key, 'pending', table.concat(rest, '\\30'))
-  end
+local function keep_waiting(notifications, prefix, appointment, data, rest, gone)
+  data[4] = table.concat(rest, '\\30')
+  write_data(prefix .. 'apptdata:' .. appointment, data)
   if gone > 0 then
     redis.call('DECRBY', prefix .. 'waiting', gone)
   end
@@ -494,13 +521,12 @@ local now, prefix = tonumber(ARGV[1]), ARGV[3]
 local appointments = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
 local made = 0
 for _, appointment in ipairs(appointments) do
-  local key = prefix .. 'apptdata:' .. appointment
-  local data = redis.call('HMGET', key, 'account', 'source', 'context', 'pending', 'made')
-  local rest, gone, ids = {}, 0, {}
-  if data[5] and data[5] ~= '' then
-    ids[1] = data[5]
-  end
-  if data[1] and data[4] then
+  local data = read_data(prefix .. 'apptdata:' .. appointment)
+  if data then
+    local rest, gone, ids = {}, 0, {}
+    if data[5] ~= '' then
+      ids[1] = data[5]
+    end
     for entry in string.gmatch(data[4], '[^\\30]+') do
       local due = string.match(entry, '^%d+')
       if due and tonumber(due) > now then
@@ -516,7 +542,8 @@ for _, appointment in ipairs(appointments) do
         end
       end
     end
-    keep_waiting(KEYS[1], prefix, appointment, rest, gone, table.concat(ids, '\\30'))
+    data[5] = table.concat(ids, '\\30')
+    keep_waiting(KEYS[1], prefix, appointment, data, rest, gone)
   else
     redis.call('ZREM', KEYS[1], appointment)
   end
@@ -530,13 +557,14 @@ return {#appointments, made}
 # ARGV: key prefix, number, then the appointment ids
 # Returns, for each appointment, the entries dropped, joined by \x1e.
 DROP_TEXTS = Script(
-    KEEP_WAITING
+    DISPATCH
+    + KEEP_WAITING
     + """
 local dropped = {}
 for i = 3, #ARGV do
-  local pending = redis.call('HGET', ARGV[1] .. 'apptdata:' .. ARGV[i], 'pending')
+  local data = read_data(ARGV[1] .. 'apptdata:' .. ARGV[i])
   local rest, gone = {}, {}
-  for entry in string.gmatch(pending or '', '[^\\30]+') do
+  for entry in string.gmatch(data and data[4] or '', '[^\\30]+') do
     local due, channel, recipient = string.match(entry,
       '^(%d+)\\31[^\\31]*\\31[^\\31]*\\31([^\\31]*)\\31[^\\31]*\\31(.*)$')
     if channel == 'sms' and recipient == ARGV[2] then
@@ -546,7 +574,7 @@ for i = 3, #ARGV do
     end
   end
   if #gone > 0 then
-    keep_waiting(KEYS[1], ARGV[1], ARGV[i], rest, #gone)
+    keep_waiting(KEYS[1], ARGV[1], ARGV[i], data, rest, #gone)
   end
   dropped[i - 2] = table.concat(gone, '\\30')
 end

@@ -9,6 +9,8 @@ from functools import cache
 SEP = "\x1f"
 # Joins an appointment's entries.
 ENTRIES_SEP = "\x1e"
+# Joins the parts of an appointment's data (see scripts.DISPATCH's read_data).
+DATA_SEP = "\x1d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +50,8 @@ def entry_middle(kind: str, index: int, channel: str, only_if_not_rebooked: bool
 def parse_entries(joined: str | None) -> list[Waiting]:
     """The entries an appointment's data holds (as scripts.PLAN_NOTIFICATIONS keeps them)."""
     return [Waiting.parse(entry) for entry in (joined or "").split(ENTRIES_SEP) if entry]
+
+
+def waiting_in(data: str | None) -> list[Waiting]:
+    """The entries an appointment's data holds (account, source, entries, made jobs, context)."""
+    return parse_entries(data.split(DATA_SEP, 3)[2] if data else None)

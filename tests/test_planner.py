@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from gateway.clock import rfc3339
 from gateway.jobs import parse_job
+from gateway.waiting import waiting_in
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
@@ -337,7 +338,7 @@ async def test_jobs_planned_together_do_what_they_do_one_by_one(
     [dropped] = [json.loads(fields["event"]) for fields in moved["mailgw:history:a2"][0]]
     assert {"job": "b2/reminder/0/sms/+33612345678"} in dropped["notifications"]
     assert "mailgw:bookings:atelier-elodie:zoe@example.com" in moved
-    assert moved["mailgw:apptdata:a4"][0]["pending"] == ""
+    assert waiting_in(moved["mailgw:apptdata:a4"][0]) == []
 
 
 async def test_an_appointment_waits_once_for_its_next_notification(
