@@ -11,7 +11,7 @@ slot takes the next job when its own is done): the planning jobs in hand at one
 moment leave for Redis together, as one script call.
 
 The reference is Redis alone: the same writes (each appointment's data with its waiting
-entries, its place in the notifications set, the client's booking, the SMS number's
+entries and context, its place in the notifications set, the client's booking, the SMS number's
 waiting set, the waiting count, the confirmation's job and its state), as plain commands
 made before its clock starts and sent down one connection as fast as Redis takes them,
 to a Redis server of its own. No rules, no scripts, nothing read: the most this machine's
@@ -49,7 +49,7 @@ from gateway.keys import Keys  # noqa: E402
 from gateway.planner import Planner  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
-from gateway.waiting import ENTRIES_SEP, SEP  # noqa: E402
+from gateway.waiting import DATA_SEP, ENTRIES_SEP, SEP  # noqa: E402
 from tests.conftest import FixedClock  # noqa: E402
 from tests.redis_server import start_redis  # noqa: E402
 
@@ -123,7 +123,7 @@ def entries(job: AppointmentJob) -> list[str]:
 
 def job_json(job: AppointmentJob, job_id: str, kind: str, to: str) -> str:
     """A notification's job, as the planner makes it."""
-    context = json.loads(job.appointment.model_dump_json())
+    context = json.loads(job.appointment.model_dump_json(exclude_defaults=True))
     return json.dumps(
         {
             "v": 1,
@@ -155,13 +155,13 @@ class Reference:
         data = keys.appointment_data(appointment.id)
         booking, texts = keys.bookings(ACCOUNT, address), keys.sms_waiting(PHONE)
         confirmation = f"{job.id}/confirmation/0/email/{address}"
-        context = '{"appointment":' + appointment.model_dump_json() + "}"
+        context = '{"appointment":' + appointment.model_dump_json(exclude_defaults=True) + "}"
+        pending = ENTRIES_SEP.join(entries(job))
         return [
             resp(
-                "HSET", data, "account", ACCOUNT, "source", job.id, "context", context,
-                "pending", ENTRIES_SEP.join(entries(job)), "made", confirmation,
+                "SET", data, DATA_SEP.join([ACCOUNT, job.id, pending, confirmation, context]),
+                "EX", HISTORY_TTL,
             ),
-            resp("EXPIRE", data, HISTORY_TTL),
             resp("ZADD", keys.notifications, start_ms + WAITING[0][4] * 1000, appointment.id),
             resp("ZADD", booking, start_ms // 1000, appointment.id),
             resp("EXPIRE", booking, HISTORY_TTL),
