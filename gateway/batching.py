@@ -17,35 +17,39 @@ from redis.exceptions import NoScriptError
 
 Arg = str | int | float
 
-# Runs calls of one script in one EVALSHA. ARGV[1] holds the calls in MessagePack, each a
-# list [keys, arguments] of strings: one argument, which redis-py packs far faster than
-# the calls' many small ones, and which Lua unpacks as fast as Redis reads them. Each
-# call runs protected on its own: one that fails does not stop the others, and its
-# reply is its error. A call that returns nothing replies false (nil), as it would
-# alone, so that the replies stay in step with the calls. KEYS declares the first call's
-# keys, which Redis Cluster routes by: every key the gateway names shares one slot there
-# (the prefix's hash tag), and declaring the others too would cost each call more
-# arguments to send for nothing.
+# Runs calls of one script in one EVALSHA. ARGV[1] holds the calls in MessagePack, as one
+# flat list of strings: for each call, its number of keys and of arguments, then its keys
+# and its arguments. One argument, which redis-py packs far faster than the calls' many
+# small ones, and which Lua unpacks as fast as Redis reads them; flat, so that each
+# call's KEYS and ARGV are made at their size at once (a table Lua grows one value at a
+# time is copied at each doubling). Each call runs protected on its own: one that fails
+# does not stop the others, and its reply is its error. A call that returns nothing
+# replies false (nil), as it would alone, so that the replies stay in step with the
+# calls. KEYS declares the first call's keys, which Redis Cluster routes by: every key the
+# gateway names shares one slot there (the prefix's hash tag), and declaring the others
+# too would cost each call more arguments to send for nothing.
 BULK = """
 local function call(KEYS, ARGV)
 %s
 end
-local replies = {}
-for i, keys_args in ipairs(cmsgpack.unpack(ARGV[1])) do
-  local ok, reply = pcall(call, keys_args[1], keys_args[2])
+local calls, replies, at = cmsgpack.unpack(ARGV[1]), {}, 1
+while calls[at] do
+  local keys_end = at + 1 + calls[at]
+  local args_end = keys_end + calls[at + 1]
+  local ok, reply = pcall(call, {unpack(calls, at + 2, keys_end)},
+                          {unpack(calls, keys_end + 1, args_end)})
   if not ok and type(reply) ~= 'table' then
     reply = {err = tostring(reply)}  -- redis.call's own errors are {err = ...} already
   elseif reply == nil then
     reply = false
   end
-  replies[i] = reply
+  replies[#replies + 1] = reply
+  at = args_end + 1
 end
 return replies
 """
 
 
-# Compared and hashed by identity: each script is made once, and batches group their
-# calls by script, which would otherwise hash its source every time.
 @dataclass(frozen=True, slots=True, eq=False)
 class Script:
     """A Lua script known by its SHA1, as EVALSHA calls it."""
@@ -81,8 +85,11 @@ class _Request:
     def command(self) -> tuple[str, int, list[str | bytes]]:
         """EVALSHA's script and number of keys, then the keys and the one argument."""
         keys: list[str | bytes] = list(self.calls[0].keys)
-        # Strings, as redis-py would send the arguments (ints and floats by repr).
-        calls = [[call.keys, list(map(str, call.args))] for call in self.calls]
+        calls: list[Arg] = []
+        for call in self.calls:
+            calls += (len(call.keys), len(call.args), *call.keys)
+            # Strings, as redis-py would send the arguments (ints and floats by repr).
+            calls += map(str, call.args)
         return self.script.sha, len(keys), [*keys, msgpack.packb(calls)]
 
     def deliver(self, reply: Any) -> None:
