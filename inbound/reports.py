@@ -203,7 +203,13 @@ def _recipient(block: Message) -> RecipientStatus | None:
 
 def _fields(block: Message, name: str) -> list[str]:
     """The values of the field, unfolded, with runs of white space as one space."""
-    values = (" ".join(str(v).split()) for v in block.get_all(name, []))
+    try:
+        found = [str(value) for value in block.get_all(name, [])]
+    except Exception:
+        # The email package's header parser itself fails on some damaged fields (an
+        # IndexError in a Message-ID, for one): their text as it came, then.
+        found = [value for key, value in block.raw_items() if key.lower() == name.lower()]
+    values = (" ".join(value.split()) for value in found)
     return [v for v in values if v]
 
 
