@@ -35,7 +35,7 @@ from gateway.planning import (
     plan_resend,
 )
 from gateway.queue import JobQueue, NotificationPlan
-from gateway.waiting import Waiting, entry_middle
+from gateway.waiting import Waiting, entry_middle, job_start
 from outbound.sms.numbers import NumberRefused, to_e164
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -145,7 +145,9 @@ class Planner:
         # the fields left to their defaults (the handlers read it back into the model).
         context = '{"appointment":' + _json(appointment) + "}"
         clients = _addresses(appointment.clients)
-        notifications: list[tuple[int, str]] = []
+        account_id, source = job.account, job.id
+        waiting: list[tuple[int, str]] = []
+        made_now: list[str] = []
         texted: str | None = None
         events: list[Event] = []
         for item in plan:
@@ -157,6 +159,15 @@ class Planner:
             else:
                 texted = self._phone(job, account.country, events)
                 recipients = [texted] if texted else []
+            if item.at <= now:
+                flag = "1" if item.only_if_not_rebooked else "0"
+                for recipient in recipients:
+                    made_now += job_start(
+                        source, account_id, appointment.id, item.kind, item.index,
+                        item.channel, recipient,
+                    )  # fmt: skip
+                    made_now.append(flag)
+                continue
             # Epoch milliseconds from the parts of the time since the epoch: exact, and a
             # third of what timestamp() costs (it asks the time zone, and makes a float).
             since = item.at - _EPOCH
@@ -164,20 +175,20 @@ class Planner:
             middle = entry_middle(item.kind, item.index, item.channel, item.only_if_not_rebooked)
             head = f"{due}{middle}"
             for recipient in recipients:
-                notifications.append((due, head + recipient))
-        account_id = job.account
+                waiting.append((due, head + recipient))
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
                 account=account_id,
-                source=job.id,
+                source=source,
                 context=context,
                 replace=replace,
                 ttl=self.history_ttl(),
                 clients=[f"{account_id}:{address}" for address in clients],
                 start=appointment.start.timestamp(),
                 cancelled=kind == "appointment.cancelled",
-                notifications=notifications,
+                waiting=waiting,
+                made_now=made_now,
                 texted=texted,
             )
         )

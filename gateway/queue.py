@@ -72,8 +72,11 @@ class NotificationPlan:
     clients: Sequence[str]
     start: float
     cancelled: bool
-    # (due epoch ms, entry) of each notification (see gateway/waiting.py).
-    notifications: Sequence[tuple[int, str]]
+    # (due epoch ms, entry) of each notification left waiting (see gateway/waiting.py).
+    waiting: Sequence[tuple[int, str]]
+    # The notifications made at once, three strings each: the job's id, the job up to
+    # its context (see waiting.job_start), and "1" if it goes only if not rebooked.
+    made_now: Sequence[str]
     # The number the appointment's SMS reminder goes to, if it has one.
     texted: str | None = None
 
@@ -208,13 +211,9 @@ class JobQueue:
         """Keep an appointment's notifications, making at once the jobs of those due now;
         returns the waiting notifications it replaced and the made jobs it cancelled."""
         now = _ms(self.clock.now())
-        due_now: list[str] = []
         waiting: list[str] = []
         first = last = now
-        for due, entry in plan.notifications:
-            if due <= now:
-                due_now.append(entry)
-                continue
+        for due, entry in plan.waiting:
             if not waiting or due < first:
                 first = due
             last = max(last, due)
@@ -240,10 +239,11 @@ class JobQueue:
                 plan.start,
                 plan.texted or "",
                 ENTRIES_SEP.join(waiting),
+                len(waiting),
                 first if waiting else "",
                 len(plan.clients),
                 *plan.clients,
-                *due_now,
+                *plan.made_now,
             ],
         )
         dropped, _, cancelled = str(reply).partition("\x1d")

@@ -266,10 +266,32 @@ return 1
 # recipient joined by \x1f, a byte no id or address may hold: see gateway/waiting.py)
 # into its job on the stream: an `email.send` to one address or an `sms.send` to one
 # number, with the appointment's context, under an id that names the planning that made
-# it. `data` is the appointment's (account, source, context). Returns the id of the job
-# it made, true when that job was made already, false for an entry it cannot read.
-# The entry is split by plain searches: Lua's character classes cost several times more.
+# it (for the notifications due at once, waiting.job_start makes the same in Python).
+# `data` is the appointment's (account, source, context). Returns the id of the job it
+# made, true when that job was made already, false for an entry it cannot read. The
+# entry is split by plain searches: Lua's character classes cost several times more.
 DISPATCH = """
+-- Puts a notification's job on the stream, once: returns its id, or true when a job of
+-- that id was made already (the same planning job run again). Taking the entry back
+-- costs only that rare case; checking first would cost every job a lookup.
+local function make_job(prefix, jobs, ttl, id, job)
+  local entry_id = redis.call('XADD', jobs, '*', 'job', job)
+  if not redis.call('SET', prefix .. 'job:' .. id, 'q:' .. entry_id, 'NX', 'EX', ttl) then
+    redis.call('XDEL', jobs, entry_id)
+    return true
+  end
+  return id
+end
+
+-- The context a notification's job carries: the appointment's, marked for a follow-up
+-- sent only if the client has not booked again (flag '1').
+local function job_context(context, flag)
+  if flag == '1' then
+    return string.sub(context, 1, -2) .. ',"only_if_not_rebooked":true}'
+  end
+  return context
+end
+
 local function dispatch(prefix, jobs, ttl, appointment, entry, data)
   local a = string.find(entry, '\\31', 1, true)
   local b = a and string.find(entry, '\\31', a + 1, true)
@@ -283,10 +305,6 @@ local function dispatch(prefix, jobs, ttl, appointment, entry, data)
   local channel, flag = string.sub(entry, c + 1, d - 1), string.sub(entry, d + 1, e - 1)
   local recipient = string.sub(entry, e + 1)
   local id = data[2] .. '/' .. kind .. '/' .. index .. '/' .. channel .. '/' .. recipient
-  local context = data[3]
-  if flag == '1' then
-    context = string.sub(context, 1, -2) .. ',"only_if_not_rebooked":true}'
-  end
   local job_kind, to = 'email.send', '[' .. cjson.encode(recipient) .. ']'
   if channel == 'sms' then
     job_kind, to = 'sms.send', cjson.encode(recipient)
@@ -294,15 +312,8 @@ local function dispatch(prefix, jobs, ttl, appointment, entry, data)
   local job = '{"v":1,"id":' .. cjson.encode(id) .. ',"kind":"' .. job_kind ..
     '","account":' .. cjson.encode(data[1]) .. ',"appointment":' ..
     cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
-    cjson.encode(kind) .. ',"context":' .. context .. '}'
-  local entry_id = redis.call('XADD', jobs, '*', 'job', job)
-  if not redis.call('SET', prefix .. 'job:' .. id, 'q:' .. entry_id, 'NX', 'EX', ttl) then
-    -- Made already (the same planning job run again): once only. Taking the entry back
-    -- costs only that rare case; checking first would cost every job a lookup.
-    redis.call('XDEL', jobs, entry_id)
-    return true
-  end
-  return id
+    cjson.encode(kind) .. ',"context":' .. job_context(data[3], flag) .. '}'
+  return make_job(prefix, jobs, ttl, id, job)
 end
 
 -- How many entries a list joined by \\30 holds.
@@ -424,8 +435,9 @@ return tonumber(known)
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
 #       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
 #       booking score (start, epoch s), the number the SMS reminder goes to ('' for
-#       none), the waiting entries (joined by \x1e), the first one's due ms ('' for
-#       none), client count c, c booking key suffixes, then the entries due now
+#       none), the waiting entries (joined by \x1e), how many, the first one's due ms
+#       ('' for none), client count c, c booking key suffixes, then for each notification
+#       made now its job's id, the job up to its context (waiting.job_start) and its flag
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
@@ -439,7 +451,7 @@ end
 local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
 local earlier = read_data(KEYS[2])
 local pending, made = earlier and earlier[4] or '', earlier and earlier[5] or ''
-local change = count_entries(ARGV[11]) - count_entries(pending)
+local change = tonumber(ARGV[12]) - count_entries(pending)
 if change ~= 0 then
   redis.call('INCRBY', prefix .. 'waiting', change)
 end
@@ -451,8 +463,8 @@ if what ~= 'add' then
   cancelled = cancel_made(prefix, appointment, made, ARGV[8])
   made = ''
 end
-local clients = tonumber(ARGV[13])
-for i = 14, 13 + clients do
+local clients = tonumber(ARGV[14])
+for i = 15, 14 + clients do
   local key = prefix .. 'bookings:' .. ARGV[i]
   if what == 'cancel' then
     redis.call('ZREM', key, appointment)
@@ -461,15 +473,15 @@ for i = 14, 13 + clients do
   end
   keep_for(key, ttl)
 end
-local data = {ARGV[2], ARGV[3], ARGV[4]}
-for i = 14 + clients, #ARGV do
-  local id = dispatch(prefix, KEYS[3], ARGV[8], appointment, ARGV[i], data)
+for i = 15 + clients, #ARGV, 3 do
+  local job = ARGV[i + 1] .. job_context(ARGV[4], ARGV[i + 2]) .. '}'
+  local id = make_job(prefix, KEYS[3], ARGV[8], ARGV[i], job)
   if type(id) == 'string' then
     made = made == '' and id or made .. '\\30' .. id
   end
 end
-if ARGV[12] ~= '' then
-  redis.call('ZADD', KEYS[1], ARGV[12], appointment)
+if ARGV[13] ~= '' then
+  redis.call('ZADD', KEYS[1], ARGV[13], appointment)
 else
   redis.call('ZREM', KEYS[1], appointment)
 end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from json.encoder import encode_basestring
 
 # Joins the fields of an entry: no id, address or number holds this byte.
 SEP = "\x1f"
@@ -55,3 +56,22 @@ def parse_entries(joined: str | None) -> list[Waiting]:
 def waiting_in(data: str | None) -> list[Waiting]:
     """The entries an appointment's data holds (account, source, entries, made jobs, context)."""
     return parse_entries(data.split(DATA_SEP, 3)[2] if data else None)
+
+
+def job_start(
+    source: str, account: str, appointment: str, kind: str, index: int, channel: str, to: str
+) -> tuple[str, str]:
+    """The id of a notification's job, and the job (JSON) up to its context, which the
+    planning script appends: what scripts.DISPATCH makes of an entry when it falls due,
+    made here for the notifications due at once, where it costs less than in Redis's Lua.
+    (The account id and the kind need no escaping: see gateway.jobs.)"""
+    job_id = f"{source}/{kind}/{index}/{channel}/{to}"
+    if channel == "sms":
+        job_kind, recipient = "sms.send", encode_basestring(to)
+    else:
+        job_kind, recipient = "email.send", f"[{encode_basestring(to)}]"
+    return job_id, (
+        f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}","account":"{account}",'
+        f'"appointment":{encode_basestring(appointment)},"to":{recipient},"template":"{kind}",'
+        '"context":'
+    )

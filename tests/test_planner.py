@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 
 from gateway.clock import rfc3339
 from gateway.jobs import parse_job
-from gateway.waiting import waiting_in
+from gateway.queue import NotificationPlan
+from gateway.waiting import entry_middle, job_start, waiting_in
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
@@ -169,6 +170,45 @@ async def test_a_move_cancels_the_notifications_made_and_not_yet_sent(
     cancelled = await gateway.queue.cancel_appointment("appt-7")
     assert cancelled == ["m9/reminder/0/email/zoe@example.com"]
     assert await gateway.queue.cancel_appointment("appt-7") == []
+
+
+async def test_a_job_made_at_once_is_the_job_made_when_due(
+    gateway: Gateway, redis: Redis, clock: FixedClock
+) -> None:
+    # The jobs of notifications due at once are built in Python (waiting.job_start), those
+    # made when due in Lua (scripts.DISPATCH): the same notifications give the same jobs.
+    context = '{"appointment":{"id":"a\\"7","clients":[{"name":"Zoé"}]}}'
+    notifications = [
+        ("follow_up", 1, "email", True, "zoé.o'hara@example.com"),
+        ("reminder", 0, "sms", False, "+33612345678"),
+    ]
+    now = int(clock.now() * 1000)
+    for appointment, source, due in (('a"7', "b/1", now), ('a"8', "b/2", now + 1000)):
+        made_now: list[str] = []
+        waiting: list[tuple[int, str]] = []
+        for kind, index, channel, flag, to in notifications:
+            if due == now:
+                made_now += job_start(
+                    source, "atelier-elodie", appointment, kind, index, channel, to
+                )
+                made_now.append("1" if flag else "0")
+            else:
+                waiting.append((due, f"{due}{entry_middle(kind, index, channel, flag)}{to}"))
+        plan = NotificationPlan(
+            appointment, "atelier-elodie", source, context, False, 3600, [], clock.now(),
+            False, waiting, made_now,
+        )  # fmt: skip
+        await gateway.queue.plan_notifications(plan)
+    clock.current += 1
+    assert await gateway.queue.promote_due(100) == 2
+    made = [json.loads(fields["job"]) for _, fields in await redis.xrange("mailgw:jobs")]
+    at_once, when_due = made[:2], made[2:]
+    for job in when_due:
+        job["id"] = job["id"].replace("b/2/", "b/1/")
+        job["appointment"] = 'a"7'
+    assert at_once == when_due
+    assert at_once[0]["context"]["only_if_not_rebooked"] is True
+    assert [job["to"] for job in at_once] == [["zoé.o'hara@example.com"], "+33612345678"]
 
 
 async def test_staff_chose_not_to_notify(gateway: Gateway, redis: Redis, smtp: SmtpServer) -> None:
