@@ -35,7 +35,7 @@ from gateway.planning import (
     plan_resend,
 )
 from gateway.queue import JobQueue, NotificationPlan
-from gateway.waiting import Waiting, entry_middle, job_start
+from gateway.waiting import Waiting, entry_middle, job_start, notification_id
 from outbound.sms.numbers import NumberRefused, to_e164
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,12 +46,6 @@ PLANS = {
     "appointment.cancelled": plan_cancellation,
     "appointment.confirmation.resend": plan_resend,
 }
-
-
-def notification_id(source: str, kind: str, index: int, channel: str, recipient: str) -> str:
-    """The id of one notification: the same for the same planning job, whatever the number
-    of times that job is run, so a notification is enqueued once (idempotency)."""
-    return f"{source}/{kind}/{index}/{channel}/{recipient}"
 
 
 def email_job(

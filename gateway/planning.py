@@ -209,12 +209,8 @@ def _follow_ups(account: Account, start: datetime, now: datetime) -> Plan:
             reason = f"its time ({delay} after the start) had passed when it was planned"
             plan.append(Skipped("follow_up", "email", index, reason))
         else:
-            plan.append(
-                Planned(
-                    "follow_up", "email", index, at, follow_up.only_if_not_rebooked,
-                    follow_up.template,
-                )
-            )  # fmt: skip
+            flag, template = follow_up.only_if_not_rebooked, follow_up.template
+            plan.append(Planned("follow_up", "email", index, at, flag, template))
     return plan
 
 

@@ -262,15 +262,10 @@ redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """)
 
-# Turns one waiting entry of an appointment (due ms, kind, index, channel, flag,
-# recipient joined by \x1f, a byte no id or address may hold: see gateway/waiting.py)
-# into its job on the stream: an `email.send` to one address or an `sms.send` to one
-# number, with the appointment's context, under an id that names the planning that made
-# it (for the notifications due at once, waiting.job_start makes the same in Python).
-# `data` is the appointment's (account, source, context). Returns the id of the job it
-# made, true when that job was made already, false for an entry it cannot read. The
-# entry is split by plain searches: Lua's character classes cost several times more.
-DISPATCH = """
+# Shared by the scripts that keep an appointment's notifications: its data, the jobs
+# made from its waiting entries, and their cancellation. Strings are split by plain
+# searches: Lua's character classes cost several times more.
+APPOINTMENT_DATA = """
 -- Puts a notification's job on the stream, once: returns its id, or true when a job of
 -- that id was made already (the same planning job run again). Taking the entry back
 -- costs only that rare case; checking first would cost every job a lookup.
@@ -292,6 +287,13 @@ local function job_context(context, flag)
   return context
 end
 
+-- Turns one waiting entry of an appointment (due ms, kind, index, channel, flag,
+-- recipient joined by \\31, a byte no id or address may hold: see gateway/waiting.py)
+-- into its job on the stream: an `email.send` to one address or an `sms.send` to one
+-- number, with the appointment's context, under an id that names the planning that made
+-- it (waiting.job_start makes the same in Python for the notifications due at once).
+-- `data` is the appointment's (see read_data). Returns what make_job returns, or false
+-- for an entry it cannot read.
 local function dispatch(prefix, jobs, ttl, appointment, entry, data)
   local a = string.find(entry, '\\31', 1, true)
   local b = a and string.find(entry, '\\31', a + 1, true)
@@ -391,7 +393,7 @@ end
 # ARGV: key prefix, appointment id, state ttl s
 # Returns the cancelled job ids.
 CANCEL_APPOINTMENT = Script(
-    DISPATCH
+    APPOINTMENT_DATA
     + """
 local data = read_data(KEYS[1])
 local cancelled = cancel_made(ARGV[1], ARGV[2], data and data[5] or '', ARGV[3])
@@ -419,17 +421,17 @@ end
 return tonumber(known)
 """)
 
-# Keep what an appointment has planned: its waiting notifications are entries (see
-# DISPATCH) in the appointment's data (read_data), with the context they share, and the
-# appointment waits once in the notifications set, scored by its next due entry; the
-# job of each is made only when it falls due (at once for those due now), and its id
-# is kept in the data's list of made jobs. A planning that replaces an earlier one (a move, a
-# cancellation) first drops, in the same step (so the scheduler cannot make one in
-# between), the entries the earlier one left waiting and the jobs already made and not
-# yet done (see cancel_made). Also keeps the clients' bookings, which appointments wait
-# to text a number (a STOP from it drops them), and the count of notifications waiting
-# in all (`waiting`). Everything it writes lasts at least `ttl` (past the last entry's
-# due time): the bookings and SMS-wait keys that other appointments share are never
+# Keep what an appointment has planned: its waiting notifications are entries in its
+# data (see APPOINTMENT_DATA), with the context they share, and the appointment waits
+# once in the notifications set, scored by its next due entry; the job of each is made
+# only when it falls due (at once for those due now), and its id is kept in the data's
+# list of made jobs. A planning that replaces an earlier one (a move, a cancellation)
+# first drops, in the same step (so the scheduler cannot make one in between), the
+# entries the earlier one left waiting and the jobs already made and not yet done (see
+# cancel_made). Also keeps the clients' bookings, which appointments wait to text a
+# number (a STOP from it drops them), and the count of notifications waiting in all
+# (`waiting`). Everything it writes lasts at least `ttl` (past the last entry's due
+# time): the bookings and SMS-wait keys that other appointments share are never
 # shortened.
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
@@ -441,7 +443,7 @@ return tonumber(known)
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
-    DISPATCH
+    APPOINTMENT_DATA
     + """
 local function keep_for(key, ttl)
   if redis.call('TTL', key) < tonumber(ttl) then
@@ -496,8 +498,8 @@ return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 )
 
 # Shared by the scripts that take entries out of an appointment's waiting ones: keep
-# the rest (joined by \x1e) in its data (see read_data, in DISPATCH) and wait again for
-# the first of them to fall due, or no more; `gone` entries fewer wait in all (see
+# the rest (joined by \x1e) in its data (see APPOINTMENT_DATA) and wait again for the
+# first of them to fall due, or no more; `gone` entries fewer wait in all (see
 # PLAN_NOTIFICATIONS's count).
 KEEP_WAITING = """
 local function keep_waiting(notifications, prefix, appointment, data, rest, gone)
@@ -526,7 +528,7 @@ end
 # ARGV: now ms, limit, key prefix, state ttl s
 # Returns {appointments seen, entries made into jobs}.
 PROMOTE_NOTIFICATIONS = Script(
-    DISPATCH
+    APPOINTMENT_DATA
     + KEEP_WAITING
     + """
 local now, prefix = tonumber(ARGV[1]), ARGV[3]
@@ -569,7 +571,7 @@ return {#appointments, made}
 # ARGV: key prefix, number, then the appointment ids
 # Returns, for each appointment, the entries dropped, joined by \x1e.
 DROP_TEXTS = Script(
-    DISPATCH
+    APPOINTMENT_DATA
     + KEEP_WAITING
     + """
 local dropped = {}

@@ -10,14 +10,14 @@ from json.encoder import encode_basestring
 SEP = "\x1f"
 # Joins an appointment's entries.
 ENTRIES_SEP = "\x1e"
-# Joins the parts of an appointment's data (see scripts.DISPATCH's read_data).
+# Joins the parts of an appointment's data (see read_data in scripts.APPOINTMENT_DATA).
 DATA_SEP = "\x1d"
 
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """One notification an appointment waits to send: its job is made when it falls due.
-    Read and written by the Lua scripts too (see scripts.DISPATCH)."""
+    Read and written by the Lua scripts too (see dispatch in scripts.APPOINTMENT_DATA)."""
 
     due_ms: int
     kind: str
@@ -58,14 +58,21 @@ def waiting_in(data: str | None) -> list[Waiting]:
     return parse_entries(data.split(DATA_SEP, 3)[2] if data else None)
 
 
+def notification_id(source: str, kind: str, index: int, channel: str, recipient: str) -> str:
+    """The id of one notification: the same for the same planning job, whatever the number
+    of times that job is run, so a notification is enqueued once (idempotency). The Lua
+    scripts make the same (dispatch in scripts.APPOINTMENT_DATA)."""
+    return f"{source}/{kind}/{index}/{channel}/{recipient}"
+
+
 def job_start(
     source: str, account: str, appointment: str, kind: str, index: int, channel: str, to: str
 ) -> tuple[str, str]:
     """The id of a notification's job, and the job (JSON) up to its context, which the
-    planning script appends: what scripts.DISPATCH makes of an entry when it falls due,
-    made here for the notifications due at once, where it costs less than in Redis's Lua.
-    (The account id and the kind need no escaping: see gateway.jobs.)"""
-    job_id = f"{source}/{kind}/{index}/{channel}/{to}"
+    planning script appends: what dispatch (scripts.APPOINTMENT_DATA) makes of an entry
+    when it falls due, made here for the notifications due at once, where it costs less
+    than in Redis's Lua. (The account id and the kind need no escaping: see gateway.jobs.)"""
+    job_id = notification_id(source, kind, index, channel, to)
     if channel == "sms":
         job_kind, recipient = "sms.send", encode_basestring(to)
     else:
