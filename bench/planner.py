@@ -247,40 +247,53 @@ def chunks(items: list[AppointmentJob], rounds: int) -> Iterator[list[Appointmen
         yield items[first : first + size]
 
 
-async def measure(ports: list[int], appointments: int, rounds: int, concurrency: int) -> Figures:
-    redis, reference_redis = (
-        connect(f"redis://127.0.0.1:{port}/0", max_connections=concurrency + 8) for port in ports
-    )
+async def planner_on(redis: Redis, clock: FixedClock) -> tuple[Planner, JobQueue]:
+    """The planner and its queue, as a worker has them, for the example accounts."""
     config = load_config(ROOT / "config" / "mailgw.toml")
-    clock = FixedClock(NOW.timestamp())
     keys = Keys()
     queue = JobQueue(redis, QueueOptions(), clock)
     directory = AccountDirectory(
         redis, keys, config.accounts, cache_size=10, cache_ttl=3600, timer=clock.now
     )
-    planner = Planner(redis, keys, queue, directory, clock, lambda: HISTORY_TTL)
-    reference = Reference(ports[1], keys)
     await queue.ensure_group()
-    jobs = [booking(i) for i in range(appointments)]
-    # The jobs made in advance are the bench's, not the planner's: a worker holds a few
-    # at a time. Kept out of the garbage collector's rounds, which would otherwise walk
-    # millions of them again and again.
+    return Planner(redis, keys, queue, directory, clock, lambda: HISTORY_TTL), queue
+
+
+def prepared(appointments: int, first: int = 0) -> list[AppointmentJob]:
+    """The booking jobs, parsed. They are the bench's, not the planner's (a worker holds a
+    few at a time): kept out of the garbage collector's rounds, which would otherwise walk
+    millions of them again and again."""
+    jobs = [booking(i) for i in range(first, first + appointments)]
     gc.collect()
     gc.freeze()
+    return jobs
+
+
+async def plan(planner: Planner, jobs: list[AppointmentJob], concurrency: int) -> None:
+    """Plan the jobs with `concurrency` in hand, each slot taking the next when it is done."""
+    waiting = iter(jobs)
+
+    async def slot() -> None:
+        for job in waiting:
+            await planner.handle(job, 1)
+
+    await asyncio.gather(*(slot() for _ in range(concurrency)))
+
+
+async def measure(ports: list[int], appointments: int, rounds: int, concurrency: int) -> Figures:
+    redis, reference_redis = (
+        connect(f"redis://127.0.0.1:{port}/0", max_connections=concurrency + 8) for port in ports
+    )
+    clock = FixedClock(NOW.timestamp())
+    planner, queue = await planner_on(redis, clock)
+    keys = queue.keys
+    reference = Reference(ports[1], keys)
+    jobs = prepared(appointments)
     before = (await redis.info("memory"))["used_memory"]
-
-    async def plan(chunk: list[AppointmentJob]) -> None:
-        waiting = iter(chunk)
-
-        async def slot() -> None:
-            for job in waiting:
-                await planner.handle(job, 1)
-
-        await asyncio.gather(*(slot() for _ in range(concurrency)))
 
     planning, reference_planning = Side(), Side()
     for chunk in chunks(jobs, rounds):
-        await planning.measure(redis, len(chunk), plan(chunk))
+        await planning.measure(redis, len(chunk), plan(planner, chunk, concurrency))
         # Made before its clock starts, as the planner's jobs are.
         commands = [command for job in chunk for command in reference.planning(job)]
         await reference_planning.measure(reference_redis, len(chunk), reference.send(commands))
