@@ -266,6 +266,20 @@ return 1
 # made from its waiting entries, and their cancellation. Strings are split by plain
 # searches: Lua's character classes cost several times more.
 APPOINTMENT_DATA = """
+-- The `count` parts of `text` between the bytes `sep`, or false when it has fewer.
+local function split(text, sep, count)
+  local parts, from = {}, 1
+  for i = 1, count - 1 do
+    local at = string.find(text, sep, from, true)
+    if not at then
+      return false
+    end
+    parts[i], from = string.sub(text, from, at - 1), at + 1
+  end
+  parts[count] = string.sub(text, from)
+  return parts
+end
+
 -- Puts a notification's job on the stream, once: returns its id, or true when a job of
 -- that id was made already (the same planning job run again). Taking the entry back
 -- costs only that rare case; checking first would cost every job a lookup.
@@ -295,17 +309,12 @@ end
 -- `data` is the appointment's (see read_data). Returns what make_job returns, or false
 -- for an entry it cannot read.
 local function dispatch(prefix, jobs, ttl, appointment, entry, data)
-  local a = string.find(entry, '\\31', 1, true)
-  local b = a and string.find(entry, '\\31', a + 1, true)
-  local c = b and string.find(entry, '\\31', b + 1, true)
-  local d = c and string.find(entry, '\\31', c + 1, true)
-  local e = d and string.find(entry, '\\31', d + 1, true)
-  if not e then
+  local fields = split(entry, '\\31', 6)
+  if not fields then
     return false
   end
-  local kind, index = string.sub(entry, a + 1, b - 1), string.sub(entry, b + 1, c - 1)
-  local channel, flag = string.sub(entry, c + 1, d - 1), string.sub(entry, d + 1, e - 1)
-  local recipient = string.sub(entry, e + 1)
+  local kind, index, channel, flag, recipient = fields[2], fields[3], fields[4], fields[5],
+    fields[6]
   local id = data[2] .. '/' .. kind .. '/' .. index .. '/' .. channel .. '/' .. recipient
   local job_kind, to = 'email.send', '[' .. cjson.encode(recipient) .. ']'
   if channel == 'sms' then
@@ -314,7 +323,7 @@ local function dispatch(prefix, jobs, ttl, appointment, entry, data)
   local job = '{"v":1,"id":' .. cjson.encode(id) .. ',"kind":"' .. job_kind ..
     '","account":' .. cjson.encode(data[1]) .. ',"appointment":' ..
     cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
-    cjson.encode(kind) .. ',"context":' .. job_context(data[3], flag) .. '}'
+    cjson.encode(kind) .. ',"context":' .. job_context(data[5], flag) .. '}'
   return make_job(prefix, jobs, ttl, id, job)
 end
 
@@ -356,28 +365,16 @@ end
 -- An appointment's data is one string (one allocation, where a hash of its parts took
 -- a dozen): its account, the planning job whose id its jobs carry, its waiting entries
 -- and the jobs made from them (each list joined by \\30), and its context, joined by
--- \\29, a byte no id, entry nor JSON text holds. Read as {account, source, context,
--- waiting entries, made jobs}, false when there is none.
+-- \\29, a byte no id, entry nor JSON text holds. Read as a table of these five, false
+-- when there is none.
 local function read_data(key)
   local data = redis.call('GET', key)
-  if not data then
-    return false
-  end
-  local a = string.find(data, '\\29', 1, true)
-  local b = a and string.find(data, '\\29', a + 1, true)
-  local c = b and string.find(data, '\\29', b + 1, true)
-  local d = c and string.find(data, '\\29', c + 1, true)
-  if not d then
-    return false
-  end
-  return {string.sub(data, 1, a - 1), string.sub(data, a + 1, b - 1), string.sub(data, d + 1),
-          string.sub(data, b + 1, c - 1), string.sub(data, c + 1, d - 1)}
+  return data and split(data, '\\29', 5)
 end
 
 -- Writes what read_data reads, for `ttl` seconds, or keeping the key's own time to live.
 local function write_data(key, data, ttl)
-  local value = data[1] .. '\\29' .. data[2] .. '\\29' .. data[4] .. '\\29' .. data[5] ..
-    '\\29' .. data[3]
+  local value = table.concat(data, '\\29')
   if ttl then
     redis.call('SET', key, value, 'EX', ttl)
   else
@@ -396,9 +393,9 @@ CANCEL_APPOINTMENT = Script(
     APPOINTMENT_DATA
     + """
 local data = read_data(KEYS[1])
-local cancelled = cancel_made(ARGV[1], ARGV[2], data and data[5] or '', ARGV[3])
-if data and data[5] ~= '' then
-  data[5] = ''
+local cancelled = cancel_made(ARGV[1], ARGV[2], data and data[4] or '', ARGV[3])
+if data and data[4] ~= '' then
+  data[4] = ''
   write_data(KEYS[1], data)
 end
 return cancelled
@@ -452,7 +449,7 @@ local function keep_for(key, ttl)
 end
 local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
 local earlier = read_data(KEYS[2])
-local pending, made = earlier and earlier[4] or '', earlier and earlier[5] or ''
+local pending, made = earlier and earlier[3] or '', earlier and earlier[4] or ''
 local change = tonumber(ARGV[12]) - count_entries(pending)
 if change ~= 0 then
   redis.call('INCRBY', prefix .. 'waiting', change)
@@ -487,7 +484,7 @@ if ARGV[13] ~= '' then
 else
   redis.call('ZREM', KEYS[1], appointment)
 end
-write_data(KEYS[2], {ARGV[2], ARGV[3], ARGV[4], ARGV[11], made}, ttl)
+write_data(KEYS[2], {ARGV[2], ARGV[3], ARGV[11], made, ARGV[4]}, ttl)
 if ARGV[10] ~= '' then
   local key = prefix .. 'smswait:' .. ARGV[10]
   redis.call('SADD', key, appointment)
@@ -503,7 +500,7 @@ return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 # PLAN_NOTIFICATIONS's count).
 KEEP_WAITING = """
 local function keep_waiting(notifications, prefix, appointment, data, rest, gone)
-  data[4] = table.concat(rest, '\\30')
+  data[3] = table.concat(rest, '\\30')
   write_data(prefix .. 'apptdata:' .. appointment, data)
   if gone > 0 then
     redis.call('DECRBY', prefix .. 'waiting', gone)
@@ -538,10 +535,10 @@ for _, appointment in ipairs(appointments) do
   local data = read_data(prefix .. 'apptdata:' .. appointment)
   if data then
     local rest, gone, ids = {}, 0, {}
-    if data[5] ~= '' then
-      ids[1] = data[5]
+    if data[4] ~= '' then
+      ids[1] = data[4]
     end
-    for entry in string.gmatch(data[4], '[^\\30]+') do
+    for entry in string.gmatch(data[3], '[^\\30]+') do
       local due = string.match(entry, '^%d+')
       if due and tonumber(due) > now then
         table.insert(rest, entry)
@@ -556,7 +553,7 @@ for _, appointment in ipairs(appointments) do
         end
       end
     end
-    data[5] = table.concat(ids, '\\30')
+    data[4] = table.concat(ids, '\\30')
     keep_waiting(KEYS[1], prefix, appointment, data, rest, gone)
   else
     redis.call('ZREM', KEYS[1], appointment)
@@ -578,7 +575,7 @@ local dropped = {}
 for i = 3, #ARGV do
   local data = read_data(ARGV[1] .. 'apptdata:' .. ARGV[i])
   local rest, gone = {}, {}
-  for entry in string.gmatch(data and data[4] or '', '[^\\30]+') do
+  for entry in string.gmatch(data and data[3] or '', '[^\\30]+') do
     local due, channel, recipient = string.match(entry,
       '^(%d+)\\31[^\\31]*\\31[^\\31]*\\31([^\\31]*)\\31[^\\31]*\\31(.*)$')
     if channel == 'sms' and recipient == ARGV[2] then
