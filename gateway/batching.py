@@ -15,19 +15,23 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-Arg = str | int | float
+# A script call's argument: text, as Redis takes a command's (see BULK).
+Arg = str
 
 # Runs calls of one script in one EVALSHA. ARGV[1] holds the calls in MessagePack, as one
-# flat list of strings: for each call, its number of keys and of arguments, then its keys
-# and its arguments. One argument, which redis-py packs far faster than the calls' many
-# small ones, and which Lua unpacks as fast as Redis reads them; flat, so that each
-# call's KEYS and ARGV are made at their size at once (a table Lua grows one value at a
-# time is copied at each doubling). Each call runs protected on its own: one that fails
-# does not stop the others, and its reply is its error. A call that returns nothing
-# replies false (nil), as it would alone, so that the replies stay in step with the
-# calls. KEYS declares the first call's keys, which Redis Cluster routes by: every key the
-# gateway names shares one slot there (the prefix's hash tag), and declaring the others
-# too would cost each call more arguments to send for nothing.
+# flat list: for each call, its number of keys and of arguments, then its keys and its
+# arguments. One argument, which redis-py packs far faster than the calls' many small
+# ones, and which Lua unpacks as fast as Redis reads them; flat, so that each call's KEYS
+# and ARGV are made at their size at once (a table Lua grows one value at a time is
+# copied at each doubling). The arguments are text, as a command's are: callers write
+# their numbers (converting each one here would cost more than the rest of the packing,
+# and a number passed as such to redis.call costs Redis a conversion of its own). Each
+# call runs protected on its own: one that fails does not stop the others, and its reply
+# is its error. A call that returns nothing replies false (nil), as it would alone, so
+# that the replies stay in step with the calls. KEYS declares the first call's keys,
+# which Redis Cluster routes by: every key the gateway names shares one slot there (the
+# prefix's hash tag), and declaring the others too would cost each call more arguments
+# to send for nothing.
 BULK = """
 local function call(KEYS, ARGV)
 %s
@@ -85,11 +89,11 @@ class _Request:
     def command(self) -> tuple[str, int, list[str | bytes]]:
         """EVALSHA's script and number of keys, then the keys and the one argument."""
         keys: list[str | bytes] = list(self.calls[0].keys)
-        calls: list[Arg] = []
+        calls: list[int | str] = []
         for call in self.calls:
-            calls += (len(call.keys), len(call.args), *call.keys)
-            # Strings, as redis-py would send the arguments (ints and floats by repr).
-            calls += map(str, call.args)
+            calls += (len(call.keys), len(call.args))
+            calls += call.keys
+            calls += call.args
         return self.script.sha, len(keys), [*keys, msgpack.packb(calls)]
 
     def deliver(self, reply: Any) -> None:

@@ -163,8 +163,11 @@ class JobQueue:
         self.clock = clock
         self.keys = Keys(options.prefix)
         self._batcher = ScriptBatcher(redis)
+        # Scripts take their arguments as text, as Redis takes a command's.
+        self._state_ttl = str(options.state_ttl)
+        self._events_max_length = str(options.events_max_length)
         # Where the scripts mirror the events of an appointment, and for how long.
-        self._history = (self.keys.history_prefix, options.history_ttl)
+        self._history = (self.keys.history_prefix, str(options.history_ttl))
 
     def _run(self, script: Script, keys: list[str], args: list[Arg]) -> asyncio.Future[Any]:
         return self._batcher.run(script, keys, args)
@@ -199,9 +202,9 @@ class JobQueue:
             args=[
                 job.id,
                 job_to_json(job),
-                due,
-                _ms(now),
-                self.options.state_ttl,
+                str(due),
+                str(_ms(now)),
+                self._state_ttl,
                 "1" if appointment else "0",
             ],
         )
@@ -233,15 +236,15 @@ class JobQueue:
                 plan.source,
                 plan.context,
                 "cancel" if plan.cancelled else "replace" if plan.replace else "add",
-                ttl,
+                str(ttl),
                 self.options.prefix,
-                self.options.state_ttl,
-                plan.start,
+                self._state_ttl,
+                str(plan.start),
                 plan.texted or "",
                 ENTRIES_SEP.join(waiting),
-                len(waiting),
-                first if waiting else "",
-                len(plan.clients),
+                str(len(waiting)),
+                str(first) if waiting else "",
+                str(len(plan.clients)),
                 *plan.clients,
                 *plan.made_now,
             ],
@@ -255,7 +258,9 @@ class JobQueue:
         """The calendar SEQUENCE the job gives the appointment (see scripts.SEQUENCE)."""
         return int(
             await self._run(
-                scripts.SEQUENCE, keys=[self.keys.sequence(appointment)], args=[job_id, step, ttl]
+                scripts.SEQUENCE,
+                keys=[self.keys.sequence(appointment)],
+                args=[job_id, str(step), str(ttl)],
             )
         )
 
@@ -268,7 +273,7 @@ class JobQueue:
             seen, made = await self._run(
                 scripts.PROMOTE_NOTIFICATIONS,
                 keys=[self.keys.notifications, self.keys.jobs],
-                args=[now, limit, self.options.prefix, self.options.state_ttl],
+                args=[str(now), str(limit), self.options.prefix, self._state_ttl],
             )
             moved += int(made)
             if int(seen) < limit:
@@ -279,7 +284,7 @@ class JobQueue:
                     await self._run(
                         scripts.PROMOTE,
                         keys=[waiting, self.keys.payloads, self.keys.jobs],
-                        args=[now, limit, self.keys.job_state_prefix, self.options.state_ttl],
+                        args=[str(now), str(limit), self.keys.job_state_prefix, self._state_ttl],
                     )
                 )
                 moved += count
@@ -292,7 +297,7 @@ class JobQueue:
         ids = await self._run(
             scripts.CANCEL_APPOINTMENT,
             keys=[self.keys.appointment_data(appointment_id)],
-            args=[self.options.prefix, appointment_id, self.options.state_ttl],
+            args=[self.options.prefix, appointment_id, self._state_ttl],
         )
         return [str(i) for i in ids]
 
@@ -365,11 +370,11 @@ class JobQueue:
                 delivery.entry_id,
                 job.id,
                 delivery.raw,
-                due,
-                _ms(now),
-                self.options.state_ttl,
+                str(due),
+                str(_ms(now)),
+                self._state_ttl,
                 "1" if appointment else "0",
-                self.options.events_max_length,
+                self._events_max_length,
                 skipped.to_json(),
                 *self._history,
             ],
@@ -395,8 +400,8 @@ class JobQueue:
                 self.options.group,
                 delivery.entry_id,
                 job.id,
-                self.options.state_ttl,
-                self.options.events_max_length,
+                self._state_ttl,
+                self._events_max_length,
                 *self._history,
                 *(e.to_json() for e in events),
             ],
@@ -434,10 +439,10 @@ class JobQueue:
                 delivery.entry_id,
                 job.id,
                 delivery.raw,
-                _ms(now + delay),
-                attempts,
-                self.options.state_ttl,
-                self.options.events_max_length,
+                str(_ms(now + delay)),
+                str(attempts),
+                self._state_ttl,
+                self._events_max_length,
                 event.to_json(),
                 "1" if appointment else "0",
                 *self._history,
@@ -480,10 +485,10 @@ class JobQueue:
                 delivery.raw,
                 reason,
                 rfc3339(now),
-                attempts,
+                str(attempts),
                 job.id if job else "",
-                self.options.state_ttl,
-                self.options.events_max_length,
+                self._state_ttl,
+                self._events_max_length,
                 event.to_json(),
                 "job" if delivery.has_job_field else "fields",
                 *self._history,
@@ -562,7 +567,7 @@ class JobQueue:
                     self.keys.job_state(job_id),
                     self.keys.attempts,
                 ],
-                args=[entry_id, job_id, self.options.state_ttl],
+                args=[entry_id, job_id, self._state_ttl],
             )
             replayed[entry_id] = str(new_entry) if new_entry else None
         return replayed
