@@ -176,7 +176,8 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
     gateway: Gateway, redis: Redis, clock: FixedClock
 ) -> None:
     # The jobs of notifications due at once are built in Python (waiting.job_start), those
-    # made when due in Lua (scripts.DISPATCH): the same notifications give the same jobs.
+    # made when due in Lua (dispatch, in scripts.APPOINTMENT_DATA): the same notifications
+    # give the same jobs.
     context = '{"appointment":{"id":"a\\"7","clients":[{"name":"Zoé"}]}}'
     notifications = [
         ("follow_up", 1, "email", True, "zoé.o'hara@example.com"),
@@ -195,9 +196,18 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
             else:
                 waiting.append((due, f"{due}{entry_middle(kind, index, channel, flag)}{to}"))
         plan = NotificationPlan(
-            appointment, "atelier-elodie", source, context, False, 3600, [], clock.now(),
-            False, waiting, made_now,
-        )  # fmt: skip
+            appointment=appointment,
+            account="atelier-elodie",
+            source=source,
+            context=context,
+            replace=False,
+            ttl=3600,
+            clients=[],
+            start=clock.now(),
+            cancelled=False,
+            waiting=waiting,
+            made_now=made_now,
+        )
         await gateway.queue.plan_notifications(plan)
     clock.current += 1
     assert await gateway.queue.promote_due(100) == 2
