@@ -49,7 +49,7 @@ from gateway.keys import Keys  # noqa: E402
 from gateway.planner import Planner  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
-from gateway.waiting import DATA_SEP, ENTRIES_SEP, SEP  # noqa: E402
+from gateway.waiting import DATA_SEP, ENTRIES_SEP, SEP, entry_middle, job_start  # noqa: E402
 from tests.conftest import FixedClock  # noqa: E402
 from tests.redis_server import start_redis  # noqa: E402
 
@@ -115,28 +115,22 @@ def entries(job: AppointmentJob) -> list[str]:
     start_ms = int(job.appointment.start.timestamp() * 1000)
     address = job.appointment.clients[0].emails[0]
     return [
-        f"{start_ms + offset * 1000}{SEP}{kind}{SEP}{index}{SEP}{channel}{SEP}{flag}{SEP}"
+        f"{start_ms + offset * 1000}{entry_middle(kind, index, channel, flag)}"
         + (PHONE if channel == "sms" else address)
         for kind, index, channel, flag, offset in WAITING
     ]
 
 
-def job_json(job: AppointmentJob, job_id: str, kind: str, to: str) -> str:
-    """A notification's job, as the planner makes it."""
-    context = json.loads(job.appointment.model_dump_json(exclude_defaults=True))
-    return json.dumps(
-        {
-            "v": 1,
-            "id": job_id,
-            "kind": "email.send",
-            "account": ACCOUNT,
-            "appointment": job.appointment.id,
-            "to": [to],
-            "template": kind,
-            "context": {"appointment": context},
-        },
-        ensure_ascii=False,
-    )
+def context(job: AppointmentJob) -> str:
+    """The context its notifications' jobs carry, as the planner makes it."""
+    return '{"appointment":' + job.appointment.model_dump_json(exclude_defaults=True) + "}"
+
+
+def job_json(job: AppointmentJob, kind: str, index: int, channel: str, to: str) -> tuple[str, str]:
+    """A notification's id and job, as the planner makes them."""
+    job_id, head, _ = job_start(job.id, ACCOUNT, job.appointment.id, kind, index, channel, to,
+                                False)  # fmt: skip
+    return job_id, head + context(job) + "}"
 
 
 class Reference:
@@ -154,12 +148,11 @@ class Reference:
         start_ms = int(appointment.start.timestamp() * 1000)
         data = keys.appointment_data(appointment.id)
         booking, texts = keys.bookings(ACCOUNT, address), keys.sms_waiting(PHONE)
-        confirmation = f"{job.id}/confirmation/0/email/{address}"
-        context = '{"appointment":' + appointment.model_dump_json(exclude_defaults=True) + "}"
+        confirmation, confirmation_job = job_json(job, "confirmation", 0, "email", address)
         pending = ENTRIES_SEP.join(entries(job))
         return [
             resp(
-                "SET", data, DATA_SEP.join([ACCOUNT, job.id, pending, confirmation, context]),
+                "SET", data, DATA_SEP.join([ACCOUNT, job.id, pending, confirmation, context(job)]),
                 "EX", HISTORY_TTL,
             ),
             resp("ZADD", keys.notifications, start_ms + WAITING[0][4] * 1000, appointment.id),
@@ -168,8 +161,7 @@ class Reference:
             resp("SADD", texts, appointment.id),
             resp("EXPIRE", texts, HISTORY_TTL),
             resp("INCRBY", keys.waiting_count, len(WAITING)),
-            resp("XADD", keys.jobs, "*", "job",
-                 job_json(job, confirmation, "confirmation", address)),
+            resp("XADD", keys.jobs, "*", "job", confirmation_job),
             resp("SET", keys.job_state(confirmation), "q", "EX", STATE_TTL),
         ]  # fmt: skip
 
@@ -178,10 +170,8 @@ class Reference:
         writes: each one's job and its state."""
         commands = []
         for kind, index, channel, _, to in (entry.split(SEP)[1:] for entry in entries(job)):
-            job_id = f"{job.id}/{kind}/{index}/{channel}/{to}"
-            commands.append(
-                resp("XADD", self.keys.jobs, "*", "job", job_json(job, job_id, kind, to))
-            )
+            job_id, made = job_json(job, kind, int(index), channel, to)
+            commands.append(resp("XADD", self.keys.jobs, "*", "job", made))
             commands.append(resp("SET", self.keys.job_state(job_id), "q", "EX", STATE_TTL))
         return commands
 

@@ -154,13 +154,11 @@ class Planner:
                 texted = self._phone(job, account.country, events)
                 recipients = [texted] if texted else []
             if item.at <= now:
-                flag = "1" if item.only_if_not_rebooked else "0"
                 for recipient in recipients:
                     made_now += job_start(
                         source, account_id, appointment.id, item.kind, item.index,
-                        item.channel, recipient,
+                        item.channel, recipient, item.only_if_not_rebooked,
                     )  # fmt: skip
-                    made_now.append(flag)
                 continue
             # Epoch milliseconds from the parts of the time since the epoch: exact, and a
             # third of what timestamp() costs (it asks the time zone, and makes a float).

@@ -74,8 +74,7 @@ class NotificationPlan:
     cancelled: bool
     # (due epoch ms, entry) of each notification left waiting (see gateway/waiting.py).
     waiting: Sequence[tuple[int, str]]
-    # The notifications made at once, three strings each: the job's id, the job up to
-    # its context (see waiting.job_start), and "1" if it goes only if not rebooked.
+    # The notifications made at once, three strings each (see waiting.job_start).
     made_now: Sequence[str]
     # The number the appointment's SMS reminder goes to, if it has one.
     texted: str | None = None
@@ -214,15 +213,9 @@ class JobQueue:
         """Keep an appointment's notifications, making at once the jobs of those due now;
         returns the waiting notifications it replaced and the made jobs it cancelled."""
         now = _ms(self.clock.now())
-        waiting: list[str] = []
-        first = last = now
-        for due, entry in plan.waiting:
-            if not waiting or due < first:
-                first = due
-            last = max(last, due)
-            waiting.append(entry)
+        dues = [due for due, _ in plan.waiting]
         # Kept until the last one is made, however far ahead, then as long as a history.
-        ttl = plan.ttl + math.ceil((last - now) / 1000)
+        ttl = plan.ttl + math.ceil((max(dues, default=now) - now) / 1000)
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
             keys=[
@@ -241,9 +234,9 @@ class JobQueue:
                 self._state_ttl,
                 str(plan.start),
                 plan.texted or "",
-                ENTRIES_SEP.join(waiting),
-                str(len(waiting)),
-                str(first) if waiting else "",
+                ENTRIES_SEP.join(entry for _, entry in plan.waiting),
+                str(len(dues)),
+                str(min(dues)) if dues else "",
                 str(len(plan.clients)),
                 *plan.clients,
                 *plan.made_now,

@@ -576,11 +576,10 @@ for i = 3, #ARGV do
   local data = read_data(ARGV[1] .. 'apptdata:' .. ARGV[i])
   local rest, gone = {}, {}
   for entry in string.gmatch(data and data[3] or '', '[^\\30]+') do
-    local due, channel, recipient = string.match(entry,
-      '^(%d+)\\31[^\\31]*\\31[^\\31]*\\31([^\\31]*)\\31[^\\31]*\\31(.*)$')
-    if channel == 'sms' and recipient == ARGV[2] then
+    local fields = split(entry, '\\31', 6)
+    if fields and fields[4] == 'sms' and fields[6] == ARGV[2] then
       table.insert(gone, entry)
-    elseif due then
+    elseif fields then
       table.insert(rest, entry)
     end
   end

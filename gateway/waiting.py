@@ -66,19 +66,28 @@ def notification_id(source: str, kind: str, index: int, channel: str, recipient:
 
 
 def job_start(
-    source: str, account: str, appointment: str, kind: str, index: int, channel: str, to: str
-) -> tuple[str, str]:
-    """The id of a notification's job, and the job (JSON) up to its context, which the
-    planning script appends: what dispatch (scripts.APPOINTMENT_DATA) makes of an entry
-    when it falls due, made here for the notifications due at once, where it costs less
-    than in Redis's Lua. (The account id and the kind need no escaping: see gateway.jobs.)"""
+    source: str,
+    account: str,
+    appointment: str,
+    kind: str,
+    index: int,
+    channel: str,
+    to: str,
+    only_if_not_rebooked: bool,
+) -> tuple[str, str, str]:
+    """A notification made at once, as the planning script takes it: its job's id, the job
+    (JSON) up to its context, which the script appends, and its flag ("1" when it goes only
+    if the client has not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of
+    an entry when it falls due, made here where it costs less than in Redis's Lua. (The
+    account id and the kind need no escaping: see gateway.jobs.)"""
     job_id = notification_id(source, kind, index, channel, to)
     if channel == "sms":
         job_kind, recipient = "sms.send", encode_basestring(to)
     else:
         job_kind, recipient = "email.send", f"[{encode_basestring(to)}]"
-    return job_id, (
+    head = (
         f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}","account":"{account}",'
         f'"appointment":{encode_basestring(appointment)},"to":{recipient},"template":"{kind}",'
         '"context":'
     )
+    return job_id, head, "1" if only_if_not_rebooked else "0"

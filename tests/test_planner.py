@@ -190,9 +190,8 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
         for kind, index, channel, flag, to in notifications:
             if due == now:
                 made_now += job_start(
-                    source, "atelier-elodie", appointment, kind, index, channel, to
+                    source, "atelier-elodie", appointment, kind, index, channel, to, flag
                 )
-                made_now.append("1" if flag else "0")
             else:
                 waiting.append((due, f"{due}{entry_middle(kind, index, channel, flag)}{to}"))
         plan = NotificationPlan(
