@@ -27,25 +27,10 @@ from gateway.jobs import (
     parse_job,
 )
 from gateway.keys import Keys
-from gateway.planning import (
-    Skipped,
-    plan_booking,
-    plan_cancellation,
-    plan_reschedule,
-    plan_resend,
-)
+from gateway.planning import Skipped, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
 from gateway.waiting import Waiting, entry_middle, job_start, notification_id
 from outbound.sms.numbers import NumberRefused, to_e164
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-PLANS = {
-    "appointment.booked": plan_booking,
-    "appointment.rescheduled": plan_reschedule,
-    "appointment.cancelled": plan_cancellation,
-    "appointment.confirmation.resend": plan_resend,
-}
 
 
 def email_job(
@@ -95,7 +80,8 @@ async def record_dropped(
 
 
 class Planner:
-    """Handles the scheduling service's jobs (see PLANS and the order and subscription kinds)."""
+    """Handles the scheduling service's jobs (see planning.PLANS and the order and
+    subscription kinds)."""
 
     def __init__(
         self,
@@ -112,6 +98,7 @@ class Planner:
         self.directory = directory
         self.clock = clock
         self.history_ttl = history_ttl
+        self.timetables = Timetables()
 
     async def handle(self, job: Job, attempt: int) -> list[Event]:
         if isinstance(job, AppointmentJob):
@@ -130,11 +117,11 @@ class Planner:
             return await self._resend(job, now)
         # Nothing stays planned for the old time, nor after a cancellation.
         replace = kind != "appointment.booked"
-        plan = PLANS[kind](account, appointment, now)
         if replace:
             sequence = await self._sequence(job)
             if sequence != appointment.sequence:
                 appointment = appointment.model_copy(update={"sequence": sequence})
+        start, timetable = self.timetables.of(kind, account, appointment, now)
         # Serialised once, by pydantic; every notification's job carries it as is, without
         # the fields left to their defaults (the handlers read it back into the model).
         context = '{"appointment":' + _json(appointment) + "}"
@@ -144,28 +131,25 @@ class Planner:
         made_now: list[str] = []
         texted: str | None = None
         events: list[Event] = []
-        for item in plan:
+        for item in timetable:
             if isinstance(item, Skipped):
                 events.append(self._skipped(job, item))
                 continue
-            if item.channel == "email":
+            notice, channel, index, flag, after_start = item
+            if channel == "email":
                 recipients = clients
             else:
                 texted = self._phone(job, account.country, events)
                 recipients = [texted] if texted else []
-            if item.at <= now:
+            if after_start is None:
                 for recipient in recipients:
                     made_now += job_start(
-                        source, account_id, appointment.id, item.kind, item.index,
-                        item.channel, recipient, item.only_if_not_rebooked,
+                        source, account_id, appointment.id, notice, index, channel, recipient,
+                        flag,
                     )  # fmt: skip
                 continue
-            # Epoch milliseconds from the parts of the time since the epoch: exact, and a
-            # third of what timestamp() costs (it asks the time zone, and makes a float).
-            since = item.at - _EPOCH
-            due = (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
-            middle = entry_middle(item.kind, item.index, item.channel, item.only_if_not_rebooked)
-            head = f"{due}{middle}"
+            due = (start + after_start) // 1000
+            head = f"{due}{entry_middle(notice, index, channel, flag)}"
             for recipient in recipients:
                 waiting.append((due, head + recipient))
         replaced, dropped = await self.queue.plan_notifications(
@@ -177,7 +161,7 @@ class Planner:
                 replace=replace,
                 ttl=self.history_ttl(),
                 clients=[f"{account_id}:{address}" for address in clients],
-                start=appointment.start.timestamp(),
+                start=start / 1e6,
                 cancelled=kind == "appointment.cancelled",
                 waiting=waiting,
                 made_now=made_now,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, TypeAlias
@@ -238,3 +239,88 @@ def _off_reason(account: Account, type_id: str) -> str | None:
     if kind is not None and not kind.notifications:
         return f'notifications turned off for the appointment type "{kind.name}"'
     return None
+
+
+PlanFunction: TypeAlias = Callable[[Account, Appointment, datetime], Plan]
+PLANS: Final[dict[str, PlanFunction]] = {
+    "appointment.booked": plan_booking,
+    "appointment.rescheduled": plan_reschedule,
+    "appointment.cancelled": plan_cancellation,
+    "appointment.confirmation.resend": plan_resend,
+}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# A planned notification as the planner keeps it: (kind, channel, index, only if not
+# rebooked, time), the time in whole microseconds after the appointment's start (negative
+# before it), or None when it goes out at once.
+Timed: TypeAlias = tuple[Kind, Channel, int, bool, int | None]
+
+
+Timetable: TypeAlias = Sequence[Timed | Skipped]
+
+
+class Timetables:
+    """The plans of appointment jobs as timetables (see Timed), computed once per account,
+    job kind and appointment type for the appointments that start far enough ahead.
+
+    Starting more than every reminder's offset (and the minimum notice) after now, an
+    appointment's plan is the same whatever its start: each reminder at its offset before
+    it, each follow-up at its delay after it, the immediate notice at once. So the rules
+    run once for such appointments, and their plan is kept relative to the start; nearer
+    ones run the rules each time. Accounts are immutable: a changed one is a new object,
+    with timetables of its own."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._far_ahead: dict[tuple[int, str, str, bool, bool], tuple[Account, int, Timetable]] = {}
+
+    def of(
+        self, kind: str, account: Account, appointment: Appointment, now: datetime
+    ) -> tuple[int, Timetable]:
+        """The appointment's start in microseconds since the epoch, and what the planning
+        rules of job `kind` give it at `now`."""
+        start = _micros(appointment.start - _EPOCH)
+        # What the rules read of an appointment besides its start.
+        phone = any(client.phone for client in appointment.clients)
+        key = (id(account), kind, appointment.type, appointment.notify, phone)
+        known = self._far_ahead.get(key)
+        if known is None:
+            horizon = _micros(_horizon(account))
+            # Any time more than the horizon before the start plans the same.
+            before = appointment.start - timedelta(microseconds=horizon + 1)
+            far_ahead = _timed(PLANS[kind](account, appointment, before), start, before)
+            if len(self._far_ahead) >= self.size:
+                self._far_ahead.clear()
+            # Kept with the account, so that its id is no other's while they are kept.
+            known = self._far_ahead[key] = (account, horizon, far_ahead)
+        if start - _micros(now - _EPOCH) > known[1]:
+            return start, known[2]
+        return start, _timed(PLANS[kind](account, appointment, now), start, now)
+
+
+def _horizon(account: Account) -> timedelta:
+    """How far ahead a start must be for the plan not to depend on how far it is."""
+    notifications = account.notifications
+    offsets = [reminder.offset for reminder in notifications.reminders]
+    return max(MIN_NOTICE, notifications.sms_reminder.offset, *offsets)
+
+
+def _timed(plan: Plan, start: int, now: datetime) -> Timetable:
+    return tuple(
+        (
+            item.kind,
+            item.channel,
+            item.index,
+            item.only_if_not_rebooked,
+            None if item.at <= now else _micros(item.at - _EPOCH) - start,
+        )
+        if isinstance(item, Planned)
+        else item
+        for item in plan
+    )
+
+
+def _micros(duration: timedelta) -> int:
+    # Exact, where total_seconds() goes through a float.
+    return (duration.days * 86_400 + duration.seconds) * 1_000_000 + duration.microseconds

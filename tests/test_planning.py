@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,12 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.account import Account
-from gateway.jobs import Appointment
+from gateway.jobs import Appointment, Client
 from gateway.planning import (
+    PLANS,
     Kind,
     Plan,
+    PlanFunction,
     Planned,
     Skipped,
+    Timetable,
+    Timetables,
     plan_booking,
     plan_cancellation,
     plan_reschedule,
@@ -32,7 +35,6 @@ H = timedelta(hours=1)
 M = timedelta(minutes=1)
 US = timedelta(microseconds=1)
 
-PlanFunction = Callable[[Account, Appointment, datetime], Plan]
 ALL_EVENTS: list[PlanFunction] = [plan_booking, plan_reschedule, plan_cancellation, plan_resend]
 
 ACCOUNT: dict[str, Any] = {
@@ -625,3 +627,102 @@ def test_reminder_at_rule(left: timedelta, offset: timedelta) -> None:
             assert result == start - offset
         else:
             assert result == NOW and 3 * left >= 2 * offset
+
+
+# --- timetables: the plans as the planner keeps them ---
+
+
+def rules_timetable(kind: str, acct: Account, appt: Appointment, now: datetime) -> Timetable:
+    """What the rules give, each time in microseconds after the start (None: at once)."""
+    start = appt.start.astimezone(UTC)
+    return tuple(
+        (item.kind, item.channel, item.index, item.only_if_not_rebooked,
+         None if item.at <= now else (item.at - start) // US)
+        if isinstance(item, Planned) else item
+        for item in PLANS[kind](acct, appt, now)
+    )  # fmt: skip
+
+
+def start_micros(appt: Appointment) -> int:
+    return (appt.start - datetime(1970, 1, 1, tzinfo=UTC)) // US
+
+
+# Another start, and what else the rules read of an appointment.
+changes = st.fixed_dictionaries(
+    {
+        "start": (lefts | lefts.map(lambda left: left + 7 * US)).map(lambda left: NOW + left),
+        "notify": st.booleans(),
+        "type": st.sampled_from(["cut", "quiet", "unlisted"]),
+        "clients": st.sampled_from(
+            [
+                [Client(name="Zoé", emails=["zoe@example.com"], phone="+33612345678")],
+                [Client(name="Zoé", emails=["zoe@example.com"], phone=None)],
+            ]
+        ),
+    }
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(accounts(), appointments(), st.lists(changes, min_size=1, max_size=6),
+       st.sampled_from(sorted(PLANS)))  # fmt: skip
+def test_a_timetable_is_what_the_rules_give(
+    acct: Account, appt: Appointment, others: list[dict[str, Any]], kind: str
+) -> None:
+    # One Timetables for all, so that some find those kept for an earlier appointment.
+    timetables = Timetables()
+    for other in others:
+        moved = appt.model_copy(update=other)
+        start, timetable = timetables.of(kind, acct, moved, NOW)
+        assert start == start_micros(moved)
+        assert timetable == rules_timetable(kind, acct, moved, NOW)
+
+
+@pytest.mark.parametrize(
+    ("notifications", "longest"),
+    [
+        ({"reminders": [{"offset": "2d"}, {"offset": "24h"}], **SMS_ON}, 48 * H),
+        ({"reminders": [{"offset": "24h"}], "sms_reminder": {"enabled": True, "offset": "3d"}},
+         72 * H),
+        ({"reminders": []}, H),
+    ],
+    ids=["an e-mail reminder's", "the SMS reminder's", "the minimum notice"],
+)  # fmt: skip
+@pytest.mark.parametrize("beyond", [-US, 0 * US, US], ids=["inside", "at", "beyond"])
+def test_a_timetable_at_the_edge_of_the_longest_offset(
+    notifications: dict[str, Any], longest: timedelta, beyond: timedelta
+) -> None:
+    acct = account(notifications)
+    timetables = Timetables()
+    for appt in (appointment(NOW + 30 * 24 * H), appointment(NOW + longest + beyond)):
+        assert timetables.of("appointment.booked", acct, appt, NOW)[1] == rules_timetable(
+            "appointment.booked", acct, appt, NOW
+        )
+
+
+@pytest.mark.parametrize("kind", sorted(PLANS))
+def test_timetables_kept_for_one_appointment_are_not_another_kinds(kind: str) -> None:
+    # What the rules read of an appointment besides its start, changed one at a time.
+    acct = account(SMS_ON)
+    timetables = Timetables()
+    appt = appointment(NOW + 30 * 24 * H)
+    for other in (
+        appt,
+        appt.model_copy(update={"notify": False}),
+        appt.model_copy(update={"type": "quiet"}),
+        appointment(NOW + 30 * 24 * H, phone=None),
+    ):
+        assert timetables.of(kind, acct, other, NOW)[1] == rules_timetable(kind, acct, other, NOW)
+    for other_kind in sorted(PLANS):
+        assert timetables.of(other_kind, acct, appt, NOW)[1] == rules_timetable(
+            other_kind, acct, appt, NOW
+        )
+
+
+def test_a_changed_account_gets_its_own_timetables() -> None:
+    timetables = Timetables()
+    appt = appointment(NOW + 30 * 24 * H)
+    for offset in ("24h", "2d"):
+        acct = account({"reminders": [{"offset": offset}]})
+        _, timetable = timetables.of("appointment.booked", acct, appt, NOW)
+        assert timetable == rules_timetable("appointment.booked", acct, appt, NOW)
