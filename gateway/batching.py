@@ -15,8 +15,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-# A script call's argument: text, as Redis takes a command's (see BULK).
-Arg = str
+# A script call's argument: text, as Redis takes a command's, or a number for the script's
+# own arithmetic (see BULK).
+Arg = str | int
 
 # Runs calls of one script in one EVALSHA. ARGV[1] holds the calls in MessagePack, as one
 # flat list: for each call, its number of keys and of arguments, then its keys and its
@@ -25,7 +26,9 @@ Arg = str
 # and ARGV are made at their size at once (a table Lua grows one value at a time is
 # copied at each doubling). The arguments are text, as a command's are: callers write
 # their numbers (converting each one here would cost more than the rest of the packing,
-# and a number passed as such to redis.call costs Redis a conversion of its own). Each
+# and a number passed as such to redis.call costs Redis a conversion of its own), but
+# for those a script only counts with, which arrive as Lua numbers (tonumber() costs
+# Lua a strtod). Each
 # call runs protected on its own: one that fails does not stop the others, and its reply
 # is its error. A call that returns nothing replies false (nil), as it would alone, so
 # that the replies stay in step with the calls. KEYS declares the first call's keys,

@@ -237,7 +237,7 @@ class JobQueue:
                 ENTRIES_SEP.join(entry for _, entry in plan.waiting),
                 str(len(dues)),
                 str(min(dues)) if dues else "",
-                str(len(plan.clients)),
+                len(plan.clients),
                 *plan.clients,
                 *plan.made_now,
             ],

@@ -435,24 +435,32 @@ return tonumber(known)
 #       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
 #       booking score (start, epoch s), the number the SMS reminder goes to ('' for
 #       none), the waiting entries (joined by \x1e), how many, the first one's due ms
-#       ('' for none), client count c, c booking key suffixes, then for each notification
+#       ('' for none), client count c (a number), c booking key suffixes, then for each notification
 #       made now its job's id, the job up to its context (waiting.job_start) and its flag
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
     APPOINTMENT_DATA
     + """
-local function keep_for(key, ttl)
-  if redis.call('TTL', key) < tonumber(ttl) then
+local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
+local ttl_seconds = tonumber(ttl)
+local function keep_for(key)
+  if redis.call('TTL', key) < ttl_seconds then
     redis.call('EXPIRE', key, ttl)
   end
 end
-local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
 local earlier = read_data(KEYS[2])
 local pending, made = earlier and earlier[3] or '', earlier and earlier[4] or ''
-local change = tonumber(ARGV[12]) - count_entries(pending)
-if change ~= 0 then
-  redis.call('INCRBY', prefix .. 'waiting', change)
+-- The count as text where it can: Redis writes a Lua number out with snprintf.
+if pending == '' then
+  if ARGV[12] ~= '0' then
+    redis.call('INCRBY', prefix .. 'waiting', ARGV[12])
+  end
+else
+  local change = tonumber(ARGV[12]) - count_entries(pending)
+  if change ~= 0 then
+    redis.call('INCRBY', prefix .. 'waiting', change)
+  end
 end
 -- A booking run again (its job redelivered) finds its own entries: it replaces them,
 -- but they are not dropped.
@@ -462,7 +470,7 @@ if what ~= 'add' then
   cancelled = cancel_made(prefix, appointment, made, ARGV[8])
   made = ''
 end
-local clients = tonumber(ARGV[14])
+local clients = ARGV[14]
 for i = 15, 14 + clients do
   local key = prefix .. 'bookings:' .. ARGV[i]
   if what == 'cancel' then
@@ -470,7 +478,7 @@ for i = 15, 14 + clients do
   else
     redis.call('ZADD', key, ARGV[9], appointment)
   end
-  keep_for(key, ttl)
+  keep_for(key)
 end
 for i = 15 + clients, #ARGV, 3 do
   local job = ARGV[i + 1] .. job_context(ARGV[4], ARGV[i + 2]) .. '}'
@@ -488,7 +496,7 @@ write_data(KEYS[2], {ARGV[2], ARGV[3], ARGV[11], made, ARGV[4]}, ttl)
 if ARGV[10] ~= '' then
   local key = prefix .. 'smswait:' .. ARGV[10]
   redis.call('SADD', key, appointment)
-  keep_for(key, ttl)
+  keep_for(key)
 end
 return dropped .. '\\29' .. table.concat(cancelled, '\\30')
 """
