@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import time
@@ -17,6 +18,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports, for a server that listens on a
+    port and the ones after it. Taken below the range the kernel picks outgoing connections'
+    ports from, where one of them could take a port between this check and the bind."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ports:
+            outgoing = int(ports.read().split()[0])
+    except OSError:
+        outgoing = 32768
+    for _ in range(100):
+        first = random.randrange(10_000, max(10_001, outgoing - count))
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.redis_server import free_port
+from gateway.daemon import METRICS_PORT_OFFSETS
+from tests.redis_server import free_port, free_ports
 from tests.support import ACCOUNT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ webhook_listen = "127.0.0.1:{free_port()}"
 listen = "127.0.0.1:{free_port()}"
 web_listen = "127.0.0.1:{free_port()}"
 [metrics]
-listen = "127.0.0.1:{free_port()}"
+listen = "127.0.0.1:{free_ports(max(METRICS_PORT_OFFSETS.values()) + 1)}"
 """,
         encoding="utf-8",
     )
