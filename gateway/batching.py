@@ -28,13 +28,12 @@ Arg = str | int
 # their numbers (converting each one here would cost more than the rest of the packing,
 # and a number passed as such to redis.call costs Redis a conversion of its own), but
 # for those a script only counts with, which arrive as Lua numbers (tonumber() costs
-# Lua a strtod). Each
-# call runs protected on its own: one that fails does not stop the others, and its reply
-# is its error. A call that returns nothing replies false (nil), as it would alone, so
-# that the replies stay in step with the calls. KEYS declares the first call's keys,
-# which Redis Cluster routes by: every key the gateway names shares one slot there (the
-# prefix's hash tag), and declaring the others too would cost each call more arguments
-# to send for nothing.
+# Lua a strtod). Each call runs protected on its own: one that fails does not stop the
+# others, and its reply is its error. A call that returns nothing replies false (nil), as
+# it would alone, so that the replies stay in step with the calls. KEYS declares the first
+# call's keys, which Redis Cluster routes by: every key the gateway names shares one slot
+# there (the prefix's hash tag), and declaring the others too would cost each call more
+# arguments to send for nothing.
 BULK = """
 local function call(KEYS, ARGV)
 %s

@@ -160,7 +160,7 @@ class Planner:
                 context=context,
                 replace=replace,
                 ttl=self.history_ttl(),
-                clients=[f"{account_id}:{address}" for address in clients],
+                clients=clients,
                 start=start / 1e6,
                 cancelled=kind == "appointment.cancelled",
                 waiting=waiting,

@@ -262,7 +262,8 @@ Timetable: TypeAlias = Sequence[Timed | Skipped]
 
 class Timetables:
     """The plans of appointment jobs as timetables (see Timed), computed once per account,
-    job kind and appointment type for the appointments that start far enough ahead.
+    job kind and what the rules read of an appointment for those that start far enough
+    ahead.
 
     Starting more than every reminder's offset (and the minimum notice) after now, an
     appointment's plan is the same whatever its start: each reminder at its offset before

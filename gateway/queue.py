@@ -69,6 +69,7 @@ class NotificationPlan:
     replace: bool
     # How long what the appointment keeps lasts after its last notification falls due.
     ttl: int
+    # The clients' addresses, whose bookings record the appointment.
     clients: Sequence[str]
     start: float
     cancelled: bool
@@ -233,12 +234,12 @@ class JobQueue:
                 self.options.prefix,
                 self._state_ttl,
                 str(plan.start),
-                plan.texted or "",
+                self.keys.sms_waiting(plan.texted) if plan.texted else "",
                 ENTRIES_SEP.join(entry for _, entry in plan.waiting),
                 str(len(dues)),
                 str(min(dues)) if dues else "",
                 len(plan.clients),
-                *plan.clients,
+                *[self.keys.bookings(plan.account, address) for address in plan.clients],
                 *plan.made_now,
             ],
         )

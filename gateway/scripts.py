@@ -433,10 +433,11 @@ return tonumber(known)
 # KEYS: notifications, appointment data, jobs
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
 #       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
-#       booking score (start, epoch s), the number the SMS reminder goes to ('' for
-#       none), the waiting entries (joined by \x1e), how many, the first one's due ms
-#       ('' for none), client count c (a number), c booking key suffixes, then for each notification
-#       made now its job's id, the job up to its context (waiting.job_start) and its flag
+#       booking score (start, epoch s), the SMS-wait key of the number the SMS reminder
+#       goes to ('' for none), the waiting entries (joined by \x1e), how many, the first
+#       one's due ms ('' for none), client count c (a number), c clients' booking keys,
+#       then for each notification made now its job's id, the job up to its context
+#       (waiting.job_start) and its flag
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
@@ -464,15 +465,15 @@ else
 end
 -- A booking run again (its job redelivered) finds its own entries: it replaces them,
 -- but they are not dropped.
-local dropped, cancelled = '', {}
+local dropped, cancelled = '', ''
 if what ~= 'add' then
   dropped = pending
-  cancelled = cancel_made(prefix, appointment, made, ARGV[8])
+  cancelled = table.concat(cancel_made(prefix, appointment, made, ARGV[8]), '\\30')
   made = ''
 end
 local clients = ARGV[14]
 for i = 15, 14 + clients do
-  local key = prefix .. 'bookings:' .. ARGV[i]
+  local key = ARGV[i]
   if what == 'cancel' then
     redis.call('ZREM', key, appointment)
   else
@@ -494,11 +495,10 @@ else
 end
 write_data(KEYS[2], {ARGV[2], ARGV[3], ARGV[11], made, ARGV[4]}, ttl)
 if ARGV[10] ~= '' then
-  local key = prefix .. 'smswait:' .. ARGV[10]
-  redis.call('SADD', key, appointment)
-  keep_for(key)
+  redis.call('SADD', ARGV[10], appointment)
+  keep_for(ARGV[10])
 end
-return dropped .. '\\29' .. table.concat(cancelled, '\\30')
+return dropped .. '\\29' .. cancelled
 """
 )
 
