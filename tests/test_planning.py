@@ -684,7 +684,7 @@ def test_a_timetable_is_what_the_rules_give(
         ({"reminders": [{"offset": "2d"}, {"offset": "24h"}], **SMS_ON}, 48 * H),
         ({"reminders": [{"offset": "24h"}], "sms_reminder": {"enabled": True, "offset": "3d"}},
          72 * H),
-        ({"reminders": []}, H),
+        ({"reminders": [], "sms_reminder": {"offset": "15m"}}, H),
     ],
     ids=["an e-mail reminder's", "the SMS reminder's", "the minimum notice"],
 )  # fmt: skip
