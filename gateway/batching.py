@@ -35,6 +35,7 @@ Arg = str | int
 # there (the prefix's hash tag), and declaring the others too would cost each call more
 # arguments to send for nothing.
 BULK = """
+%s
 local function call(KEYS, ARGV)
 %s
 end
@@ -58,19 +59,23 @@ return replies
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Script:
-    """A Lua script known by its SHA1, as EVALSHA calls it."""
+    """A Lua script known by its SHA1, as EVALSHA calls it. `helpers` are local functions
+    of its own: run as one of a batch of calls (see BULK), it defines them once for the
+    batch, not once per call (each definition is an allocation, and garbage, for Lua)."""
 
     source: str
+    helpers: str = ""
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324
+        text = self.helpers + self.source
+        object.__setattr__(self, "sha", hashlib.sha1(text.encode()).hexdigest())  # noqa: S324
 
 
 @cache
 def bulk(script: Script) -> Script:
     """The script that runs calls of `script` (see BULK)."""
-    return Script(BULK % script.source)
+    return Script(BULK % (script.helpers, script.source))
 
 
 @dataclass(slots=True)

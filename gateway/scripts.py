@@ -69,8 +69,7 @@ return {1, where}
 #       history key prefix, history ttl s
 # Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}.
 CLAIM = Script(
-    PUBLISH
-    + """
+    """
 local state = redis.call('GET', KEYS[2])
 local mine = 'q:' .. ARGV[2]
 if state == mine then
@@ -107,7 +106,8 @@ publish(KEYS[7], ARGV[9], ARGV[11], ARGV[12], cjson.encode(event))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return {'skip', state}
-"""
+""",
+    helpers=PUBLISH,
 )
 
 # Record a job's outcome and acknowledge it in one step: its events are
@@ -116,8 +116,7 @@ return {'skip', state}
 # ARGV: group, entry id, job id, state ttl s, events maxlen, history key prefix,
 #       history ttl s, event json...
 COMPLETE = Script(
-    PUBLISH
-    + """
+    """
 for i = 8, #ARGV do
   publish(KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[i])
 end
@@ -127,7 +126,8 @@ redis.call('SET', KEYS[2], 'done', 'EX', ARGV[4])
 redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('SREM', KEYS[4], ARGV[3])
 return 1
-"""
+""",
+    helpers=PUBLISH,
 )
 
 # Put a failed job into the retry set for a later attempt, with a `deferred`
@@ -140,8 +140,7 @@ return 1
 #       history ttl s, reached event json...
 # Returns 1 when parked for retry, 0 when dropped as cancelled.
 RETRY = Script(
-    PUBLISH
-    + """
+    """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 for i = 13, #ARGV do
@@ -163,7 +162,8 @@ if ARGV[10] == '1' then
   redis.call('SADD', KEYS[6], ARGV[3])
 end
 return 1
-"""
+""",
+    helpers=PUBLISH,
 )
 
 # Move an entry to the dead letters with its reason, a `failed` event, and
@@ -176,8 +176,7 @@ return 1
 #       state ttl s, events maxlen, event json, 'job' or 'fields',
 #       history key prefix, history ttl s, reached event json...
 DEAD_LETTER = Script(
-    PUBLISH
-    + """
+    """
 for i = 14, #ARGV do
   publish(KEYS[3], ARGV[9], ARGV[12], ARGV[13], ARGV[i])
 end
@@ -197,7 +196,8 @@ if ARGV[7] ~= '' then
   redis.call('SREM', KEYS[6], ARGV[7])
 end
 return 1
-"""
+""",
+    helpers=PUBLISH,
 )
 
 # Move jobs whose time has come from a waiting set (scheduled or retry) onto
@@ -390,8 +390,7 @@ end
 # ARGV: key prefix, appointment id, state ttl s
 # Returns the cancelled job ids.
 CANCEL_APPOINTMENT = Script(
-    APPOINTMENT_DATA
-    + """
+    """
 local data = read_data(KEYS[1])
 local cancelled = cancel_made(ARGV[1], ARGV[2], data and data[4] or '', ARGV[3])
 if data and data[4] ~= '' then
@@ -399,7 +398,8 @@ if data and data[4] ~= '' then
   write_data(KEYS[1], data)
 end
 return cancelled
-"""
+""",
+    helpers=APPOINTMENT_DATA,
 )
 
 # The calendar SEQUENCE a job gives its appointment: the one it was given if it ran
@@ -441,8 +441,7 @@ return tonumber(known)
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
-    APPOINTMENT_DATA
-    + """
+    """
 local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
 local ttl_seconds = tonumber(ttl)
 local function keep_for(key)
@@ -499,7 +498,8 @@ if ARGV[10] ~= '' then
   keep_for(ARGV[10])
 end
 return dropped .. '\\29' .. cancelled
-"""
+""",
+    helpers=APPOINTMENT_DATA,
 )
 
 # Shared by the scripts that take entries out of an appointment's waiting ones: keep
@@ -533,9 +533,7 @@ end
 # ARGV: now ms, limit, key prefix, state ttl s
 # Returns {appointments seen, entries made into jobs}.
 PROMOTE_NOTIFICATIONS = Script(
-    APPOINTMENT_DATA
-    + KEEP_WAITING
-    + """
+    """
 local now, prefix = tonumber(ARGV[1]), ARGV[3]
 local appointments = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
 local made = 0
@@ -568,7 +566,8 @@ for _, appointment in ipairs(appointments) do
   end
 end
 return {#appointments, made}
-"""
+""",
+    helpers=APPOINTMENT_DATA + KEEP_WAITING,
 )
 
 # Drop what waits to text one number (it answered STOP), in the given appointments.
@@ -576,9 +575,7 @@ return {#appointments, made}
 # ARGV: key prefix, number, then the appointment ids
 # Returns, for each appointment, the entries dropped, joined by \x1e.
 DROP_TEXTS = Script(
-    APPOINTMENT_DATA
-    + KEEP_WAITING
-    + """
+    """
 local dropped = {}
 for i = 3, #ARGV do
   local data = read_data(ARGV[1] .. 'apptdata:' .. ARGV[i])
@@ -597,5 +594,6 @@ for i = 3, #ARGV do
   dropped[i - 2] = table.concat(gone, '\\30')
 end
 return dropped
-"""
+""",
+    helpers=APPOINTMENT_DATA + KEEP_WAITING,
 )
