@@ -46,7 +46,7 @@ from gateway.config import load_config  # noqa: E402
 from gateway.directory import AccountDirectory  # noqa: E402
 from gateway.jobs import AppointmentJob, parse_job  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
-from gateway.planner import Planner  # noqa: E402
+from gateway.planner import Planner, appointment_context  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
 from gateway.waiting import DATA_SEP, ENTRIES_SEP, SEP, entry_middle, job_start  # noqa: E402
@@ -121,16 +121,11 @@ def entries(job: AppointmentJob) -> list[str]:
     ]
 
 
-def context(job: AppointmentJob) -> str:
-    """The context its notifications' jobs carry, as the planner makes it."""
-    return '{"appointment":' + job.appointment.model_dump_json(exclude_defaults=True) + "}"
-
-
 def job_json(job: AppointmentJob, kind: str, index: int, channel: str, to: str) -> tuple[str, str]:
     """A notification's id and job, as the planner makes them."""
     job_id, head, _ = job_start(job.id, ACCOUNT, job.appointment.id, kind, index, channel, to,
                                 False)  # fmt: skip
-    return job_id, head + context(job) + "}"
+    return job_id, head + appointment_context(job.appointment) + "}"
 
 
 class Reference:
@@ -150,9 +145,10 @@ class Reference:
         booking, texts = keys.bookings(ACCOUNT, address), keys.sms_waiting(PHONE)
         confirmation, confirmation_job = job_json(job, "confirmation", 0, "email", address)
         pending = ENTRIES_SEP.join(entries(job))
+        parts = [ACCOUNT, job.id, pending, confirmation, appointment_context(appointment)]
         return [
             resp(
-                "SET", data, DATA_SEP.join([ACCOUNT, job.id, pending, confirmation, context(job)]),
+                "SET", data, DATA_SEP.join(parts),
                 "EX", HISTORY_TTL,
             ),
             resp("ZADD", keys.notifications, start_ms + WAITING[0][4] * 1000, appointment.id),

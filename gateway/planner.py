@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from gateway.clock import Clock, rfc3339
@@ -17,6 +16,7 @@ from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure
 from gateway.events import Event
 from gateway.jobs import (
+    Appointment,
     AppointmentJob,
     Client,
     Job,
@@ -122,9 +122,7 @@ class Planner:
             if sequence != appointment.sequence:
                 appointment = appointment.model_copy(update={"sequence": sequence})
         start, timetable = self.timetables.of(kind, account, appointment, now)
-        # Serialised once, by pydantic; every notification's job carries it as is, without
-        # the fields left to their defaults (the handlers read it back into the model).
-        context = '{"appointment":' + _json(appointment) + "}"
+        context = appointment_context(appointment)
         clients = _addresses(appointment.clients)
         account_id, source = job.account, job.id
         waiting: list[tuple[int, str]] = []
@@ -307,10 +305,13 @@ def _addresses(clients: Sequence[Client]) -> list[str]:
     return addresses
 
 
-def _json(model: BaseModel) -> str:
-    """The model as JSON without its defaults: model_dump_json's own serializer, without
-    its keyword handling, which costs a quarter of the call."""
-    return model.__pydantic_serializer__.to_json(model, exclude_defaults=True).decode()
+def appointment_context(appointment: Appointment) -> str:
+    """The context (JSON) every notification job of the appointment carries as is,
+    serialised once per planning, without the fields left to their defaults (the handlers
+    read it back into the model). Pydantic's own serializer, without model_dump_json's
+    keyword handling, which costs a quarter of the call."""
+    serialized = appointment.__pydantic_serializer__.to_json(appointment, exclude_defaults=True)
+    return '{"appointment":' + serialized.decode() + "}"
 
 
 def _plain(model: Any) -> dict[str, Any]:
