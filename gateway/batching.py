@@ -33,10 +33,14 @@ Arg = str | int
 # it would alone, so that the replies stay in step with the calls. KEYS declares the first
 # call's keys, which Redis Cluster routes by: every key the gateway names shares one slot
 # there (the prefix's hash tag), and declaring the others too would cost each call more
-# arguments to send for nothing.
+# arguments to send for nothing. A script's `finish` runs after its calls, protected too:
+# if it fails, its error is every call's reply.
 BULK = """
 %s
 local function call(KEYS, ARGV)
+%s
+end
+local function finish()
 %s
 end
 local calls, replies, at = cmsgpack.unpack(ARGV[1]), {}, 1
@@ -53,6 +57,13 @@ while calls[at] do
   replies[#replies + 1] = reply
   at = args_end + 1
 end
+local ok, failure = pcall(finish)
+if not ok then
+  failure = type(failure) == 'table' and failure or {err = tostring(failure)}
+  for i = 1, #replies do
+    replies[i] = failure
+  end
+end
 return replies
 """
 
@@ -61,21 +72,25 @@ return replies
 class Script:
     """A Lua script known by its SHA1, as EVALSHA calls it. `helpers` are local functions
     of its own: run as one of a batch of calls (see BULK), it defines them once for the
-    batch, not once per call (each definition is an allocation, and garbage, for Lua)."""
+    batch, not once per call (each definition is an allocation, and garbage, for Lua).
+    `finish` runs once after the batch's calls: it makes the writes they left to it,
+    those that one command makes for all of them at less cost than one each (the calls
+    must not read what they leave to it)."""
 
     source: str
     helpers: str = ""
+    finish: str = ""
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
-        text = self.helpers + self.source
+        text = self.helpers + self.source + self.finish
         object.__setattr__(self, "sha", hashlib.sha1(text.encode()).hexdigest())  # noqa: S324
 
 
 @cache
 def bulk(script: Script) -> Script:
     """The script that runs calls of `script` (see BULK)."""
-    return Script(BULK % (script.helpers, script.source))
+    return Script(BULK % (script.helpers, script.source, script.finish))
 
 
 @dataclass(slots=True)

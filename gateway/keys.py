@@ -89,7 +89,7 @@ class Keys:
         return self.prefix + "waiting"
 
     def appointment_data(self, appointment_id: str) -> str:
-        """Hash of what an appointment's waiting notifications need: account, planning
+        """String of what an appointment's waiting notifications need: account, planning
         job, context, and the notifications themselves (gateway/waiting.py)."""
         return self.prefix + "apptdata:" + appointment_id
 

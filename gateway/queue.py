@@ -223,6 +223,7 @@ class JobQueue:
                 self.keys.notifications,
                 self.keys.appointment_data(plan.appointment),
                 self.keys.jobs,
+                self.keys.waiting_count,
             ],
             args=[
                 plan.appointment,
@@ -236,8 +237,9 @@ class JobQueue:
                 str(plan.start),
                 self.keys.sms_waiting(plan.texted) if plan.texted else "",
                 ENTRIES_SEP.join(entry for _, entry in plan.waiting),
-                str(len(dues)),
+                len(dues),
                 str(min(dues)) if dues else "",
+                ENTRIES_SEP.join(plan.made_now[0::3]),
                 len(plan.clients),
                 *[self.keys.bookings(plan.account, address) for address in plan.clients],
                 *plan.made_now,

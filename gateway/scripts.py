@@ -418,6 +418,35 @@ end
 return tonumber(known)
 """)
 
+# What the calls of a batch of PLAN_NOTIFICATIONS leave to its end, where one command
+# each writes them for all (their `finish`): the changes of the waiting count, and each
+# appointment's score in the notifications set (false for none; the last call's wins).
+PLAN_BATCH = """
+local waiting_change, next_due = 0, {}
+"""
+
+# KEYS, the first call's, name the notifications set and the waiting count of them all.
+PLAN_BATCH_FINISH = """
+if waiting_change ~= 0 then
+  redis.call('INCRBY', KEYS[4], waiting_change)
+end
+local scores, gone = {}, {}
+for appointment, due in pairs(next_due) do
+  if due then
+    scores[#scores + 1] = due
+    scores[#scores + 1] = appointment
+  else
+    gone[#gone + 1] = appointment
+  end
+end
+if #scores > 0 then
+  redis.call('ZADD', KEYS[1], unpack(scores))
+end
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+end
+"""
+
 # Keep what an appointment has planned: its waiting notifications are entries in its
 # data (see APPOINTMENT_DATA), with the context they share, and the appointment waits
 # once in the notifications set, scored by its next due entry; the job of each is made
@@ -429,49 +458,50 @@ return tonumber(known)
 # number (a STOP from it drops them), and the count of notifications waiting in all
 # (`waiting`). Everything it writes lasts at least `ttl` (past the last entry's due
 # time): the bookings and SMS-wait keys that other appointments share are never
-# shortened.
-# KEYS: notifications, appointment data, jobs
+# shortened. The count and the notifications set are written once for the batch (see
+# PLAN_BATCH).
+# KEYS: notifications, appointment data, jobs, waiting count
 # ARGV: appointment id, account, source job id, context json, what ('add' for a
 #       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
 #       booking score (start, epoch s), the SMS-wait key of the number the SMS reminder
-#       goes to ('' for none), the waiting entries (joined by \x1e), how many, the first
-#       one's due ms ('' for none), client count c (a number), c clients' booking keys,
-#       then for each notification made now its job's id, the job up to its context
-#       (waiting.job_start) and its flag
+#       goes to ('' for none), the waiting entries (joined by \x1e), how many (a number),
+#       the first one's due ms ('' for none), the ids of the jobs made now (joined by \x1e),
+#       client count c (a number), c clients' booking keys, then for each notification
+#       made now its job's id, its job (waiting.job_start) and its flag
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
     """
-local appointment, what, ttl, prefix = ARGV[1], ARGV[5], ARGV[6], ARGV[7]
+local appointment, what, ttl, prefix, made = ARGV[1], ARGV[5], ARGV[6], ARGV[7], ARGV[14]
 local ttl_seconds = tonumber(ttl)
 local function keep_for(key)
   if redis.call('TTL', key) < ttl_seconds then
     redis.call('EXPIRE', key, ttl)
   end
 end
-local earlier = read_data(KEYS[2])
-local pending, made = earlier and earlier[3] or '', earlier and earlier[4] or ''
--- The count as text where it can: Redis writes a Lua number out with snprintf.
-if pending == '' then
-  if ARGV[12] ~= '0' then
-    redis.call('INCRBY', prefix .. 'waiting', ARGV[12])
-  end
-else
-  local change = tonumber(ARGV[12]) - count_entries(pending)
-  if change ~= 0 then
-    redis.call('INCRBY', prefix .. 'waiting', change)
-  end
-end
--- A booking run again (its job redelivered) finds its own entries: it replaces them,
--- but they are not dropped.
+-- Written as a first planning leaves it, the earlier data read in the same command: the
+-- other cases (a replacement, a planning run again) are the rare ones, mended below.
+local data = {ARGV[2], ARGV[3], ARGV[11], made, ARGV[4]}
+local earlier = redis.call('SET', KEYS[2], table.concat(data, '\\29'), 'EX', ttl, 'GET')
+earlier = earlier and split(earlier, '\\29', 5)
 local dropped, cancelled = '', ''
-if what ~= 'add' then
-  dropped = pending
-  cancelled = table.concat(cancel_made(prefix, appointment, made, ARGV[8]), '\\30')
-  made = ''
+if not earlier then
+  waiting_change = waiting_change + ARGV[12]
+else
+  waiting_change = waiting_change + ARGV[12] - count_entries(earlier[3])
+  -- The same job run again (a worker died before recording it done) finds its own
+  -- planning, as does a booking: what it made is kept, and nothing is dropped.
+  if what ~= 'add' and earlier[2] ~= ARGV[3] then
+    dropped = earlier[3]
+    cancelled = table.concat(cancel_made(prefix, appointment, earlier[4], ARGV[8]), '\\30')
+  elseif earlier[4] ~= '' then
+    data[4] = earlier[2] == ARGV[3] and earlier[4] or
+      (made == '' and earlier[4] or earlier[4] .. '\\30' .. made)
+    write_data(KEYS[2], data, ttl)
+  end
 end
-local clients = ARGV[14]
-for i = 15, 14 + clients do
+local clients = ARGV[15]
+for i = 16, 15 + clients do
   local key = ARGV[i]
   if what == 'cancel' then
     redis.call('ZREM', key, appointment)
@@ -480,26 +510,19 @@ for i = 15, 14 + clients do
   end
   keep_for(key)
 end
-for i = 15 + clients, #ARGV, 3 do
+for i = 16 + clients, #ARGV, 3 do
   local job = ARGV[i + 1] .. job_context(ARGV[4], ARGV[i + 2]) .. '}'
-  local id = make_job(prefix, KEYS[3], ARGV[8], ARGV[i], job)
-  if type(id) == 'string' then
-    made = made == '' and id or made .. '\\30' .. id
-  end
+  make_job(prefix, KEYS[3], ARGV[8], ARGV[i], job)
 end
-if ARGV[13] ~= '' then
-  redis.call('ZADD', KEYS[1], ARGV[13], appointment)
-else
-  redis.call('ZREM', KEYS[1], appointment)
-end
-write_data(KEYS[2], {ARGV[2], ARGV[3], ARGV[11], made, ARGV[4]}, ttl)
+next_due[appointment] = ARGV[13] ~= '' and ARGV[13]
 if ARGV[10] ~= '' then
   redis.call('SADD', ARGV[10], appointment)
   keep_for(ARGV[10])
 end
 return dropped .. '\\29' .. cancelled
 """,
-    helpers=APPOINTMENT_DATA,
+    helpers=APPOINTMENT_DATA + PLAN_BATCH,
+    finish=PLAN_BATCH_FINISH,
 )
 
 # Shared by the scripts that take entries out of an appointment's waiting ones: keep

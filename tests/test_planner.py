@@ -258,6 +258,54 @@ async def test_the_same_booking_twice_plans_once(gateway: Gateway, redis: Redis)
     assert await redis.zcard("mailgw:notifications") == 1
 
 
+async def test_a_move_or_a_cancellation_run_again_does_what_it_did_once(
+    gateway: Gateway, redis: Redis
+) -> None:
+    start = NOW + timedelta(days=5)
+    await gateway.planner.handle(
+        parse_job(json.dumps(appointment_job("b9", "appointment.booked", start))), 1
+    )
+    for job_id, kind, notice in (
+        ("m9", "appointment.rescheduled", "reschedule"),
+        ("c9", "appointment.cancelled", "cancellation"),
+    ):
+        job = parse_job(json.dumps(appointment_job(job_id, kind, start + timedelta(days=1))))
+        events = await gateway.planner.handle(job, 1)
+        once = await snapshot(redis)
+        # Run again, as when a worker died before recording it done: its notice, made the
+        # first time, is not cancelled, and its history records no drop of its own plan.
+        assert await gateway.planner.handle(job, 2) == events
+        assert await snapshot(redis) == once
+        assert once[f"mailgw:job:{job_id}/{notice}/0/email/zoe@example.com"][0] == "q:"
+
+
+async def test_a_cancellation_cancels_what_every_planning_before_made(
+    gateway: Gateway, redis: Redis, clock: FixedClock
+) -> None:
+    start = NOW + timedelta(days=5)
+    booked = parse_job(json.dumps(appointment_job("b10", "appointment.booked", start)))
+    await gateway.planner.handle(booked, 1)
+    # Booked again under another job id (the scheduling service sent it twice).
+    again = appointment_job("b11", "appointment.booked", start)
+    await gateway.planner.handle(parse_job(json.dumps(again)), 1)
+    # The 2d and 24h reminders fall due and are made (not sent yet); then the first
+    # booking is run again, so late that they are not planned again.
+    clock.current = (start - timedelta(hours=24)).timestamp()
+    await gateway.queue.promote_due(100)
+    clock.current = (start - timedelta(hours=12)).timestamp()
+    await gateway.planner.handle(booked, 2)
+    cancelled = appointment_job("c10", "appointment.cancelled", start)
+    await gateway.planner.handle(parse_job(json.dumps(cancelled)), 1)
+    made = [
+        "b10/confirmation/0/email",
+        "b11/confirmation/0/email",
+        "b11/reminder/0/email",
+        "b11/reminder/1/email",
+    ]
+    states = [await redis.get(f"mailgw:job:{job}/zoe@example.com") for job in made]
+    assert states == ["cancelled"] * len(made)
+
+
 async def test_a_resend_keeps_what_is_planned_and_the_sequence(
     gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
 ) -> None:

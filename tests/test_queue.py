@@ -341,3 +341,23 @@ return {KEYS[1], ARGV[1], tonumber(ARGV[2])}
     assert isinstance(replies[2], ResponseError) and "boom" in str(replies[2])
     assert isinstance(replies[3], ResponseError) and "not an integer" in str(replies[3])
     assert replies[4] == ["k2", "été\x1f", 2]  # Lua numbers reply as integers, as alone
+
+
+async def test_a_batch_finishes_with_what_its_calls_left_to_it(redis: Redis) -> None:
+    batcher = ScriptBatcher(redis)
+    total = Script(
+        "added = added + ARGV[1]\nreturn added",
+        helpers="local added = 0",
+        finish="redis.call('INCRBY', KEYS[1], added)",
+    )
+    replies = await asyncio.gather(*(batcher.run(total, ["sum"], [n]) for n in (1, 2, 3)))
+    assert replies == [1, 3, 6]
+    assert await redis.get("sum") == "6"
+    await redis.config_resetstat()
+    await redis.hset("hash", "field", "value")
+    failed = await asyncio.gather(
+        *(batcher.run(total, ["hash"], [n]) for n in (1, 2)), return_exceptions=True
+    )
+    # The finish failed: no call got what it asked for, and each hears why.
+    assert all(isinstance(r, ResponseError) and "WRONGTYPE" in str(r) for r in failed)
+    assert await evalsha_calls(redis) == 1
