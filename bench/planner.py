@@ -49,7 +49,13 @@ from gateway.keys import Keys  # noqa: E402
 from gateway.planner import Planner, appointment_context  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
-from gateway.waiting import DATA_SEP, ENTRIES_SEP, SEP, entry_middle, job_start  # noqa: E402
+from gateway.waiting import (  # noqa: E402
+    ENTRIES_SEP,
+    SEP,
+    appointment_data,
+    entry_middle,
+    notification_job,
+)
 from tests.conftest import FixedClock  # noqa: E402
 from tests.redis_server import start_redis  # noqa: E402
 
@@ -104,9 +110,9 @@ def booking(index: int) -> AppointmentJob:
     return job
 
 
-def resp(*args: str | int) -> bytes:
+def resp(*args: str | bytes | int) -> bytes:
     """One command in Redis's protocol, as a client sends it."""
-    parts = [str(arg).encode() for arg in args]
+    parts = [arg if isinstance(arg, bytes) else str(arg).encode() for arg in args]
     return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
@@ -121,11 +127,13 @@ def entries(job: AppointmentJob) -> list[str]:
     ]
 
 
-def job_json(job: AppointmentJob, kind: str, index: int, channel: str, to: str) -> tuple[str, str]:
+def job_json(
+    job: AppointmentJob, kind: str, index: int, channel: str, to: str, flag: bool = False
+) -> tuple[str, bytes]:
     """A notification's id and job, as the planner makes them."""
-    job_id, head, _ = job_start(job.id, ACCOUNT, job.appointment.id, kind, index, channel, to,
-                                False)  # fmt: skip
-    return job_id, head + appointment_context(job.appointment) + "}"
+    return notification_job(job.id, ACCOUNT, job.appointment.id,
+                            appointment_context(job.appointment), kind, index, channel, to,
+                            flag)  # fmt: skip
 
 
 class Reference:
@@ -145,12 +153,11 @@ class Reference:
         booking, texts = keys.bookings(ACCOUNT, address), keys.sms_waiting(PHONE)
         confirmation, confirmation_job = job_json(job, "confirmation", 0, "email", address)
         pending = ENTRIES_SEP.join(entries(job))
-        parts = [ACCOUNT, job.id, pending, confirmation, appointment_context(appointment)]
+        value = appointment_data(
+            ACCOUNT, job.id, pending, confirmation, appointment_context(appointment)
+        )
         return [
-            resp(
-                "SET", data, DATA_SEP.join(parts),
-                "EX", HISTORY_TTL,
-            ),
+            resp("SET", data, value, "EX", HISTORY_TTL),
             resp("ZADD", keys.notifications, start_ms + WAITING[0][4] * 1000, appointment.id),
             resp("ZADD", booking, start_ms // 1000, appointment.id),
             resp("EXPIRE", booking, HISTORY_TTL),
@@ -165,8 +172,8 @@ class Reference:
         """The commands that write what dispatching the appointment's waiting notifications
         writes: each one's job and its state."""
         commands = []
-        for kind, index, channel, _, to in (entry.split(SEP)[1:] for entry in entries(job)):
-            job_id, made = job_json(job, kind, int(index), channel, to)
+        for kind, index, channel, flag, to in (entry.split(SEP)[1:] for entry in entries(job)):
+            job_id, made = job_json(job, kind, int(index), channel, to, flag == "1")
             commands.append(resp("XADD", self.keys.jobs, "*", "job", made))
             commands.append(resp("SET", self.keys.job_state(job_id), "q", "EX", STATE_TTL))
         return commands

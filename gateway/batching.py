@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-# A script call's argument: text, as Redis takes a command's, or a number for the script's
-# own arithmetic (see BULK).
-Arg = str | int
+# A script call's argument: text, as Redis takes a command's (str, or bytes in UTF-8 where
+# the caller has them so), or a number for the script's own arithmetic (see BULK).
+Arg = str | bytes | int
 
 # Runs calls of one script in one EVALSHA. ARGV[1] holds the calls in MessagePack, as one
 # flat list: for each call, its number of keys and of arguments, then its keys and its
@@ -111,12 +111,13 @@ class _Request:
     def command(self) -> tuple[str, int, list[str | bytes]]:
         """EVALSHA's script and number of keys, then the keys and the one argument."""
         keys: list[str | bytes] = list(self.calls[0].keys)
-        calls: list[int | str] = []
+        calls: list[Arg] = []
         for call in self.calls:
             calls += (len(call.keys), len(call.args))
             calls += call.keys
             calls += call.args
-        return self.script.sha, len(keys), [*keys, msgpack.packb(calls)]
+        # As raw strings, bytes too: Redis's cmsgpack knows no bin type.
+        return self.script.sha, len(keys), [*keys, msgpack.packb(calls, use_bin_type=False)]
 
     def deliver(self, reply: Any) -> None:
         """Hand each call its reply, or the error that stopped them all."""

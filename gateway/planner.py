@@ -29,7 +29,7 @@ from gateway.jobs import (
 from gateway.keys import Keys
 from gateway.planning import Skipped, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
-from gateway.waiting import Waiting, entry_middle, job_start, notification_id
+from gateway.waiting import Waiting, entry_middle, notification_id, notification_job
 from outbound.sms.numbers import NumberRefused, to_e164
 
 
@@ -126,7 +126,7 @@ class Planner:
         clients = _addresses(appointment.clients)
         account_id, source = job.account, job.id
         waiting: list[tuple[int, str]] = []
-        made_now: list[str] = []
+        made_now: list[tuple[str, bytes]] = []
         texted: str | None = None
         events: list[Event] = []
         for item in timetable:
@@ -141,10 +141,10 @@ class Planner:
                 recipients = [texted] if texted else []
             if after_start is None:
                 for recipient in recipients:
-                    made_now += job_start(
-                        source, account_id, appointment.id, notice, index, channel, recipient,
-                        flag,
-                    )  # fmt: skip
+                    made_now.append(notification_job(
+                        source, account_id, appointment.id, context, notice, index, channel,
+                        recipient, flag,
+                    ))  # fmt: skip
                 continue
             due = (start + after_start) // 1000
             head = f"{due}{entry_middle(notice, index, channel, flag)}"
@@ -305,13 +305,14 @@ def _addresses(clients: Sequence[Client]) -> list[str]:
     return addresses
 
 
-def appointment_context(appointment: Appointment) -> str:
-    """The context (JSON) every notification job of the appointment carries as is,
+def appointment_context(appointment: Appointment) -> bytes:
+    """The context (JSON, UTF-8) every notification job of the appointment carries as is,
     serialised once per planning, without the fields left to their defaults (the handlers
     read it back into the model). Pydantic's own serializer, without model_dump_json's
-    keyword handling, which costs a quarter of the call."""
+    keyword handling, which costs a quarter of the call; kept in bytes, as Redis takes it
+    (a text would be decoded here and encoded again to be sent)."""
     serialized = appointment.__pydantic_serializer__.to_json(appointment, exclude_defaults=True)
-    return '{"appointment":' + serialized.decode() + "}"
+    return b'{"appointment":' + serialized + b"}"
 
 
 def _plain(model: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.events import Event
 from gateway.jobs import Job, job_to_json
 from gateway.keys import Keys
-from gateway.waiting import ENTRIES_SEP, Waiting, parse_entries, waiting_in
+from gateway.waiting import ENTRIES_SEP, Waiting, appointment_data, parse_entries, waiting_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class NotificationPlan:
     appointment: str
     account: str
     source: str
-    context: str
+    context: bytes
     replace: bool
     # How long what the appointment keeps lasts after its last notification falls due.
     ttl: int
@@ -75,8 +75,8 @@ class NotificationPlan:
     cancelled: bool
     # (due epoch ms, entry) of each notification left waiting (see gateway/waiting.py).
     waiting: Sequence[tuple[int, str]]
-    # The notifications made at once, three strings each (see waiting.job_start).
-    made_now: Sequence[str]
+    # The notifications made at once: (id, job) each (see waiting.notification_job).
+    made_now: Sequence[tuple[str, bytes]]
     # The number the appointment's SMS reminder goes to, if it has one.
     texted: str | None = None
 
@@ -227,22 +227,26 @@ class JobQueue:
             ],
             args=[
                 plan.appointment,
-                plan.account,
                 plan.source,
-                plan.context,
+                appointment_data(
+                    plan.account,
+                    plan.source,
+                    ENTRIES_SEP.join(entry for _, entry in plan.waiting),
+                    ENTRIES_SEP.join(job_id for job_id, _ in plan.made_now),
+                    plan.context,
+                ),
                 "cancel" if plan.cancelled else "replace" if plan.replace else "add",
                 str(ttl),
+                ttl,
                 self.options.prefix,
                 self._state_ttl,
                 str(plan.start),
                 self.keys.sms_waiting(plan.texted) if plan.texted else "",
-                ENTRIES_SEP.join(entry for _, entry in plan.waiting),
                 len(dues),
                 str(min(dues)) if dues else "",
-                ENTRIES_SEP.join(plan.made_now[0::3]),
                 len(plan.clients),
                 *[self.keys.bookings(plan.account, address) for address in plan.clients],
-                *plan.made_now,
+                *[part for made in plan.made_now for part in made],
             ],
         )
         dropped, _, cancelled = str(reply).partition("\x1d")

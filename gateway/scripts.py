@@ -305,7 +305,7 @@ end
 -- recipient joined by \\31, a byte no id or address may hold: see gateway/waiting.py)
 -- into its job on the stream: an `email.send` to one address or an `sms.send` to one
 -- number, with the appointment's context, under an id that names the planning that made
--- it (waiting.job_start makes the same in Python for the notifications due at once).
+-- it (waiting.notification_job makes the same in Python for those due at once).
 -- `data` is the appointment's (see read_data). Returns what make_job returns, or false
 -- for an entry it cannot read.
 local function dispatch(prefix, jobs, ttl, appointment, entry, data)
@@ -423,6 +423,14 @@ return tonumber(known)
 # appointment's score in the notifications set (false for none; the last call's wins).
 PLAN_BATCH = """
 local waiting_change, next_due = 0, {}
+
+-- Makes a key that other appointments share last at least `ttl` (text, as EXPIRE takes
+-- it, and `seconds`, the same as a number), never less than it did.
+local function keep_for(key, ttl, seconds)
+  if redis.call('TTL', key) < seconds then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
 """
 
 # KEYS, the first call's, name the notifications set and the waiting count of them all.
@@ -461,63 +469,57 @@ end
 # shortened. The count and the notifications set are written once for the batch (see
 # PLAN_BATCH).
 # KEYS: notifications, appointment data, jobs, waiting count
-# ARGV: appointment id, account, source job id, context json, what ('add' for a
-#       booking, 'replace' for a move, 'cancel'), ttl s, key prefix, state ttl s,
-#       booking score (start, epoch s), the SMS-wait key of the number the SMS reminder
-#       goes to ('' for none), the waiting entries (joined by \x1e), how many (a number),
-#       the first one's due ms ('' for none), the ids of the jobs made now (joined by \x1e),
+# ARGV: appointment id, source job id, the appointment's data as a first planning leaves
+#       it (waiting.appointment_data), what ('add' for a booking, 'replace' for a move,
+#       'cancel'), ttl s, the same as a number, key prefix, state ttl s, booking score
+#       (start, epoch s), the SMS-wait key of the number the SMS reminder goes to ('' for
+#       none), how many entries wait (a number), the first one's due ms ('' for none),
 #       client count c (a number), c clients' booking keys, then for each notification
-#       made now its job's id, its job (waiting.job_start) and its flag
+#       made now its job's id and its job (waiting.notification_job)
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
 PLAN_NOTIFICATIONS = Script(
     """
-local appointment, what, ttl, prefix, made = ARGV[1], ARGV[5], ARGV[6], ARGV[7], ARGV[14]
-local ttl_seconds = tonumber(ttl)
-local function keep_for(key)
-  if redis.call('TTL', key) < ttl_seconds then
-    redis.call('EXPIRE', key, ttl)
-  end
-end
+local appointment, source, what, ttl, prefix = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7]
 -- Written as a first planning leaves it, the earlier data read in the same command: the
 -- other cases (a replacement, a planning run again) are the rare ones, mended below.
-local data = {ARGV[2], ARGV[3], ARGV[11], made, ARGV[4]}
-local earlier = redis.call('SET', KEYS[2], table.concat(data, '\\29'), 'EX', ttl, 'GET')
+local earlier = redis.call('SET', KEYS[2], ARGV[3], 'EX', ttl, 'GET')
 earlier = earlier and split(earlier, '\\29', 5)
 local dropped, cancelled = '', ''
 if not earlier then
-  waiting_change = waiting_change + ARGV[12]
+  waiting_change = waiting_change + ARGV[11]
 else
-  waiting_change = waiting_change + ARGV[12] - count_entries(earlier[3])
+  waiting_change = waiting_change + ARGV[11] - count_entries(earlier[3])
   -- The same job run again (a worker died before recording it done) finds its own
   -- planning, as does a booking: what it made is kept, and nothing is dropped.
-  if what ~= 'add' and earlier[2] ~= ARGV[3] then
+  if what ~= 'add' and earlier[2] ~= source then
     dropped = earlier[3]
     cancelled = table.concat(cancel_made(prefix, appointment, earlier[4], ARGV[8]), '\\30')
   elseif earlier[4] ~= '' then
-    data[4] = earlier[2] == ARGV[3] and earlier[4] or
+    local data = split(ARGV[3], '\\29', 5)
+    local made = data[4]
+    data[4] = earlier[2] == source and earlier[4] or
       (made == '' and earlier[4] or earlier[4] .. '\\30' .. made)
     write_data(KEYS[2], data, ttl)
   end
 end
-local clients = ARGV[15]
-for i = 16, 15 + clients do
+local clients = ARGV[13]
+for i = 14, 13 + clients do
   local key = ARGV[i]
   if what == 'cancel' then
     redis.call('ZREM', key, appointment)
   else
     redis.call('ZADD', key, ARGV[9], appointment)
   end
-  keep_for(key)
+  keep_for(key, ttl, ARGV[6])
 end
-for i = 16 + clients, #ARGV, 3 do
-  local job = ARGV[i + 1] .. job_context(ARGV[4], ARGV[i + 2]) .. '}'
-  make_job(prefix, KEYS[3], ARGV[8], ARGV[i], job)
+for i = 14 + clients, #ARGV, 2 do
+  make_job(prefix, KEYS[3], ARGV[8], ARGV[i], ARGV[i + 1])
 end
-next_due[appointment] = ARGV[13] ~= '' and ARGV[13]
+next_due[appointment] = ARGV[12] ~= '' and ARGV[12]
 if ARGV[10] ~= '' then
   redis.call('SADD', ARGV[10], appointment)
-  keep_for(ARGV[10])
+  keep_for(ARGV[10], ttl, ARGV[6])
 end
 return dropped .. '\\29' .. cancelled
 """,

@@ -53,6 +53,16 @@ def parse_entries(joined: str | None) -> list[Waiting]:
     return [Waiting.parse(entry) for entry in (joined or "").split(ENTRIES_SEP) if entry]
 
 
+def appointment_data(account: str, source: str, entries: str, made: str, context: bytes) -> bytes:
+    """An appointment's data (see read_data in scripts.APPOINTMENT_DATA): its account, the
+    planning job whose id its jobs carry, its waiting entries and the ids of the jobs made
+    from them (each list joined by ENTRIES_SEP), and its context."""
+    return (
+        f"{account}{DATA_SEP}{source}{DATA_SEP}{entries}{DATA_SEP}{made}{DATA_SEP}".encode()
+        + context
+    )
+
+
 def waiting_in(data: str | None) -> list[Waiting]:
     """The entries an appointment's data holds (account, source, entries, made jobs, context)."""
     return parse_entries(data.split(DATA_SEP, 3)[2] if data else None)
@@ -65,29 +75,32 @@ def notification_id(source: str, kind: str, index: int, channel: str, recipient:
     return f"{source}/{kind}/{index}/{channel}/{recipient}"
 
 
-def job_start(
+def notification_job(
     source: str,
     account: str,
     appointment: str,
+    context: bytes,
     kind: str,
     index: int,
     channel: str,
     to: str,
     only_if_not_rebooked: bool,
-) -> tuple[str, str, str]:
-    """A notification made at once, as the planning script takes it: its job's id, the job
-    (JSON) up to its context, which the script appends, and its flag ("1" when it goes only
-    if the client has not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of
-    an entry when it falls due, made here where it costs less than in Redis's Lua. (The
-    account id and the kind need no escaping: see gateway.jobs.)"""
+) -> tuple[str, bytes]:
+    """A notification made at once, as the planning script takes it: its job's id and its
+    job (JSON, UTF-8), with the appointment's context (marked when it goes only if the client has
+    not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of an entry when it
+    falls due, made here where it costs less than in Redis's Lua. (The account id and the
+    kind need no escaping: see gateway.jobs.)"""
     job_id = notification_id(source, kind, index, channel, to)
     if channel == "sms":
         job_kind, recipient = "sms.send", encode_basestring(to)
     else:
         job_kind, recipient = "email.send", f"[{encode_basestring(to)}]"
+    if only_if_not_rebooked:
+        context = context[:-1] + b',"only_if_not_rebooked":true}'
     head = (
         f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}","account":"{account}",'
         f'"appointment":{encode_basestring(appointment)},"to":{recipient},"template":"{kind}",'
         '"context":'
     )
-    return job_id, head, "1" if only_if_not_rebooked else "0"
+    return job_id, head.encode() + context + b"}"

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from gateway.clock import rfc3339
 from gateway.jobs import parse_job
 from gateway.queue import NotificationPlan
-from gateway.waiting import entry_middle, job_start, waiting_in
+from gateway.waiting import entry_middle, notification_job, waiting_in
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
@@ -175,23 +175,24 @@ async def test_a_move_cancels_the_notifications_made_and_not_yet_sent(
 async def test_a_job_made_at_once_is_the_job_made_when_due(
     gateway: Gateway, redis: Redis, clock: FixedClock
 ) -> None:
-    # The jobs of notifications due at once are built in Python (waiting.job_start), those
-    # made when due in Lua (dispatch, in scripts.APPOINTMENT_DATA): the same notifications
+    # The jobs of notifications due at once are built in Python (waiting.notification_job),
+    # those made when due in Lua (dispatch, in scripts.APPOINTMENT_DATA): the same notifications
     # give the same jobs.
-    context = '{"appointment":{"id":"a\\"7","clients":[{"name":"Zoé"}]}}'
+    context = '{"appointment":{"id":"a\\"7","clients":[{"name":"Zoé"}]}}'.encode()
     notifications = [
         ("follow_up", 1, "email", True, "zoé.o'hara@example.com"),
         ("reminder", 0, "sms", False, "+33612345678"),
     ]
     now = int(clock.now() * 1000)
     for appointment, source, due in (('a"7', "b/1", now), ('a"8', "b/2", now + 1000)):
-        made_now: list[str] = []
+        made_now: list[tuple[str, bytes]] = []
         waiting: list[tuple[int, str]] = []
         for kind, index, channel, flag, to in notifications:
             if due == now:
-                made_now += job_start(
-                    source, "atelier-elodie", appointment, kind, index, channel, to, flag
+                made = notification_job(
+                    source, "atelier-elodie", appointment, context, kind, index, channel, to, flag
                 )
+                made_now.append(made)
             else:
                 waiting.append((due, f"{due}{entry_middle(kind, index, channel, flag)}{to}"))
         plan = NotificationPlan(
