@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from gateway.jobs import (
     parse_job,
 )
 from gateway.keys import Keys
-from gateway.planning import Skipped, Timetables, plan_resend
+from gateway.planning import Channel, Kind, Skipped, Timetable, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
 from gateway.waiting import Waiting, entry_middle, notification_id, notification_job
 from outbound.sms.numbers import NumberRefused, to_e164
@@ -79,6 +80,35 @@ async def record_dropped(
         await pipe.execute()
 
 
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A timetable as the planner uses it (made once for most, see planning.Timetables):
+    what is skipped, what is made at once (kind, channel, index, only if not rebooked),
+    and what waits (microseconds after the start, the entry's middle, channel)."""
+
+    skipped: tuple[Skipped, ...]
+    at_once: tuple[tuple[Kind, Channel, int, bool], ...]
+    waiting: tuple[tuple[int, str, Channel], ...]
+    # Whether an SMS goes out, at once or later: the client's number is needed.
+    texts: bool
+
+
+def lay_out(timetable: Timetable) -> Layout:
+    """The layout of a timetable."""
+    skipped, at_once, waiting, texts = [], [], [], False
+    for item in timetable:
+        if isinstance(item, Skipped):
+            skipped.append(item)
+            continue
+        kind, channel, index, flag, after_start = item
+        texts = texts or channel == "sms"
+        if after_start is None:
+            at_once.append((kind, channel, index, flag))
+        else:
+            waiting.append((after_start, entry_middle(kind, index, channel, flag), channel))
+    return Layout(tuple(skipped), tuple(at_once), tuple(waiting), texts)
+
+
 class Planner:
     """Handles the scheduling service's jobs (see planning.PLANS and the order and
     subscription kinds)."""
@@ -98,7 +128,7 @@ class Planner:
         self.directory = directory
         self.clock = clock
         self.history_ttl = history_ttl
-        self.timetables = Timetables()
+        self.timetables = Timetables(lay_out)
 
     async def handle(self, job: Job, attempt: int) -> list[Event]:
         if isinstance(job, AppointmentJob):
@@ -121,35 +151,29 @@ class Planner:
             sequence = await self._sequence(job)
             if sequence != appointment.sequence:
                 appointment = appointment.model_copy(update={"sequence": sequence})
-        start, timetable = self.timetables.of(kind, account, appointment, now)
+        start, layout = self.timetables.of(kind, account, appointment, now)
         context = appointment_context(appointment)
         clients = _addresses(appointment.clients)
         account_id, source = job.account, job.id
-        waiting: list[tuple[int, str]] = []
-        made_now: list[tuple[str, bytes]] = []
-        texted: str | None = None
-        events: list[Event] = []
-        for item in timetable:
-            if isinstance(item, Skipped):
-                events.append(self._skipped(job, item))
-                continue
-            notice, channel, index, flag, after_start = item
-            if channel == "email":
-                recipients = clients
-            else:
-                texted = self._phone(job, account.country, events)
-                recipients = [texted] if texted else []
-            if after_start is None:
-                for recipient in recipients:
-                    made_now.append(notification_job(
-                        source, account_id, appointment.id, context, notice, index, channel,
-                        recipient, flag,
-                    ))  # fmt: skip
-                continue
+        events = [self._skipped(job, skipped) for skipped in layout.skipped]
+        texted = self._phone(job, account.country, events) if layout.texts else None
+        recipients = {"email": clients, "sms": [texted] if texted else []}
+        made_now = [
+            notification_job(
+                source, account_id, appointment.id, context, notice, index, channel, recipient,
+                flag,
+            )
+            for notice, channel, index, flag in layout.at_once
+            for recipient in recipients[channel]
+        ]  # fmt: skip
+        entries: list[str] = []
+        dues: list[int] = []
+        for after_start, middle, channel in layout.waiting:
             due = (start + after_start) // 1000
-            head = f"{due}{entry_middle(notice, index, channel, flag)}"
-            for recipient in recipients:
-                waiting.append((due, head + recipient))
+            head = f"{due}{middle}"
+            for recipient in recipients[channel]:
+                entries.append(head + recipient)
+                dues.append(due)
         replaced, dropped = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
@@ -161,7 +185,8 @@ class Planner:
                 clients=clients,
                 start=start / 1e6,
                 cancelled=kind == "appointment.cancelled",
-                waiting=waiting,
+                entries=entries,
+                dues=dues,
                 made_now=made_now,
                 texted=texted,
             )

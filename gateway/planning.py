@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, TypeAlias
+from typing import Final, Generic, Literal, TypeAlias, TypeVar
 
 from gateway.account import Account
 from gateway.durations import format_duration
@@ -258,12 +258,13 @@ Timed: TypeAlias = tuple[Kind, Channel, int, bool, int | None]
 
 
 Timetable: TypeAlias = Sequence[Timed | Skipped]
+Layout = TypeVar("Layout")
 
 
-class Timetables:
+class Timetables(Generic[Layout]):
     """The plans of appointment jobs as timetables (see Timed), computed once per account,
     job kind and what the rules read of an appointment for those that start far enough
-    ahead.
+    ahead, and kept as their user lays them out (`lay_out`, made once with them).
 
     Starting more than every reminder's offset (and the minimum notice) after now, an
     appointment's plan is the same whatever its start: each reminder at its offset before
@@ -272,15 +273,16 @@ class Timetables:
     ones run the rules each time. Accounts are immutable: a changed one is a new object,
     with timetables of its own."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, lay_out: Callable[[Timetable], Layout], size: int = 4096) -> None:
+        self.lay_out = lay_out
         self.size = size
-        self._far_ahead: dict[tuple[int, str, str, bool, bool], tuple[Account, int, Timetable]] = {}
+        self._far_ahead: dict[tuple[int, str, str, bool, bool], tuple[Account, int, Layout]] = {}
 
     def of(
         self, kind: str, account: Account, appointment: Appointment, now: datetime
-    ) -> tuple[int, Timetable]:
+    ) -> tuple[int, Layout]:
         """The appointment's start in microseconds since the epoch, and what the planning
-        rules of job `kind` give it at `now`."""
+        rules of job `kind` give it at `now`, laid out."""
         start = _micros(appointment.start - _EPOCH)
         # What the rules read of an appointment besides its start.
         phone = any(client.phone for client in appointment.clients)
@@ -294,10 +296,10 @@ class Timetables:
             if len(self._far_ahead) >= self.size:
                 self._far_ahead.clear()
             # Kept with the account, so that its id is no other's while they are kept.
-            known = self._far_ahead[key] = (account, horizon, far_ahead)
+            known = self._far_ahead[key] = (account, horizon, self.lay_out(far_ahead))
         if start - _micros(now - _EPOCH) > known[1]:
             return start, known[2]
-        return start, _timed(PLANS[kind](account, appointment, now), start, now)
+        return start, self.lay_out(_timed(PLANS[kind](account, appointment, now), start, now))
 
 
 def _horizon(account: Account) -> timedelta:

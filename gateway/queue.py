@@ -73,8 +73,10 @@ class NotificationPlan:
     clients: Sequence[str]
     start: float
     cancelled: bool
-    # (due epoch ms, entry) of each notification left waiting (see gateway/waiting.py).
-    waiting: Sequence[tuple[int, str]]
+    # The entry of each notification left waiting (see gateway/waiting.py), and its due
+    # time (epoch ms), in the same order.
+    entries: Sequence[str]
+    dues: Sequence[int]
     # The notifications made at once: (id, job) each (see waiting.notification_job).
     made_now: Sequence[tuple[str, bytes]]
     # The number the appointment's SMS reminder goes to, if it has one.
@@ -168,6 +170,7 @@ class JobQueue:
         self._events_max_length = str(options.events_max_length)
         # Where the scripts mirror the events of an appointment, and for how long.
         self._history = (self.keys.history_prefix, str(options.history_ttl))
+        self._plan_keys = (self.keys.notifications, self.keys.jobs, self.keys.waiting_count)
 
     def _run(self, script: Script, keys: list[str], args: list[Arg]) -> asyncio.Future[Any]:
         return self._batcher.run(script, keys, args)
@@ -214,25 +217,21 @@ class JobQueue:
         """Keep an appointment's notifications, making at once the jobs of those due now;
         returns the waiting notifications it replaced and the made jobs it cancelled."""
         now = _ms(self.clock.now())
-        dues = [due for due, _ in plan.waiting]
+        dues = plan.dues
         # Kept until the last one is made, however far ahead, then as long as a history.
         ttl = plan.ttl + math.ceil((max(dues, default=now) - now) / 1000)
+        notifications, jobs, waiting_count = self._plan_keys
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
-            keys=[
-                self.keys.notifications,
-                self.keys.appointment_data(plan.appointment),
-                self.keys.jobs,
-                self.keys.waiting_count,
-            ],
+            keys=[notifications, self.keys.appointment_data(plan.appointment), jobs, waiting_count],
             args=[
                 plan.appointment,
                 plan.source,
                 appointment_data(
                     plan.account,
                     plan.source,
-                    ENTRIES_SEP.join(entry for _, entry in plan.waiting),
-                    ENTRIES_SEP.join(job_id for job_id, _ in plan.made_now),
+                    ENTRIES_SEP.join(plan.entries),
+                    ENTRIES_SEP.join([job_id for job_id, _ in plan.made_now]),
                     plan.context,
                 ),
                 "cancel" if plan.cancelled else "replace" if plan.replace else "add",
@@ -249,9 +248,9 @@ class JobQueue:
                 *[part for made in plan.made_now for part in made],
             ],
         )
-        dropped, _, cancelled = str(reply).partition("\x1d")
-        if not dropped and not cancelled:
+        if reply is None:
             return [], []
+        dropped, _, cancelled = str(reply).partition("\x1d")
         return parse_entries(dropped), _split(cancelled)
 
     async def sequence(self, appointment: str, job_id: str, step: int, ttl: int) -> int:

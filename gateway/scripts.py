@@ -477,7 +477,8 @@ end
 #       client count c (a number), c clients' booking keys, then for each notification
 #       made now its job's id and its job (waiting.notification_job)
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
-# the two joined by \x1d (a flat string: cheaper for Redis than nested replies).
+# the two joined by \x1d (a flat string: cheaper for Redis than nested replies); nothing
+# when there are none.
 PLAN_NOTIFICATIONS = Script(
     """
 local appointment, source, what, ttl, prefix = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7]
@@ -521,7 +522,9 @@ if ARGV[10] ~= '' then
   redis.call('SADD', ARGV[10], appointment)
   keep_for(ARGV[10], ttl, ARGV[6])
 end
-return dropped .. '\\29' .. cancelled
+if dropped ~= '' or cancelled ~= '' then
+  return dropped .. '\\29' .. cancelled
+end
 """,
     helpers=APPOINTMENT_DATA + PLAN_BATCH,
     finish=PLAN_BATCH_FINISH,

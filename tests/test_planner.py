@@ -186,7 +186,7 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
     now = int(clock.now() * 1000)
     for appointment, source, due in (('a"7', "b/1", now), ('a"8', "b/2", now + 1000)):
         made_now: list[tuple[str, bytes]] = []
-        waiting: list[tuple[int, str]] = []
+        entries: list[str] = []
         for kind, index, channel, flag, to in notifications:
             if due == now:
                 made = notification_job(
@@ -194,7 +194,7 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
                 )
                 made_now.append(made)
             else:
-                waiting.append((due, f"{due}{entry_middle(kind, index, channel, flag)}{to}"))
+                entries.append(f"{due}{entry_middle(kind, index, channel, flag)}{to}")
         plan = NotificationPlan(
             appointment=appointment,
             account="atelier-elodie",
@@ -205,7 +205,8 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
             clients=[],
             start=clock.now(),
             cancelled=False,
-            waiting=waiting,
+            entries=entries,
+            dues=[due] * len(entries),
             made_now=made_now,
         )
         await gateway.queue.plan_notifications(plan)

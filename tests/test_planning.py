@@ -632,6 +632,10 @@ def test_reminder_at_rule(left: timedelta, offset: timedelta) -> None:
 # --- timetables: the plans as the planner keeps them ---
 
 
+def as_is(timetable: Timetable) -> Timetable:
+    return timetable
+
+
 def rules_timetable(kind: str, acct: Account, appt: Appointment, now: datetime) -> Timetable:
     """What the rules give, each time in microseconds after the start (None: at once)."""
     start = appt.start.astimezone(UTC)
@@ -670,7 +674,7 @@ def test_a_timetable_is_what_the_rules_give(
     acct: Account, appt: Appointment, others: list[dict[str, Any]], kind: str
 ) -> None:
     # One Timetables for all, so that some find those kept for an earlier appointment.
-    timetables = Timetables()
+    timetables = Timetables(as_is)
     for other in others:
         moved = appt.model_copy(update=other)
         start, timetable = timetables.of(kind, acct, moved, NOW)
@@ -693,7 +697,7 @@ def test_a_timetable_at_the_edge_of_the_longest_offset(
     notifications: dict[str, Any], longest: timedelta, beyond: timedelta
 ) -> None:
     acct = account(notifications)
-    timetables = Timetables()
+    timetables = Timetables(as_is)
     for appt in (appointment(NOW + 30 * 24 * H), appointment(NOW + longest + beyond)):
         assert timetables.of("appointment.booked", acct, appt, NOW)[1] == rules_timetable(
             "appointment.booked", acct, appt, NOW
@@ -704,7 +708,7 @@ def test_a_timetable_at_the_edge_of_the_longest_offset(
 def test_timetables_kept_for_one_appointment_are_not_another_kinds(kind: str) -> None:
     # What the rules read of an appointment besides its start, changed one at a time.
     acct = account(SMS_ON)
-    timetables = Timetables()
+    timetables = Timetables(as_is)
     appt = appointment(NOW + 30 * 24 * H)
     for other in (
         appt,
@@ -720,9 +724,26 @@ def test_timetables_kept_for_one_appointment_are_not_another_kinds(kind: str) ->
 
 
 def test_a_changed_account_gets_its_own_timetables() -> None:
-    timetables = Timetables()
+    timetables = Timetables(as_is)
     appt = appointment(NOW + 30 * 24 * H)
     for offset in ("24h", "2d"):
         acct = account({"reminders": [{"offset": offset}]})
         _, timetable = timetables.of("appointment.booked", acct, appt, NOW)
         assert timetable == rules_timetable("appointment.booked", acct, appt, NOW)
+
+
+def test_a_timetable_kept_is_laid_out_once() -> None:
+    laid_out: list[Timetable] = []
+
+    def lay_out(timetable: Timetable) -> int:
+        laid_out.append(timetable)
+        return len(laid_out)
+
+    timetables = Timetables(lay_out)
+    acct = account(SMS_ON)
+    far = [appointment(NOW + days * 24 * H) for days in (30, 31, 32)]
+    assert [timetables.of("appointment.booked", acct, appt, NOW)[1] for appt in far] == [1, 1, 1]
+    # Near ones are laid out each time, from what the rules give them.
+    near = appointment(NOW + 2 * H)
+    assert timetables.of("appointment.booked", acct, near, NOW)[1] == 2
+    assert laid_out[1] == rules_timetable("appointment.booked", acct, near, NOW)
