@@ -466,6 +466,13 @@ async def test_an_appointment_waits_once_for_its_next_notification(
     assert (await gateway.queue.depths()).scheduled == 0
 
 
+async def test_a_booking_is_kept_at_its_exact_start(gateway: Gateway, redis: Redis) -> None:
+    bookings = "mailgw:bookings:atelier-elodie:zoe@example.com"
+    for start in (NOW + timedelta(days=5), NOW + timedelta(days=5, microseconds=50_001)):
+        await gateway.run(appointment_job(f"b-{start.microsecond}", "appointment.booked", start))
+        assert await redis.zscore(bookings, "appt-7") == start.timestamp()
+
+
 async def test_what_an_appointment_keeps_lasts_until_its_last_notification(
     gateway: Gateway, redis: Redis
 ) -> None:
