@@ -406,6 +406,11 @@ async def test_jobs_planned_together_do_what_they_do_one_by_one(
             booking("m2", "appointment.rescheduled", "a2", NOW + timedelta(days=1)),
             booking("c4", "appointment.cancelled", "a4", NOW - timedelta(minutes=30)),
         ],
+        # Booked twice at once: the second planning is the one that stays.
+        [
+            booking("b5", "appointment.booked", "a5", NOW + timedelta(days=5)),
+            booking("b6", "appointment.booked", "a5", NOW + timedelta(days=6)),
+        ],
     ]
     stages[1] += stages[0][1:]
 
@@ -430,7 +435,7 @@ async def test_jobs_planned_together_do_what_they_do_one_by_one(
 
     # What the stages did: the first two left the same state, the moves dropped and
     # cancelled what the bookings had planned and made.
-    (booked_events, booked), (again_events, again), (_, moved) = together
+    (booked_events, booked), (again_events, again), (_, moved), _ = together
     assert again == booked and again_events == booked_events
     assert [len(events) for events in booked_events] == [0, 2, 7, 4]  # skipped ones
     assert moved["mailgw:job:b2/reminder/0/sms/+33612345678"][0] == "cancelled"
