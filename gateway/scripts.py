@@ -497,10 +497,13 @@ else
     dropped = earlier[3]
     cancelled = table.concat(cancel_made(prefix, appointment, earlier[4], ARGV[8]), '\\30')
   elseif earlier[4] ~= '' then
+    -- The jobs made before stay listed, before those made now (a rerun's are listed).
     local data = split(ARGV[3], '\\29', 5)
-    local made = data[4]
-    data[4] = earlier[2] == source and earlier[4] or
-      (made == '' and earlier[4] or earlier[4] .. '\\30' .. made)
+    if earlier[2] == source or data[4] == '' then
+      data[4] = earlier[4]
+    else
+      data[4] = earlier[4] .. '\\30' .. data[4]
+    end
     write_data(KEYS[2], data, ttl)
   end
 end

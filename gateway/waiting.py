@@ -87,10 +87,10 @@ def notification_job(
     only_if_not_rebooked: bool,
 ) -> tuple[str, bytes]:
     """A notification made at once, as the planning script takes it: its job's id and its
-    job (JSON, UTF-8), with the appointment's context (marked when it goes only if the client has
-    not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of an entry when it
-    falls due, made here where it costs less than in Redis's Lua. (The account id and the
-    kind need no escaping: see gateway.jobs.)"""
+    job (JSON, UTF-8), with the appointment's context (marked when it goes only if the
+    client has not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of an
+    entry when it falls due, made here where it costs less than in Redis's Lua. (The
+    account id and the kind need no escaping: see gateway.jobs.)"""
     job_id = notification_id(source, kind, index, channel, to)
     if channel == "sms":
         job_kind, recipient = "sms.send", encode_basestring(to)
