@@ -357,6 +357,9 @@ def parse_job(raw: str | bytes) -> Job:
         return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
         raise MalformedJob(_explain(raw, exc)) from None
+    except Exception as exc:
+        # Whatever else an entry can make a parser raise, it is still the entry's fault.
+        raise MalformedJob(f"cannot be read: {type(exc).__name__}: {exc}"[:_MAX_REASON]) from None
 
 
 def job_to_json(job: Job) -> str:
@@ -373,6 +376,9 @@ def _explain(raw: str | bytes, exc: ValidationError) -> str:
         return f"not JSON: {err.msg} at line {err.lineno} column {err.colno} (char {err.pos})"
     except UnicodeDecodeError as err:
         return f"not JSON: not valid UTF-8 at byte {err.start}"
+    except ValueError:
+        # Python refuses integers of more than sys.get_int_max_str_digits() digits.
+        return "not JSON: a number too long"
     except RecursionError:
         return "not JSON: nested too deeply"
     if not isinstance(data, dict):

@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 from gateway import metrics, scripts
 from gateway.batching import Arg, Script, ScriptBatcher
 from gateway.clock import Clock, rfc3339
+from gateway.entries import escaped, json_object, not_utf8_at, text_field
 from gateway.events import Event
 from gateway.jobs import Job, job_to_json
 from gateway.keys import Keys
@@ -85,12 +86,14 @@ class NotificationPlan:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One stream entry handed to this worker."""
+    """One stream entry handed to this worker: its job's JSON, or (`has_job_field`
+    False) all its fields as JSON, with what was not UTF-8 escaped (`problem` says where)."""
 
     entry_id: str
     raw: str
     has_job_field: bool
     deliveries: int = 1
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,15 +137,11 @@ class DeadLetter:
     job_id: str | None
 
     def summary(self) -> dict[str, Any]:
-        try:
-            job = json.loads(self.job)
-        except ValueError:
-            job = None
-        kind = job.get("kind") if isinstance(job, dict) else None
+        job = json_object(self.job) or {}
         return {
             "dead_letter": self.entry_id,
-            "job": self.job_id or (job.get("id") if isinstance(job, dict) else None),
-            "kind": kind,
+            "job": self.job_id or text_field(job.get("id"), _MAX_ID),
+            "kind": text_field(job.get("kind"), _MAX_ID),
             "failed_at": self.failed_at,
             "attempts": self.attempts,
             "reason": self.reason,
@@ -150,6 +149,9 @@ class DeadLetter:
 
 
 NOT_REPLAYABLE = "no-job"
+# The longest job id, kind or account a malformed entry's event names (a valid id is at
+# most 200 characters): a longer one is not an id.
+_MAX_ID = 200
 
 
 def _ms(epoch: float) -> int:
@@ -465,7 +467,7 @@ class JobQueue:
         contents are kept as they came, and no job id state is touched."""
         now = self.clock.now()
         if job is None:
-            event = _malformed_event(delivery, reason, now)
+            event = _malformed_event(delivery, escaped(reason), now)
         else:
             event = self._event(job, "failed", reason, now)
         await self._run(
@@ -482,7 +484,7 @@ class JobQueue:
                 self.options.group,
                 delivery.entry_id,
                 delivery.raw,
-                reason,
+                escaped(reason),
                 rfc3339(now),
                 str(attempts),
                 job.id if job else "",
@@ -624,10 +626,17 @@ def _split(joined: str) -> list[str]:
 
 
 def _delivery(entry_id: str, fields: dict[str, str], deliveries: int = 1) -> Delivery:
-    if "job" in fields:
-        return Delivery(entry_id, fields["job"], True, deliveries)
-    # An entry without the `job` field is kept whole so that nothing is lost.
-    return Delivery(entry_id, json.dumps(fields, ensure_ascii=False), False, deliveries)
+    job = fields.get("job")
+    problem = None
+    if job is not None:
+        at = not_utf8_at(job)
+        if at is None:
+            # Other fields are ignored, whatever their bytes, as unknown job fields are.
+            return Delivery(entry_id, job, True, deliveries)
+        problem = f"field 'job' is not UTF-8 text (byte {at})"
+    # An entry without a readable `job` field is kept whole so that nothing is lost.
+    whole = escaped(json.dumps(fields, ensure_ascii=False))
+    return Delivery(entry_id, whole, False, deliveries, problem)
 
 
 def _dead_letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:
@@ -643,15 +652,10 @@ def _dead_letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:
 
 def _malformed_event(delivery: Delivery, reason: str, now: float) -> Event:
     """A `failed` event for an entry that is not a valid job, naming what it can."""
-    job_id = kind = account = None
-    try:
-        raw = json.loads(delivery.raw)
-    except ValueError:
-        raw = None
-    if isinstance(raw, dict):
-        job_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-        kind = raw.get("kind") if isinstance(raw.get("kind"), str) else None
-        account = raw.get("account") if isinstance(raw.get("account"), str) else None
+    raw = (json_object(delivery.raw) or {}) if delivery.has_job_field else {}
+    job_id = text_field(raw.get("id"), _MAX_ID)
+    kind = text_field(raw.get("kind"), _MAX_ID)
+    account = text_field(raw.get("account"), _MAX_ID)
     return Event(
         job=job_id or f"entry:{delivery.entry_id}",
         kind=kind or "unknown",

@@ -11,10 +11,16 @@ from redis.asyncio.sentinel import Sentinel
 
 from gateway.settings import parse_multi_node_url
 
+# Anyone can write any bytes to a stream the gateway reads: a byte that is not UTF-8
+# becomes a lone surrogate (U+DC80 to U+DCFF) instead of failing the whole reply, and
+# goes back to Redis as the same byte. Readers of untrusted entries check for them
+# (gateway.entries).
+ENCODING_ERRORS = "surrogateescape"
+
 
 def connect(url: str, max_connections: int = 64) -> Redis:
-    """A client for `url`, decoding replies as UTF-8 text, holding at most
-    `max_connections` connections (a caller waits for a free one beyond that).
+    """A client for `url`, decoding replies as UTF-8 text (see ENCODING_ERRORS), holding
+    at most `max_connections` connections (a caller waits for a free one beyond that).
 
     `redis://`, `rediss://` and `unix://` go straight to redis-py;
     `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` asks the
@@ -34,6 +40,7 @@ def connect(url: str, max_connections: int = 64) -> Redis:
                 username=username,
                 db=parts.db,
                 decode_responses=True,
+                encoding_errors=ENCODING_ERRORS,
                 max_connections=max_connections,
             )
             master: Redis = sentinel.master_for(parts.service_name)
@@ -43,12 +50,16 @@ def connect(url: str, max_connections: int = 64) -> Redis:
             password=password,
             username=username,
             decode_responses=True,
+            encoding_errors=ENCODING_ERRORS,
             max_connections=max_connections,
         )
         # The cluster client answers the commands the gateway uses; redis-py keeps
         # it a separate class only because it routes each command by slot.
         return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
-        url, decode_responses=True, max_connections=max_connections
+        url,
+        decode_responses=True,
+        encoding_errors=ENCODING_ERRORS,
+        max_connections=max_connections,
     )
     return Redis.from_pool(pool)

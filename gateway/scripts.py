@@ -32,6 +32,15 @@ local function publish(events, maxlen, history, ttl, event)
 end
 """
 
+# Shared by the scripts that settle a delivered entry: true once it is no longer
+# pending (acknowledged). A call sent again after its reply was lost (Redis went away
+# just after running it) then changes nothing, and records nothing twice.
+SETTLED = """
+local function settled(stream, group, entry)
+  return #redis.call('XPENDING', stream, group, entry, entry, 1) == 0
+end
+"""
+
 # Enqueue a validated job: onto the stream, or into the scheduled set when its
 # send_at is in the future. A job id seen before is refused (idempotency).
 # KEYS: jobs, state, scheduled, payloads, appointment
@@ -67,9 +76,13 @@ return {1, where}
 # ARGV: group, entry id, job id, job json, due ms, now ms, state ttl s,
 #       has appointment (1/0), events maxlen, skipped-event json (reason unset),
 #       history key prefix, history ttl s
-# Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}.
+# Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}
+# ({'skip', 'settled'} when the entry was already settled).
 CLAIM = Script(
     """
+if settled(KEYS[1], ARGV[1], ARGV[2]) then
+  return {'skip', 'settled'}
+end
 local state = redis.call('GET', KEYS[2])
 local mine = 'q:' .. ARGV[2]
 if state == mine then
@@ -107,7 +120,7 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return {'skip', state}
 """,
-    helpers=PUBLISH,
+    helpers=PUBLISH + SETTLED,
 )
 
 # Record a job's outcome and acknowledge it in one step: its events are
@@ -115,8 +128,12 @@ return {'skip', state}
 # KEYS: jobs, state, attempts, appointment, events
 # ARGV: group, entry id, job id, state ttl s, events maxlen, history key prefix,
 #       history ttl s, event json...
+# Returns 1, or 0 if the entry was already settled.
 COMPLETE = Script(
     """
+if settled(KEYS[1], ARGV[1], ARGV[2]) then
+  return 0
+end
 for i = 8, #ARGV do
   publish(KEYS[5], ARGV[5], ARGV[6], ARGV[7], ARGV[i])
 end
@@ -127,7 +144,7 @@ redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('SREM', KEYS[4], ARGV[3])
 return 1
 """,
-    helpers=PUBLISH,
+    helpers=PUBLISH + SETTLED,
 )
 
 # Put a failed job into the retry set for a later attempt, with a `deferred`
@@ -138,9 +155,12 @@ return 1
 # ARGV: group, entry id, job id, job json, due ms, attempts, state ttl s,
 #       events maxlen, event json, has appointment (1/0), history key prefix,
 #       history ttl s, reached event json...
-# Returns 1 when parked for retry, 0 when dropped as cancelled.
+# Returns 1 when parked for retry (or already settled), 0 when dropped as cancelled.
 RETRY = Script(
     """
+if settled(KEYS[1], ARGV[1], ARGV[2]) then
+  return 1
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 for i = 13, #ARGV do
@@ -163,7 +183,7 @@ if ARGV[10] == '1' then
 end
 return 1
 """,
-    helpers=PUBLISH,
+    helpers=PUBLISH + SETTLED,
 )
 
 # Move an entry to the dead letters with its reason, a `failed` event, and
@@ -175,8 +195,12 @@ return 1
 # ARGV: group, entry id, raw job, reason, failed at, attempts, job id or '',
 #       state ttl s, events maxlen, event json, 'job' or 'fields',
 #       history key prefix, history ttl s, reached event json...
+# Returns 1, or 0 if the entry was already settled.
 DEAD_LETTER = Script(
     """
+if settled(KEYS[1], ARGV[1], ARGV[2]) then
+  return 0
+end
 for i = 14, #ARGV do
   publish(KEYS[3], ARGV[9], ARGV[12], ARGV[13], ARGV[i])
 end
@@ -197,7 +221,7 @@ if ARGV[7] ~= '' then
 end
 return 1
 """,
-    helpers=PUBLISH,
+    helpers=PUBLISH + SETTLED,
 )
 
 # Move jobs whose time has come from a waiting set (scheduled or retry) onto

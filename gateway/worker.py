@@ -6,21 +6,27 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway import metrics
 from gateway.backoff import retry_delay
 from gateway.directory import AccountDirectory
 from gateway.errors import JobFailure, MalformedJob, TemporaryFailure
+from gateway.events import Event
 from gateway.handlers import Handler
 from gateway.jobs import Job, parse_job
 from gateway.metrics import JobOutcome
+from gateway.outage import Outage, is_outage
 from gateway.queue import Delivery, JobQueue
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Kinds that may name an account the directory does not hold yet.
 DIRECTORY_KINDS = frozenset({"account.upsert", "account.delete"})
@@ -56,6 +62,7 @@ class Worker:
         consumer: str,
         options: WorkerOptions,
         jitter: Callable[[], float] = random.random,
+        outage: Outage | None = None,
     ) -> None:
         self.queue = queue
         self.directory = directory
@@ -63,6 +70,7 @@ class Worker:
         self.consumer = consumer
         self.options = options
         self.jitter = jitter
+        self.outage = outage or Outage()
         self._stopping = asyncio.Event()
         self._in_hand: set[asyncio.Task[None]] = set()
 
@@ -70,10 +78,10 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        await self.queue.ensure_group()
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time()
         failures = 0
+        group_made = False
         try:
             while not self._stopping.is_set():
                 free = self.options.concurrency - len(self._in_hand)
@@ -81,6 +89,9 @@ class Worker:
                     await asyncio.wait(self._in_hand, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
+                    if not group_made:
+                        await self.queue.ensure_group()
+                        group_made = True
                     if loop.time() >= next_reclaim:
                         deliveries = await self.queue.reclaim(self.consumer, free)
                         next_reclaim = loop.time() + self.options.reclaim_interval
@@ -92,13 +103,19 @@ class Worker:
                         deliveries = await self.queue.read(
                             self.consumer, free, self.options.block_ms
                         )
-                    failures = 0
-                except (RedisError, OSError) as exc:
+                except Exception as exc:
                     failures += 1
-                    delay = min(30.0, 0.5 * 2**failures)
-                    log.error("cannot read jobs from Redis (%s); trying again in %.1fs", exc, delay)
-                    await self._sleep(delay)
+                    if is_outage(exc):
+                        self.outage.failed("worker", exc)
+                    elif isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                        log.warning("the consumer group is gone (Redis lost its data?); making it")
+                        group_made = False
+                    else:
+                        log.exception("cannot read jobs; trying again")
+                    await self.outage.wait(failures, self._stopping)
                     continue
+                failures = 0
+                self.outage.ended()
                 for delivery in deliveries:
                     task = asyncio.create_task(self._process_safely(delivery))
                     self._in_hand.add(task)
@@ -113,55 +130,98 @@ class Worker:
                 task.cancel()
             raise
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
     async def _process_safely(self, delivery: Delivery) -> None:
+        # Whatever fails, the entry stays pending: it is reclaimed after the visibility
+        # timeout, and each delivery counts toward queue.max_deliveries.
         try:
             await self.process(delivery)
-        except (RedisError, OSError) as exc:
-            # The entry stays pending; it is reclaimed after the visibility timeout.
-            log.error("lost Redis while finishing entry %s: %s", delivery.entry_id, exc)
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("entry %s failed; left for another try", delivery.entry_id)
 
     async def process(self, delivery: Delivery) -> None:
         """Run one delivered entry to its recorded outcome."""
-        kind, outcome = await self._process(delivery)
+        deadline = asyncio.get_running_loop().time() + self.options.job_timeout
+        kind, outcome = await self._process(delivery, deadline)
         metrics.record_job(kind, outcome)
 
-    async def _process(self, delivery: Delivery) -> tuple[str, JobOutcome]:
+    async def _process(self, delivery: Delivery, deadline: float) -> tuple[str, JobOutcome]:
         try:
+            if delivery.problem is not None:
+                raise MalformedJob(delivery.problem)
             if not delivery.has_job_field:
-                raise MalformedJob(f"entry has no 'job' field (it has: {delivery.raw})")
+                raise MalformedJob(f"entry has no 'job' field (it has: {delivery.raw[:500]})")
             job = parse_job(delivery.raw)
         except MalformedJob as exc:
             log.warning("dead-lettering malformed entry %s: %s", delivery.entry_id, exc.reason)
-            await self.queue.dead_letter(delivery, exc.reason)
+            await self._recorded(partial(self.queue.dead_letter, delivery, exc.reason), deadline)
             return "unknown", "dead_lettered"
-        if job.kind not in DIRECTORY_KINDS and await self.directory.get(job.account) is None:
-            await self.queue.dead_letter(delivery, f"unknown account '{job.account}'")
-            return job.kind, "dead_lettered"
+        if job.kind not in DIRECTORY_KINDS:
+            account = await self._recorded(partial(self.directory.get, job.account), deadline)
+            if account is None:
+                reason = f"unknown account '{job.account}'"
+                await self._recorded(partial(self.queue.dead_letter, delivery, reason), deadline)
+                return job.kind, "dead_lettered"
         if delivery.deliveries > self.queue.options.max_deliveries:
-            await self.queue.dead_letter(
-                delivery,
+            reason = (
                 f"delivered {delivery.deliveries} times and never finished: the workers"
-                " running it stopped or hung each time",
-                job,
+                " running it stopped or hung each time"
             )
+            await self._recorded(partial(self.queue.dead_letter, delivery, reason, job), deadline)
             return job.kind, "dead_lettered"
-        claim = await self.queue.claim(job, delivery)
+        claim = await self._recorded(partial(self.queue.claim, job, delivery), deadline)
         if claim.action != "run":
             return job.kind, "deferred" if claim.action == "deferred" else "skipped"
-        return job.kind, await self._run(job, delivery, claim.attempts + 1)
+        return job.kind, await self._run(job, delivery, claim.attempts + 1, deadline)
 
-    async def _run(self, job: Job, delivery: Delivery, attempt: int) -> JobOutcome:
+    async def _recorded(self, step: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """`step`'s result, run again each time Redis is out of reach, until the job's time
+        is up (then the entry stays pending, for another worker to reclaim). Every step
+        given is safe to repeat, even after a reply lost on its way back."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            try:
+                result = await step()
+            except Exception as exc:
+                if not is_outage(exc) or loop.time() >= deadline:
+                    raise
+                failures += 1
+                self.outage.failed("worker", exc)
+                await self.outage.wait(failures)
+                continue
+            if failures:
+                self.outage.ended()
+            return result
+
+    async def _handled(self, job: Job, attempt: int, deadline: float) -> list[Event]:
+        """The handler's events; Redis out of reach is not the job's failure: the handler
+        runs again once it is back (handlers are safe to repeat), spending no attempt."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await self.handlers[job.kind].handle(job, attempt)
+            except JobFailure:
+                raise
+            except Exception as exc:
+                if isinstance(exc, TimeoutError) or not is_outage(exc):
+                    raise
+                if loop.time() >= deadline:
+                    raise
+                failures += 1
+                self.outage.failed("worker", exc)
+                await self.outage.wait(failures)
+
+    async def _run(self, job: Job, delivery: Delivery, attempt: int, deadline: float) -> JobOutcome:
         try:
-            async with asyncio.timeout(self.options.job_timeout):
-                events = await self.handlers[job.kind].handle(job, attempt)
+            events = await self._handled(job, attempt, deadline)
         except TemporaryFailure as exc:
             reason, retry_after, reached = exc.reason, exc.retry_after, exc.events
         except JobFailure as exc:
-            await self.queue.dead_letter(delivery, exc.reason, job, attempt)
+            dead = partial(self.queue.dead_letter, delivery, exc.reason, job, attempt)
+            await self._recorded(dead, deadline)
             return "dead_lettered"
         except TimeoutError:
             reason, retry_after, reached = (
@@ -173,12 +233,12 @@ class Worker:
             log.exception("job %s (%s) failed unexpectedly", job.id, job.kind)
             reason, retry_after, reached = f"{type(exc).__name__}: {exc}", None, ()
         else:
-            await self.queue.complete(job, delivery, events)
+            await self._recorded(partial(self.queue.complete, job, delivery, events), deadline)
             return "done"
         if retry_after is None and attempt >= self.options.max_attempts:
-            await self.queue.dead_letter(
-                delivery, f"gave up after {attempt} attempts: {reason}", job, attempt, reached
-            )
+            given_up = f"gave up after {attempt} attempts: {reason}"
+            dead = partial(self.queue.dead_letter, delivery, given_up, job, attempt, reached)
+            await self._recorded(dead, deadline)
             return "dead_lettered"
         delay = retry_after
         if delay is None:
@@ -186,5 +246,6 @@ class Worker:
                 attempt, self.options.backoff_initial, self.options.backoff_max, self.jitter()
             )
         log.info("job %s failed (%s); attempt %d in %.0fs", job.id, reason, attempt + 1, delay)
-        await self.queue.retry(job, delivery, attempt, delay, reason, reached)
+        retry = partial(self.queue.retry, job, delivery, attempt, delay, reason, reached)
+        await self._recorded(retry, deadline)
         return "retried"

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from gateway.config import load_config
 from gateway.reactor import install_reactor, stop_reactor_threads
+from gateway.redis_conn import connect
 from tests.gateway_harness import Gateway, write_config
 from tests.redis_server import free_port, start_redis
 from tests.smtp_server import SmtpServer
@@ -52,7 +53,8 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
+    """A client made as the gateway makes its own (gateway.redis_conn)."""
+    client = connect(redis_url)
     yield client
     await client.aclose()
 

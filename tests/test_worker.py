@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from gateway.errors import PermanentFailure, TemporaryFailure
 from gateway.events import Event
 from gateway.handlers import builtin_handlers
 from gateway.jobs import KNOWN_KINDS, Job
+from gateway.queue import NOT_REPLAYABLE
 from gateway.settings import Settings
 from gateway.worker import Worker
 from tests.conftest import FixedClock
@@ -89,6 +91,65 @@ async def test_malformed_entries_go_to_dead_letters_and_the_worker_goes_on(
     assert (await statuses(worker))[-1] == ("good", "sent")
     depths = await worker.queue.depths()
     assert (depths.ready, depths.in_flight, depths.dead_letters) == (0, 0, 5)
+
+
+async def test_entries_that_are_not_utf8_are_dead_lettered_escaped(
+    redis: Redis, redis_url: str, clock: FixedClock
+) -> None:
+    recorder = Recorder()
+    worker = make_worker(redis, clock, every_kind(recorder))
+    await worker.queue.ensure_group()
+    await redis.xadd("mailgw:jobs", {"job": b'{"v":1,"id":"\xff\xfe"}'})
+    await redis.xadd("mailgw:jobs", {b"\xc3(": b"x"})
+    # Fields beside a valid job are ignored, whatever their bytes.
+    await redis.xadd("mailgw:jobs", {"job": json.dumps(booked("a")), "note": b"\xfe\x00"})
+    await xadd(redis, booked("good"))
+    await drain(worker)
+
+    assert recorder.jobs == ["a", "good"]
+    letters = await worker.queue.dead_letters()
+    assert [(d.reason, d.job) for d in letters] == [
+        ("field 'job' is not UTF-8 text (byte 13)", r'{"job": "{\"v\":1,\"id\":\"\xff\xfe\"}"}'),
+        ('entry has no \'job\' field (it has: {"\\xc3(": "x"})', r'{"\xc3(": "x"}'),
+    ]
+    # What was recorded is UTF-8 through and through: a strict reader reads it all.
+    strict = SyncRedis.from_url(redis_url, decode_responses=True)
+    try:
+        for stream in ("mailgw:events", "mailgw:dead"):
+            assert strict.xrange(stream)
+    finally:
+        strict.close()
+    replayed = await worker.queue.replay([d.entry_id for d in letters])
+    assert set(replayed.values()) == {NOT_REPLAYABLE}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ('{"v":1,"id":"deep","kind":"email.send","context":' + "[" * 100_000, "not JSON: "),
+        ('{"v":1,"id":"deep","kind":"email.send","context":{"a":' + "[" * 100_000 + "]" * 100_000
+         + "}}", "not JSON: nested too deeply"),
+        ('{"v":' + "9" * 5000 + ',"id":"big"}', "not JSON: a number too long"),
+        ('{"v":1,"id":"\\ud800","kind":"account.delete","account":"salon"}', "not JSON: "),
+        ('"' + "x" * 2_000_000 + '"', "not a JSON object"),
+    ],
+)  # fmt: skip
+async def test_entries_no_parser_can_read_are_dead_lettered_at_once(
+    redis: Redis, clock: FixedClock, raw: str, reason: str
+) -> None:
+    recorder = Recorder()
+    worker = make_worker(redis, clock, every_kind(recorder))
+    await worker.queue.ensure_group()
+    await xadd(redis, raw)
+    await xadd(redis, booked("good"))
+    await drain(worker)
+    [letter] = await worker.queue.dead_letters()
+    assert letter.reason.startswith(reason)
+    assert letter.job == raw
+    assert recorder.jobs == ["good"]
+    depths = await worker.queue.depths()
+    assert (depths.ready, depths.in_flight, depths.dead_letters) == (0, 0, 1)
+    assert [s for _, s in await statuses(worker)] == ["failed", "sent"]
 
 
 async def test_temporary_failures_back_off_then_dead_letter(
