@@ -8,7 +8,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +24,7 @@ from gateway.embedded_redis import EmbeddedRedis
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.handlers import builtin_handlers
 from gateway.keys import Keys
+from gateway.outage import Outage, backoff, is_outage
 from gateway.planner import Planner
 from gateway.queue import JobQueue, QueueOptions
 from gateway.redis_conn import connect
@@ -141,10 +143,11 @@ class Daemon:
         self.clock = SystemClock()
         self._stopping = False
         self._done = asyncio.Event()
-        self._exit_status = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._essential: list[asyncio.Task[Any]] = []
         self._stoppables: list[Worker | Scheduler | InboundRouter | InboundService] = []
+        # Redis out of reach, as every part of this process finds it.
+        self.outage = Outage()
         self.outbound: OutboundService | None = None
         self.sms: SmsService | None = None
         self.inbound: InboundService | None = None
@@ -160,7 +163,7 @@ class Daemon:
         redis, embedded = await open_redis(settings)
         self.redis_url = settings.redis.url or (embedded.url if embedded else "")
         try:
-            await redis.ping()
+            await self._reach(redis)
             keys = Keys(settings.redis.prefix)
             queue = JobQueue(redis, queue_options(settings), self.clock)
             self.directory = AccountDirectory.cached_as(
@@ -250,12 +253,13 @@ class Daemon:
             source = str(self.config.path or "(defaults)")
             await self.inbound.serve(source, self.config.path, self.redis_url)
             self._stoppables.append(self.inbound)
-            self._spawn(self.inbound.run(), essential=True)
+            self._spawn_part("the SMTP server", self.inbound.run)
         if self.outbound is not None:
             assert self.sms is not None and self.inbound is not None
-            router = self.inbound.router(self.outbound.transport)
+            router = self.inbound.router(self.outbound.transport, self.outage)
             self._stoppables.append(router)
-            self._spawn(router.run(f"{socket.gethostname()}-{os.getpid()}"), essential=True)
+            consumer = f"{socket.gethostname()}-{os.getpid()}"
+            self._spawn_part("the inbound router", partial(router.run, consumer))
             worker = Worker(
                 queue,
                 self.directory,
@@ -276,18 +280,20 @@ class Daemon:
                 ),
                 consumer=f"{socket.gethostname()}-{os.getpid()}",
                 options=worker_options(settings),
+                outage=self.outage,
             )
             self._stoppables.append(worker)
-            self._spawn(worker.run(), essential=True)
-            self._spawn(self.directory.follow_changes())
+            self._spawn_part("the worker", worker.run)
+            self._spawn(self.directory.follow_changes(outage=self.outage))
         if self.role in ("all", "scheduler"):
             scheduler = Scheduler(
                 queue,
                 settings.queue.scheduler_interval.total_seconds(),
                 settings.queue.scheduler_batch,
+                self.outage,
             )
             self._stoppables.append(scheduler)
-            self._spawn(scheduler.run(), essential=True)
+            self._spawn_part("the scheduler", scheduler.run)
 
     def _listen_webhook(self, queue: JobQueue, sms: SmsService, settings: Settings) -> None:
         from inbound.sms_inbox import SmsInbox
@@ -325,21 +331,50 @@ class Daemon:
             ) from exc
         log.info("SMS webhook listening on %s", settings.sms.webhook_listen)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], essential: bool = False) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.append(task)
-        if essential:
-            self._essential.append(task)
-            task.add_done_callback(self._essential_done)
+    async def _reach(self, redis: Redis) -> None:
+        """Wait for Redis to answer: a daemon started while it is away waits for it."""
+        failures = 0
+        while True:
+            try:
+                await redis.ping()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                failures += 1
+                self.outage.failed("startup", exc)
+                await asyncio.sleep(backoff(failures))
+                continue
+            self.outage.ended()
+            return
 
-    def _essential_done(self, task: asyncio.Task[Any]) -> None:
-        """A worker or scheduler returned: after a warm stop once all have; on a
-        failure at once, so that systemd restarts the daemon."""
-        if not task.cancelled() and task.exception() is not None:
-            log.error("stopping: a part of the daemon failed", exc_info=task.exception())
-            self._exit_status = 1
-            self._cold_stop()
-        elif all(t.done() for t in self._essential):
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._tasks.append(asyncio.create_task(coro))
+
+    def _spawn_part(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run one part of the role (worker, router, scheduler, SMTP server) until it
+        returns; once all have, after a warm stop, the daemon stops."""
+        task = asyncio.create_task(self._supervised(name, run))
+        self._tasks.append(task)
+        self._essential.append(task)
+        task.add_done_callback(self._part_done)
+
+    async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """`run` until it returns; if it fails, it is logged and started again with
+        backoff, so that no part's failure stops the others."""
+        failures = 0
+        while True:
+            try:
+                await run()
+                return
+            except Exception:
+                failures += 1
+                log.exception("%s failed; starting it again", name)
+            if self._stopping:
+                return
+            await asyncio.sleep(backoff(failures))
+
+    def _part_done(self, task: asyncio.Task[Any]) -> None:
+        if all(t.done() for t in self._essential):
             self._done.set()
 
     async def _wait(self) -> int:
@@ -347,15 +382,24 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        return self._exit_status
+        return 0
 
     async def _watch_embedded(self, embedded: EmbeddedRedis) -> None:
-        while embedded.running:
-            await asyncio.sleep(1.0)
-        if not self._stopping:
-            log.error("the embedded Redis server stopped; stopping too")
-            self._exit_status = 1
-            self._cold_stop()
+        """Start the embedded Redis again if it stops: its data is in its append-only
+        file, and the parts wait it out as any Redis outage."""
+        failures = 0
+        while not self._stopping:
+            if embedded.running:
+                failures = 0
+                await asyncio.sleep(1.0)
+                continue
+            log.error("the embedded Redis server stopped; starting it again")
+            try:
+                await embedded.start()
+            except (RuntimeError, OSError) as exc:
+                failures += 1
+                log.error("cannot start the embedded Redis server again: %s", exc)
+                await asyncio.sleep(backoff(failures))
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -382,6 +426,8 @@ class Daemon:
         """systemd's STATUS= line: the role and the queue's depths."""
         if self._stopping:
             return "stopping: finishing the jobs in hand"
+        if self.outage.since is not None:
+            return f"role {self.role}: {self.outage.status()}"
         try:
             d = await queue.depths()
         except (RedisError, OSError) as exc:

@@ -4,6 +4,7 @@ Redis and cached in each worker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 
 from gateway.account import Account
 from gateway.keys import Keys
+from gateway.outage import Outage, is_outage
 from gateway.settings import AccountsSettings
 
 log = logging.getLogger(__name__)
@@ -95,16 +97,35 @@ class AccountDirectory:
         self._cache.pop(account_id, None)
         return bool(removed)
 
-    async def follow_changes(self, ready: asyncio.Event | None = None) -> None:
-        """Evict cached accounts as other workers announce changes; runs until cancelled."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self.keys.accounts_channel)
-        if ready is not None:
-            ready.set()
-        try:
-            while True:
-                message: dict[str, Any] | None = await pubsub.get_message(timeout=5.0)
-                if message is not None and message.get("type") == "message":
-                    self._cache.pop(str(message["data"]), None)
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+    async def follow_changes(
+        self, ready: asyncio.Event | None = None, outage: Outage | None = None
+    ) -> None:
+        """Evict cached accounts as other workers announce changes; runs until cancelled.
+        When the subscription is lost, so may be announcements: the cache is emptied as
+        it is made again."""
+        outage = outage or Outage()
+        failures = 0
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.accounts_channel)
+                self._cache.clear()
+                if failures:
+                    failures = 0
+                    outage.ended()
+                if ready is not None:
+                    ready.set()
+                while True:
+                    message: dict[str, Any] | None = await pubsub.get_message(timeout=5.0)
+                    if message is not None and message.get("type") == "message":
+                        self._cache.pop(str(message["data"]), None)
+            except Exception as exc:
+                failures += 1
+                if is_outage(exc):
+                    outage.failed("account changes", exc)
+                else:
+                    log.exception("lost the account changes; following them again")
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+            await outage.wait(failures)

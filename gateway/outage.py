@@ -34,6 +34,11 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and str(exc).startswith(_NOT_YET)
 
 
+def lost_group(exc: BaseException) -> bool:
+    """True if `exc` says a consumer group is gone: Redis came back without its data."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+
+
 def backoff(failures: int, jitter: Callable[[], float] = random.random) -> float:
     """Seconds to wait after `failures` failures in a row (from 1): 0.25 s doubling up to 10 s."""
     return retry_delay(max(1, failures), FIRST_DELAY, MAX_DELAY, jitter())

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from redis.exceptions import RedisError
-
+from gateway.outage import Outage, is_outage
 from gateway.queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -17,22 +16,34 @@ class Scheduler:
     """Promotes due jobs every `interval` seconds, in batches of `batch`. Several
     schedulers may run at once: each promotion is one atomic script."""
 
-    def __init__(self, queue: JobQueue, interval: float, batch: int) -> None:
+    def __init__(
+        self, queue: JobQueue, interval: float, batch: int, outage: Outage | None = None
+    ) -> None:
         self.queue = queue
         self.interval = interval
         self.batch = batch
+        self.outage = outage or Outage()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 moved = await self.queue.promote_due(self.batch)
-                if moved:
-                    log.debug("promoted %d due job(s)", moved)
-            except (RedisError, OSError) as exc:
-                log.error("cannot promote due jobs (%s); trying again", exc)
+            except Exception as exc:
+                failures += 1
+                if is_outage(exc):
+                    self.outage.failed("scheduler", exc)
+                else:
+                    log.exception("cannot promote due jobs; trying again")
+                await self.outage.wait(failures, self._stopping)
+                continue
+            failures = 0
+            self.outage.ended()
+            if moved:
+                log.debug("promoted %d due job(s)", moved)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.backoff import retry_delay
@@ -21,7 +21,7 @@ from gateway.events import Event
 from gateway.handlers import Handler
 from gateway.jobs import Job, parse_job
 from gateway.metrics import JobOutcome
-from gateway.outage import Outage, is_outage
+from gateway.outage import Outage, is_outage, lost_group
 from gateway.queue import Delivery, JobQueue
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,8 @@ class Worker:
                     failures += 1
                     if is_outage(exc):
                         self.outage.failed("worker", exc)
-                    elif isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                        log.warning("the consumer group is gone (Redis lost its data?); making it")
+                    elif lost_group(exc):
+                        log.warning("the jobs' consumer group is gone (Redis lost its data?)")
                         group_made = False
                     else:
                         log.exception("cannot read jobs; trying again")

@@ -44,7 +44,7 @@ class InboundQueue:
 
     async def read(
         self, consumer: str, count: int, block_ms: int
-    ) -> list[tuple[str, ReceivedMessage, int]]:
+    ) -> list[tuple[str, ReceivedMessage | None, int]]:
         """New entries for `consumer`: (entry id, message, times delivered)."""
         reply: Any = await self.redis.xreadgroup(
             GROUP, consumer, {self.keys.inbound: ">"}, count=count, block=block_ms
@@ -55,7 +55,7 @@ class InboundQueue:
 
     async def reclaim(
         self, consumer: str, idle_ms: int, count: int
-    ) -> list[tuple[str, ReceivedMessage, int]]:
+    ) -> list[tuple[str, ReceivedMessage | None, int]]:
         """Entries another consumer took and left unacknowledged for `idle_ms` (it died, or
         the message waits for a retry), with how many times each was delivered."""
         pending: Any = await self.redis.xpending_range(
@@ -76,7 +76,11 @@ class InboundQueue:
             await pipe.execute()
 
 
-def _message(fields: dict[str, str]) -> ReceivedMessage:
-    meta = json.loads(fields["meta"])
-    meta["rcpt_to"] = tuple(meta["rcpt_to"])
-    return ReceivedMessage(**meta, data=base64.b64decode(fields["data"]))
+def _message(fields: dict[str, str]) -> ReceivedMessage | None:
+    """The stored message, or None for an entry that is not one."""
+    try:
+        meta = json.loads(fields["meta"])
+        meta["rcpt_to"] = tuple(meta["rcpt_to"])
+        return ReceivedMessage(**meta, data=base64.b64decode(fields["data"], validate=True))
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return None

@@ -21,6 +21,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.directory import AccountDirectory
 from gateway.events import Event, Status
 from gateway.keys import Keys
+from gateway.outage import Outage, is_outage, lost_group
 from gateway.queue import JobQueue
 from gateway.settings import Settings
 from inbound.authentication import authenticate
@@ -71,6 +72,7 @@ class InboundRouter:
         transport: RelayTransport,
         resolver: dns.resolver.Resolver,
         clock: Clock,
+        outage: Outage | None = None,
     ) -> None:
         self.queue = queue
         self.redis: Redis = queue.redis
@@ -85,25 +87,58 @@ class InboundRouter:
         self.clock = clock
         self.suppressions = SuppressionList(self.redis, self.keys)
         self.unsubscriber = Unsubscriber(self.redis, self.keys, events, clock)
+        self.outage = outage or Outage()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self, consumer: str, block_ms: int = 1000) -> None:
-        """Route until stopped: first what others left pending, then new messages."""
-        await self.queue.ensure_group()
+        """Route until stopped: first what others left pending, then new messages. Redis
+        out of reach is waited out; a message that fails stays pending for another try."""
+        failures = 0
+        group_made = False
         while not self._stopping.is_set():
-            batch = await self.queue.reclaim(consumer, RETRY_IDLE_MS, 10)
-            batch += await self.queue.read(consumer, 10, block_ms)
+            try:
+                if not group_made:
+                    await self.queue.ensure_group()
+                    group_made = True
+                batch = await self.queue.reclaim(consumer, RETRY_IDLE_MS, 10)
+                batch += await self.queue.read(consumer, 10, block_ms)
+            except Exception as exc:
+                failures += 1
+                if is_outage(exc):
+                    self.outage.failed("inbound router", exc)
+                elif lost_group(exc):
+                    log.warning("the inbound consumer group is gone (Redis lost its data?)")
+                    group_made = False
+                else:
+                    log.exception("cannot read the inbound stream; trying again")
+                await self.outage.wait(failures, self._stopping)
+                continue
+            failures = 0
+            self.outage.ended()
             for entry, message, deliveries in batch:
-                await self.process(entry, message, deliveries)
+                try:
+                    await self.process(entry, message, deliveries)
+                except Exception as exc:
+                    if not is_outage(exc):
+                        log.exception("inbound entry %s failed; left for another try", entry)
 
-    async def process(self, entry: str, message: ReceivedMessage, deliveries: int) -> None:
+    async def process(self, entry: str, message: ReceivedMessage | None, deliveries: int) -> None:
         """Route one message and acknowledge it, unless it is to be tried again."""
+        if message is None:
+            # Only the SMTP server writes this stream: whoever else did is told, once.
+            log.error("inbound entry %s is not a stored message; dropped", entry)
+            await self.queue.done(entry)
+            return
         try:
             events = await self.route(message)
-        except Retry as exc:
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            if not isinstance(exc, Retry):
+                log.exception("inbound %s: routing failed", message.id)
             if deliveries < MAX_DELIVERIES:
                 log.info("inbound %s: will try again: %s", message.id, exc)
                 return

@@ -18,6 +18,7 @@ from gateway.clock import Clock
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.keys import Keys
+from gateway.outage import Outage
 from gateway.queue import JobQueue
 from gateway.settings import Settings
 from inbound.authentication import resolver_for
@@ -119,7 +120,7 @@ class InboundService:
         if self.children is not None:
             self.children.stop()
 
-    def router(self, transport: RelayTransport) -> InboundRouter:
+    def router(self, transport: RelayTransport, outage: Outage | None = None) -> InboundRouter:
         """The router of accepted mail, forwarding through the outbound relay."""
         settings = self.settings()
         keys = load_keys(settings.dkim_keys, generate=True)
@@ -134,6 +135,7 @@ class InboundService:
             transport,
             resolver_for(settings.relay.mx.resolvers),
             self.clock,
+            outage,
         )
 
     def reload(self, settings: Settings) -> None:

@@ -341,6 +341,27 @@ def test_embedded_redis_starts_persists_and_stops(
     assert daemon.stop() == 0
 
 
+def test_embedded_redis_killed_is_started_again_with_its_data(
+    tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path, None)
+    daemon = start_daemon(config)
+    assert mailgw(config, "enqueue", "-", stdin=json.dumps(LOST)).returncode == 0
+    wait_for(lambda: '"lost-1"' in mailgw(config, "dead-letters", "list").stdout, "dead letter")
+    server = subprocess.run(
+        ["pgrep", "-P", str(daemon.process.pid), "-f", "redis-server"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    os.kill(int(server[0]), signal.SIGKILL)
+    wait_for(lambda: "starting it again" in daemon.output(), "the restart in the log")
+    wait_for(lambda: mailgw(config, "enqueue", "-", stdin=json.dumps(EMAIL)).returncode == 0,
+             "the embedded Redis back")  # fmt: skip
+    wait_for(lambda: len(maildir_messages(tmp_path)) == 1, "the message enqueued after")
+    assert '"lost-1"' in mailgw(config, "dead-letters", "list").stdout
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0
+
+
 def test_plain_redis_cli_xadd_reaches_the_embedded_redis(
     tmp_path: Path, start_daemon: Callable[..., Daemon]
 ) -> None:
