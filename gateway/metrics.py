@@ -22,10 +22,10 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Sample
-from redis.exceptions import RedisError
 
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.jobs import KNOWN_KINDS
+from gateway.outage import is_outage
 
 if TYPE_CHECKING:
     from gateway.events import Event
@@ -143,12 +143,13 @@ async def refresh_queue_depths(queue: JobQueue) -> None:
 
 async def watch_queue_depths(queue: JobQueue, interval: float = 15.0) -> None:
     """Refresh the queue depth gauges every `interval` seconds, until cancelled; Redis
-    being out of reach is logged and tried again, never fatal."""
+    being out of reach is tried again, never fatal (the other parts say it once)."""
     while True:
         try:
             await refresh_queue_depths(queue)
-        except (RedisError, OSError) as exc:
-            log.warning("cannot read the queue depths for the metrics: %s", exc)
+        except Exception as exc:
+            if not is_outage(exc):
+                log.warning("cannot read the queue depths for the metrics: %s", exc)
         await asyncio.sleep(interval)
 
 
