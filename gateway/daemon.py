@@ -24,7 +24,7 @@ from gateway.embedded_redis import EmbeddedRedis
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.handlers import builtin_handlers
 from gateway.keys import Keys
-from gateway.outage import Outage, backoff, is_outage
+from gateway.outage import PROCESS, backoff, is_outage
 from gateway.planner import Planner
 from gateway.queue import JobQueue, QueueOptions
 from gateway.redis_conn import connect
@@ -147,7 +147,7 @@ class Daemon:
         self._essential: list[asyncio.Task[Any]] = []
         self._stoppables: list[Worker | Scheduler | InboundRouter | InboundService] = []
         # Redis out of reach, as every part of this process finds it.
-        self.outage = Outage()
+        self.outage = PROCESS
         self.outbound: OutboundService | None = None
         self.sms: SmsService | None = None
         self.inbound: InboundService | None = None

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from gateway.account import Account
 from gateway.keys import Keys
-from gateway.outage import Outage, is_outage
+from gateway.outage import PROCESS, Outage, is_outage
 from gateway.settings import AccountsSettings
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class AccountDirectory:
         """Evict cached accounts as other workers announce changes; runs until cancelled.
         When the subscription is lost, so may be announcements: the cache is emptied as
         it is made again."""
-        outage = outage or Outage()
+        outage = outage or PROCESS
         failures = 0
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)

@@ -8,7 +8,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -18,6 +19,8 @@ from gateway import systemd
 from gateway.backoff import retry_delay
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Replies of a server that is up but cannot serve yet: loading its data after a restart,
 # a replica promoted or not yet, a cluster re-forming. All pass with time.
@@ -85,3 +88,30 @@ class Outage:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
+
+    async def retried(
+        self, part: str, step: Callable[[], Awaitable[T]], deadline: float | None = None
+    ) -> T:
+        """`step`'s result, run again each time Redis is out of reach, until the loop's
+        time passes `deadline` (then the last error is raised). For steps safe to repeat:
+        a write that records what has happened (a message the relay took), a script that
+        changes nothing the second time."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            try:
+                result = await step()
+            except Exception as exc:
+                if not is_outage(exc) or (deadline is not None and loop.time() >= deadline):
+                    raise
+                failures += 1
+                self.failed(part, exc)
+                await self.wait(failures)
+                continue
+            if failures:
+                self.ended()
+            return result
+
+
+# The parts of one process share one (a part may be given its own, as tests do).
+PROCESS = Outage()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from gateway.outage import Outage, is_outage
+from gateway.outage import PROCESS, Outage, is_outage
 from gateway.queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class Scheduler:
         self.queue = queue
         self.interval = interval
         self.batch = batch
-        self.outage = outage or Outage()
+        self.outage = outage or PROCESS
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:

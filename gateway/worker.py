@@ -21,7 +21,7 @@ from gateway.events import Event
 from gateway.handlers import Handler
 from gateway.jobs import Job, parse_job
 from gateway.metrics import JobOutcome
-from gateway.outage import Outage, is_outage, lost_group
+from gateway.outage import PROCESS, Outage, is_outage, lost_group
 from gateway.queue import Delivery, JobQueue
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Worker:
         self.consumer = consumer
         self.options = options
         self.jitter = jitter
-        self.outage = outage or Outage()
+        self.outage = outage or PROCESS
         self._stopping = asyncio.Event()
         self._in_hand: set[asyncio.Task[None]] = set()
 
@@ -175,24 +175,10 @@ class Worker:
         return job.kind, await self._run(job, delivery, claim.attempts + 1, deadline)
 
     async def _recorded(self, step: Callable[[], Awaitable[T]], deadline: float) -> T:
-        """`step`'s result, run again each time Redis is out of reach, until the job's time
-        is up (then the entry stays pending, for another worker to reclaim). Every step
-        given is safe to repeat, even after a reply lost on its way back."""
-        loop = asyncio.get_running_loop()
-        failures = 0
-        while True:
-            try:
-                result = await step()
-            except Exception as exc:
-                if not is_outage(exc) or loop.time() >= deadline:
-                    raise
-                failures += 1
-                self.outage.failed("worker", exc)
-                await self.outage.wait(failures)
-                continue
-            if failures:
-                self.outage.ended()
-            return result
+        """`step`'s result, run again while Redis is out of reach and the job's time lasts
+        (then the entry stays pending, for another worker to reclaim). Every step given
+        is safe to repeat, even after a reply lost on its way back."""
+        return await self.outage.retried("worker", step, deadline)
 
     async def _handled(self, job: Job, attempt: int, deadline: float) -> list[Event]:
         """The handler's events; Redis out of reach is not the job's failure: the handler

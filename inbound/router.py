@@ -21,7 +21,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.directory import AccountDirectory
 from gateway.events import Event, Status
 from gateway.keys import Keys
-from gateway.outage import Outage, is_outage, lost_group
+from gateway.outage import PROCESS, Outage, is_outage, lost_group
 from gateway.queue import JobQueue
 from gateway.settings import Settings
 from inbound.authentication import authenticate
@@ -87,7 +87,7 @@ class InboundRouter:
         self.clock = clock
         self.suppressions = SuppressionList(self.redis, self.keys)
         self.unsubscriber = Unsubscriber(self.redis, self.keys, events, clock)
-        self.outage = outage or Outage()
+        self.outage = outage or PROCESS
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:

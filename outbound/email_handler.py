@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from redis.asyncio import Redis
 
@@ -19,6 +20,7 @@ from gateway.errors import PermanentFailure, TemporaryFailure
 from gateway.events import Event, Status
 from gateway.jobs import Appointment, EmailJob, Job
 from gateway.keys import Keys
+from gateway.outage import PROCESS
 from gateway.settings import Settings
 from outbound.builder import MessageBuilder, job_appointment, job_kind
 from outbound.compose import AddressRefused
@@ -199,12 +201,9 @@ class EmailHandler:
     ) -> Outcome:
         detail = f"{result.code} {result.response}".strip() if result.code else result.response
         if result.status == "sent":
-            # Recorded at once, for an attempt that may yet be interrupted (see _send).
-            key = self.keys.delivered(job.id)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, result.recipient, message_id)
-                pipe.expire(key, int(self.settings().relay.max_lifetime.total_seconds()) + 86400)
-                await pipe.execute()
+            # Recorded at once, for an attempt that may yet be interrupted (see _send);
+            # the relay has the message, so Redis away is waited out, not a failure.
+            await PROCESS.retried("e-mail handler", partial(self._sent, job, result, message_id))
         if result.status == "bounced":
             await self.suppressions.add(
                 Suppression(
@@ -219,6 +218,13 @@ class EmailHandler:
         return self._outcome(
             job, account, result.recipient, status, detail, message_id, final=status != "deferred"
         )
+
+    async def _sent(self, job: EmailJob, result: RecipientResult, message_id: str) -> None:
+        key = self.keys.delivered(job.id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, result.recipient, message_id)
+            pipe.expire(key, int(self.settings().relay.max_lifetime.total_seconds()) + 86400)
+            await pipe.execute()
 
     def _outcome(
         self,

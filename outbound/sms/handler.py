@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from gateway.errors import PermanentFailure, TemporaryFailure
 from gateway.events import Event, Status
 from gateway.jobs import Job, SmsJob
 from gateway.keys import Keys
+from gateway.outage import PROCESS
 from gateway.settings import Settings
 from outbound.sms.compose import ComposedText, TextRefused, compose_text
 from outbound.sms.numbers import NumberRefused, to_e164
@@ -86,7 +88,9 @@ class SmsHandler:
         except ProviderError as exc:
             return await self._refused(job, account, number, exc)
         metrics.record_sms(self.context.name, message.encoding, message.parts)
-        await self._record(job, account, number, accepted.provider_id)
+        # The provider has it: Redis away is waited out, not a failure.
+        record = partial(self._record, job, account, number, accepted.provider_id)
+        await PROCESS.retried("SMS handler", record)
         return [
             self._event(job, number, "sent", _describe(message, composed), accepted.provider_id)
         ]

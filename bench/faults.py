@@ -1,0 +1,196 @@
+"""Faults at scale, against real `mailgw run --role outbound` processes and a Redis server
+of their own (tests/fault_harness.py), printing what became of every job:
+
+    python bench/faults.py [--jobs 10000] [--kills 10] [--hostile 1000] [--rounds 3]
+
+- kills: workers SIGKILLed (and started again) at even steps while `--jobs` e-mails go
+  out: jobs lost, second copies per 10,000, worker exits;
+- restart: Redis SIGKILLed mid-load and started again 2 s later on its port and data:
+  jobs lost, second copies, worker exits (must be 0), the time from Redis answering
+  again to the next message sent;
+- hostile: `--hostile` entries no parser can read (bytes that are not UTF-8, JSON
+  nested 50,000 deep, numbers of 5,000 digits, fields without `job`) among `--jobs`
+  valid ones: dead-lettered, delivered, worker exits, and the workers' memory.
+Each scenario runs `--rounds` times; figures are per round, then the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from tests.fault_harness import (  # noqa: E402
+    GatewayProcess,
+    RedisProcess,
+    email_job,
+    enqueue,
+    maildir_recipients,
+    statuses,
+    wait_for,
+    write_config,
+)
+
+WORKERS = 2
+HOSTILE = [
+    {"job": b'{"v":1,"id":"\xff\xfe"}'},
+    {b"\xc3(": b"x"},
+    {"job": '{"v":1,"context":' + "[" * 50_000},
+    {"job": '{"v":' + "7" * 5000 + "}"},
+    {"payload": "no job field"},
+]
+
+
+@dataclass
+class Figures:
+    lost: int
+    copies: int
+    exits: int
+    extra: dict[str, float]
+
+
+class Run:
+    """A Redis server and WORKERS gateway processes in a folder of their own."""
+
+    def __init__(self, directory: Path, queue: str = "") -> None:
+        self.directory = directory
+        self.redis = RedisProcess(directory / "redis")
+        self.redis.start()
+        config = write_config(directory, self.redis.url, queue)
+        self.gateways = [GatewayProcess(config, directory / "gateway-0.log")]
+        self.gateways[0].wait_ready()  # it makes the keys the others read
+        for number in range(1, WORKERS):
+            self.gateways.append(GatewayProcess(config, directory / f"gateway-{number}.log"))
+            self.gateways[-1].wait_ready()
+        self.exits = 0
+
+    def sent(self) -> int:
+        with self.redis.client() as client:
+            return sum(1 for counts in statuses(client).values() if counts["sent"])
+
+    def wait_sent(self, count: int, timeout: float) -> None:
+        wait_for(lambda: self.sent() >= count, f"{count} messages sent", timeout)
+
+    def figures(self, jobs: int, **extra: float) -> Figures:
+        delivered = maildir_recipients(self.directory / "state")
+        wanted = {email_job(n)["to"][0] for n in range(jobs)}
+        lost = len(wanted - set(delivered))
+        copies = sum(count - 1 for address, count in delivered.items() if address in wanted)
+        exits = self.exits + sum(not g.alive for g in self.gateways)
+        return Figures(lost, copies, exits, dict(extra))
+
+    def close(self) -> None:
+        for gateway in self.gateways:
+            gateway.stop()
+        self.redis.close()
+
+
+def kills(directory: Path, jobs: int, count: int) -> Figures:
+    run = Run(directory, 'visibility_timeout = "5s"')
+    try:
+        with run.redis.client() as client:
+            enqueue(client, (email_job(n) for n in range(jobs)))
+        for kill in range(count):
+            run.wait_sent(jobs * (kill + 1) // (count + 1), 600)
+            victim = run.gateways[kill % WORKERS]
+            victim.kill()
+            victim.restart()
+        run.wait_sent(jobs, 900)
+        return run.figures(jobs, kills=count)
+    finally:
+        run.close()
+
+
+def restart(directory: Path, jobs: int) -> Figures:
+    run = Run(directory)
+    try:
+        with run.redis.client() as client:
+            enqueue(client, (email_job(n) for n in range(jobs)))
+        run.wait_sent(jobs // 3, 600)
+        run.redis.kill()
+        time.sleep(2)
+        run.redis.start()
+        back = time.monotonic()
+        before = run.sent()
+        run.wait_sent(before + 1, 120)
+        resumed = time.monotonic() - back
+        run.wait_sent(jobs, 900)
+        return run.figures(jobs, resume_s=resumed)
+    finally:
+        run.close()
+
+
+def hostile(directory: Path, jobs: int, entries: int) -> Figures:
+    run = Run(directory)
+    try:
+        rss_before = max(g.rss_kb() for g in run.gateways)
+        with run.redis.client() as client:
+            pipe = client.pipeline(transaction=False)
+            # Interleaved: the valid jobs are read in the same batches as the hostile ones.
+            for number in range(max(jobs, entries)):
+                if number < jobs:
+                    pipe.xadd("mailgw:jobs", {"job": json.dumps(email_job(number))})
+                if number < entries:
+                    pipe.xadd("mailgw:jobs", HOSTILE[number % len(HOSTILE)])  # type: ignore[arg-type]
+            pipe.execute()
+            run.wait_sent(jobs, 900)
+            wait_for(lambda: client.xlen("mailgw:jobs") == 0, "every entry settled", 300)
+            dead = client.xlen("mailgw:dead")
+        rss_after = max(g.rss_kb() for g in run.gateways)
+        return run.figures(
+            jobs, dead_letters=dead, rss_before_mb=rss_before / 1024, rss_after_mb=rss_after / 1024
+        )
+    finally:
+        run.close()
+
+
+def report(name: str, rounds: list[Figures], jobs: int) -> None:
+    print(f"\n{name}")
+    for number, figures in enumerate(rounds, 1):
+        extra = ", ".join(f"{key} {value:.1f}" for key, value in figures.extra.items())
+        print(
+            f"  round {number}: lost {figures.lost}, second copies {figures.copies}"
+            f" ({figures.copies * 10_000 / jobs:.1f} per 10,000), worker exits"
+            f" {figures.exits}, {extra}"
+        )
+    median = statistics.median(f.copies * 10_000 / jobs for f in rounds)
+    print(
+        f"  median: lost {statistics.median(f.lost for f in rounds)}, second copies"
+        f" {median:.1f} per 10,000, exits {max(f.exits for f in rounds)} at most"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--hostile", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["kills", "restart", "hostile"])
+    args = parser.parse_args()
+    scenarios: dict[str, Callable[[Path], Figures]] = {
+        "kills": lambda d: kills(d, args.jobs, args.kills),
+        "restart": lambda d: restart(d, args.jobs),
+        "hostile": lambda d: hostile(d, args.jobs, args.hostile),
+    }
+    print(f"{args.jobs} e-mails per round, {WORKERS} `mailgw run --role outbound` processes")
+    for name, scenario in scenarios.items():
+        if args.only and name != args.only:
+            continue
+        rounds = []
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory() as directory:
+                rounds.append(scenario(Path(directory)))
+        report(name, rounds, args.jobs)
+
+
+if __name__ == "__main__":
+    main()
