@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway import systemd
 from gateway.clock import SystemClock
@@ -426,12 +425,13 @@ class Daemon:
         """systemd's STATUS= line: the role and the queue's depths."""
         if self._stopping:
             return "stopping: finishing the jobs in hand"
-        if self.outage.since is not None:
-            return f"role {self.role}: {self.outage.status()}"
         try:
             d = await queue.depths()
-        except (RedisError, OSError) as exc:
-            return f"role {self.role}: queue depths unavailable ({exc})"
+        except Exception as exc:
+            if not is_outage(exc):
+                return f"role {self.role}: queue depths unavailable ({exc})"
+            self.outage.failed("status", exc)
+            return self.outage.status()
         return (
             f"role {self.role}: ready {d.ready}, in flight {d.in_flight},"
             f" scheduled {d.scheduled}, retrying {d.retrying}, dead letters {d.dead_letters}"

@@ -102,6 +102,19 @@ class Daemon:
             if state in message.split("\n"):
                 return message
 
+    def expect_prefix(self, prefix: str) -> str:
+        """The next state the daemon sends that starts with `prefix`."""
+        while True:
+            try:
+                message = self.notify.recv(4096).decode()
+            except TimeoutError:
+                raise AssertionError(
+                    f"no {prefix} from the daemon; log:\n{self.output()}"
+                ) from None
+            for state in message.split("\n"):
+                if state.startswith(prefix):
+                    return state
+
     def output(self) -> str:
         return self.log_path.read_text()
 

@@ -27,6 +27,7 @@ from tests.fault_harness import (
     wait_for,
     write_config,
 )
+from tests.test_daemon import Daemon
 
 
 @pytest.fixture
@@ -242,3 +243,21 @@ def test_the_command_line_reads_what_hostile_entries_left(
     ).stdout  # fmt: skip
     assert "field 'job' is not UTF-8 text (byte 13)" in listed
     assert "not JSON: a number too long" in listed
+
+
+def test_systemd_status_says_redis_is_away_then_back(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    config = write_config(tmp_path, redis_process.url)
+    daemon = Daemon(config, tmp_path, "--role", "outbound")
+    try:
+        daemon.expect("READY=1")
+        redis_process.kill()
+        away = daemon.expect_prefix("STATUS=Redis out of reach")
+        assert away.startswith("STATUS=Redis out of reach for 0s (ConnectionError"), away
+        redis_process.start()
+        daemon.expect("STATUS=Redis is back; resuming")
+        assert daemon.process.poll() is None
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
