@@ -73,6 +73,8 @@ class Worker:
         self.outage = outage or PROCESS
         self._stopping = asyncio.Event()
         self._in_hand: set[asyncio.Task[None]] = set()
+        # The entries of the jobs in hand.
+        self._held: set[str] = set()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -92,7 +94,10 @@ class Worker:
                     if not group_made:
                         await self.queue.ensure_group()
                         group_made = True
-                    if loop.time() >= next_reclaim:
+                    if failures:
+                        # A read whose reply was lost left entries delivered to us.
+                        deliveries = await self.queue.orphans(self.consumer, self._held, free)
+                    elif loop.time() >= next_reclaim:
                         deliveries = await self.queue.reclaim(self.consumer, free)
                         next_reclaim = loop.time() + self.options.reclaim_interval
                         if deliveries:
@@ -117,9 +122,7 @@ class Worker:
                 failures = 0
                 self.outage.ended()
                 for delivery in deliveries:
-                    task = asyncio.create_task(self._process_safely(delivery))
-                    self._in_hand.add(task)
-                    task.add_done_callback(self._in_hand.discard)
+                    self._take(delivery)
             if self._in_hand:
                 log.info("finishing %d job(s) in hand before stopping", len(self._in_hand))
                 await asyncio.gather(*self._in_hand, return_exceptions=True)
@@ -129,6 +132,13 @@ class Worker:
             for task in self._in_hand:
                 task.cancel()
             raise
+
+    def _take(self, delivery: Delivery) -> None:
+        task = asyncio.create_task(self._process_safely(delivery))
+        self._in_hand.add(task)
+        self._held.add(delivery.entry_id)
+        task.add_done_callback(self._in_hand.discard)
+        task.add_done_callback(lambda _: self._held.discard(delivery.entry_id))
 
     async def _process_safely(self, delivery: Delivery) -> None:
         # Whatever fails, the entry stays pending: it is reclaimed after the visibility

@@ -264,6 +264,17 @@ async def test_reclaim_takes_over_after_the_visibility_timeout(queue: JobQueue) 
     assert (await queue.depths()).in_flight == 0
 
 
+async def test_entries_read_but_not_held_are_taken_again_at_once(queue: JobQueue) -> None:
+    for job_id in ("held", "orphan"):
+        await queue.enqueue(parse_job(json.dumps(booked(job_id, appointment=job_id))))
+    # As if the reply of this read had been lost with the connection.
+    held, orphan = await queue.read("w1", 10, 100)
+    [taken] = await queue.orphans("w1", {held.entry_id}, 10)
+    assert (taken.entry_id, taken.raw, taken.deliveries) == (orphan.entry_id, orphan.raw, 2)
+    assert await queue.orphans("w2", set(), 10) == []
+    assert await queue.orphans("w1", {held.entry_id, orphan.entry_id}, 10) == []
+
+
 async def test_purge_and_replay_of_missing_letters(queue: JobQueue) -> None:
     for i in range(3):
         await queue.redis.xadd(queue.keys.jobs, {"job": f"garbage {i}"})
