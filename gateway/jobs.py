@@ -270,7 +270,8 @@ class _TemplateOrText(JobBase):
     appointment: Key | None = None
 
     def _check_template_or_text(self, text_fields: tuple[str, ...]) -> None:
-        given = [name for name in text_fields if name in self.model_fields_set]
+        # null is the same as leaving the field out, until the form chosen needs the field
+        given = [name for name in text_fields if getattr(self, name) is not None]
         wording = " and ".join(f"'{name}'" for name in text_fields)
         if self.template is not None and given:
             raise ValueError(f"give either 'template' or {wording}, not both")
@@ -280,6 +281,8 @@ class _TemplateOrText(JobBase):
             if not given:
                 raise ValueError(f"give either 'template' (with 'context') or {wording}")
             missing = [name for name in text_fields if name not in given]
+            if missing and missing[0] in self.model_fields_set:
+                raise ValueError(f"field '{missing[0]}': must be a string")
             if missing:
                 raise ValueError(f"missing field '{missing[0]}' (it goes with '{given[0]}')")
 
@@ -430,6 +433,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
 _PROBLEMS = {
     "string_type": "must be a string",
     "bool_type": "must be true or false",
+    "int_type": "must be an integer",
     "list_type": "must be a list",
     "dict_type": "must be a JSON object",
     "model_type": "must be a JSON object",
