@@ -25,6 +25,7 @@ from pydantic.networks import validate_email
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gateway.errors import MalformedJob
+from gateway.header_text import HeaderText
 
 KNOWN_KINDS: tuple[str, ...] = (
     "appointment.booked",
@@ -133,7 +134,7 @@ class _Model(BaseModel):
 class Client(_Model):
     """Who booked or bought: every notification goes to each of `emails`."""
 
-    name: str
+    name: HeaderText
     emails: Annotated[list[Email], Field(min_length=1)]
     phone: str | None = None
 
@@ -175,7 +176,7 @@ class Order(_Model):
     """A purchase: a package, a gift certificate or a subscription."""
 
     id: Key
-    name: str
+    name: HeaderText
     client: Client
     amount: Amount | None = None
     currency: Currency | None = None
@@ -186,7 +187,7 @@ class Subscription(_Model):
     """A subscription with automatic renewal charges."""
 
     id: Key
-    name: str
+    name: HeaderText
     client: Client
     renews_at: AwareDatetime | None = None
     amount: Amount | None = None
@@ -300,7 +301,7 @@ class EmailJob(_TemplateOrText):
 
     kind: Literal["email.send"]
     to: Annotated[list[Email], Field(min_length=1)]
-    subject: str | None = None
+    subject: HeaderText | None = None
     html: str | None = None
     locale: Locale | None = None
 

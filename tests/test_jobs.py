@@ -616,3 +616,51 @@ def test_null_subject_and_text_are_neither_form() -> None:
     assert reason({**email, "subject": "Bonjour"}) == (
         "missing field 'text' (it goes with 'subject')"
     )
+
+
+# --- text that reaches a header ---
+
+HEADER_FIELDS = [
+    ("appointment.booked", None, "appointment.clients.0.name"),
+    ("order.placed", None, "order.name"),
+    ("order.placed", None, "order.client.name"),
+    ("subscription.paid", None, "subscription.name"),
+    ("email.send", TEXT_EMAIL, "subject"),
+]
+
+
+@pytest.mark.parametrize(("kind", "base", "path"), HEADER_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("Zoé\r\nBcc: victim@example.com", "LF, CR"),
+        ("Zoé\nMartin", "LF"),
+        ("Zoé\tMartin", "TAB"),
+        ("Zoé\x85Martin", "NEL"),
+        ("Zoé\u2028Martin", "U+2028"),
+        ("Zoé\x00", "NUL"),
+    ],
+)
+def test_text_that_reaches_a_header_is_one_line(
+    kind: str, base: dict[str, Any] | None, path: str, value: str, shown: str
+) -> None:
+    body = example(kind, base)
+    parent, name = _parent(body, path)
+    parent[name] = value
+    assert reason(body) == (
+        f"field '{path.replace('.0.', '[0].')}': must be on one line: "
+        f"control characters are not allowed ({shown})"
+    )
+
+
+@pytest.mark.parametrize(("kind", "base", "path"), HEADER_FIELDS)
+def test_text_that_reaches_a_header_is_kept_as_written(
+    kind: str, base: dict[str, Any] | None, path: str
+) -> None:
+    value = 'L\u2019Atelier d\'Élodie « Chez "Zoé" »\xa0& 山田 ' + "très long " * 100
+    body = example(kind, base)
+    parent, name = _parent(body, path)
+    parent[name] = value
+    parsed = json.loads(job_to_json(parse_job(json.dumps(body))))
+    parent, name = _parent(parsed, path)
+    assert parent[name] == value
