@@ -36,6 +36,8 @@ def _print_json(value: Any, out: TextIO) -> None:
 
 # Reading jobs for `enqueue`
 
+_JSON_WHITE_SPACE = " \t\r\n"
+
 
 def read_jobs(text: str, source: str) -> Iterator[tuple[str, Any]]:
     """(where, value) for each job in `text`: one JSON object, a JSON array of
@@ -43,8 +45,11 @@ def read_jobs(text: str, source: str) -> Iterator[tuple[str, Any]]:
     try:
         document = json.loads(text)
     except ValueError:
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
+        # JSON lines end at LF (CRLF tolerated), not where str.splitlines() would break:
+        # U+2028, U+0085 and the like may stand as they are inside a JSON string.
+        for number, line in enumerate(text.split("\n"), 1):
+            line = line.removesuffix("\r")
+            if line.strip(_JSON_WHITE_SPACE):
                 try:
                     yield f"{source}:{number}", json.loads(line)
                 except ValueError as exc:
@@ -91,12 +96,16 @@ async def _validate_jobs(config: Config, redis: Redis, text: str, source: str) -
 
 def read_input(name: str) -> tuple[str, str]:
     """The text of FILE, or of standard input for `-`, and how to name it in messages."""
-    if name == "-":
-        return sys.stdin.read(), "<stdin>"
+    # Bytes, decoded here: text-mode reading would turn a lone CR into a line end.
+    source = "<stdin>" if name == "-" else name
     try:
-        return Path(name).read_text(encoding="utf-8"), name
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     except OSError as exc:
         raise CommandError(f"{name}: {exc.strerror}") from exc
+    try:
+        return data.decode("utf-8"), source
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{source}: not UTF-8 (byte {exc.start})") from None
 
 
 # Commands

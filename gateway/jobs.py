@@ -25,6 +25,7 @@ from pydantic.networks import validate_email
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gateway.errors import MalformedJob
+from gateway.header_text import HeaderText
 
 KNOWN_KINDS: tuple[str, ...] = (
     "appointment.booked",
@@ -133,7 +134,7 @@ class _Model(BaseModel):
 class Client(_Model):
     """Who booked or bought: every notification goes to each of `emails`."""
 
-    name: str
+    name: HeaderText
     emails: Annotated[list[Email], Field(min_length=1)]
     phone: str | None = None
 
@@ -175,7 +176,7 @@ class Order(_Model):
     """A purchase: a package, a gift certificate or a subscription."""
 
     id: Key
-    name: str
+    name: HeaderText
     client: Client
     amount: Amount | None = None
     currency: Currency | None = None
@@ -186,7 +187,7 @@ class Subscription(_Model):
     """A subscription with automatic renewal charges."""
 
     id: Key
-    name: str
+    name: HeaderText
     client: Client
     renews_at: AwareDatetime | None = None
     amount: Amount | None = None
@@ -270,7 +271,8 @@ class _TemplateOrText(JobBase):
     appointment: Key | None = None
 
     def _check_template_or_text(self, text_fields: tuple[str, ...]) -> None:
-        given = [name for name in text_fields if name in self.model_fields_set]
+        # null is the same as leaving the field out, until the form chosen needs the field
+        given = [name for name in text_fields if getattr(self, name) is not None]
         wording = " and ".join(f"'{name}'" for name in text_fields)
         if self.template is not None and given:
             raise ValueError(f"give either 'template' or {wording}, not both")
@@ -280,6 +282,8 @@ class _TemplateOrText(JobBase):
             if not given:
                 raise ValueError(f"give either 'template' (with 'context') or {wording}")
             missing = [name for name in text_fields if name not in given]
+            if missing and missing[0] in self.model_fields_set:
+                raise ValueError(f"field '{missing[0]}': must be a string")
             if missing:
                 raise ValueError(f"missing field '{missing[0]}' (it goes with '{given[0]}')")
 
@@ -297,7 +301,7 @@ class EmailJob(_TemplateOrText):
 
     kind: Literal["email.send"]
     to: Annotated[list[Email], Field(min_length=1)]
-    subject: str | None = None
+    subject: HeaderText | None = None
     html: str | None = None
     locale: Locale | None = None
 
@@ -436,6 +440,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
 _PROBLEMS = {
     "string_type": "must be a string",
     "bool_type": "must be true or false",
+    "int_type": "must be an integer",
     "list_type": "must be a list",
     "dict_type": "must be a JSON object",
     "model_type": "must be a JSON object",

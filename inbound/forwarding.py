@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.clock import Clock
 from gateway.errors import PermanentFailure
-from outbound.compose import mailbox
+from gateway.header_text import one_line
 from outbound.dkim import DkimError, Signer, SigningKey
+from outbound.headers import mailbox
 
 # Our trace header: every forwarded message carries one naming the sender domain it went out
 # from. A received message that already holds one for one of our sender domains has come
@@ -119,7 +120,9 @@ class Forwarder:
         kept = [field for field in fields if _name(field) not in _DROPPED]
         present = {_name(field) for field in kept}
         top = [f"{LOOP_HEADER}: {sender_domain}", f"Authentication-Results: {auth_results}"]
-        name = f"{client_name.strip() or client_address} via {business_name}"
+        # The client's name comes from the client's own mail, where it cannot be refused as
+        # the gateway's own text is: a control character in it is made a space.
+        name = f"{one_line(client_name).strip() or client_address} via {business_name}"
         added = [
             f"From: {mailbox(name, f'scheduling@{sender_domain}')}",
             f"Reply-To: {mailbox(None, client_address)}",

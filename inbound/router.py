@@ -41,7 +41,7 @@ from inbound.recipients import (
 from inbound.reply_tokens import MessageReference, ReplyTarget, TokenRefused, resolve
 from inbound.reports import parse_arf, parse_dsn
 from inbound.unsubscribe import Unsubscriber, message_event, sent_message
-from outbound.compose import AddressRefused
+from outbound.headers import AddressRefused
 from outbound.messages import MessageRecord, new_token, record_message
 from outbound.relay import Envelope, RelayTransport
 from outbound.suppression import Suppression, SuppressionList

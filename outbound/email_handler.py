@@ -23,7 +23,7 @@ from gateway.keys import Keys
 from gateway.outage import PROCESS
 from gateway.settings import Settings
 from outbound.builder import MessageBuilder, job_appointment, job_kind
-from outbound.compose import AddressRefused
+from outbound.headers import AddressRefused
 from outbound.messages import MessageRecord, record_message
 from outbound.relay import Envelope, RecipientResult, RelayTransport
 from outbound.suppression import Suppression, SuppressionList, blocks, normalise

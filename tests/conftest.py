@@ -158,6 +158,15 @@ def mail_dkim() -> str:
 
 
 @pytest.fixture(scope="session")
+def mailtools() -> str:
+    """perl, with MailTools (Mail::Header, Mail::Address) for tests/header_parsers.py."""
+    perl = need_tool("perl")
+    if subprocess.run([perl, "-MMail::Address", "-MMail::Header", "-e1"]).returncode:
+        missing_tool("Perl's MailTools is not installed (Debian: libmailtools-perl)")
+    return perl
+
+
+@pytest.fixture(scope="session")
 def mailauth() -> str:
     """node, with mailauth installed from tests/verifiers/package.json if it is not yet."""
     node = need_tool("node")

@@ -31,7 +31,7 @@ def account(**changes: Any) -> Account:
         "L'Atelier d'Élodie & Fils",
         'Chez "Zoé" & Cie',
         "Ça coûte <moins> cher; vraiment?",
-        "Müller\tGmbH",
+        "Salon «\xa0Les Fils\xa0» \u2013 coiffure d\u2019art",
         "日本の美容室",
     ],
 )
@@ -39,10 +39,22 @@ def test_business_name_kept_exactly(name: str) -> None:
     assert account(business_name=name).business_name == name
 
 
-@pytest.mark.parametrize("name", ["A\rB", "A\nB", "A\0B", "A\u2028B", "A\x1bB"])
+ONE_LINE = ["A\rB", "A\nB", "A\0B", "A\u2028B", "A\x1bB", "Müller\tGmbH", "A\x85B", "A\x7fB"]
+
+
+@pytest.mark.parametrize("name", ONE_LINE)
 def test_business_name_single_line(name: str) -> None:
     with pytest.raises(ValidationError, match="must be on one line"):
         account(business_name=name)
+
+
+@pytest.mark.parametrize("name", ONE_LINE)
+def test_calendar_and_type_names_single_line(name: str) -> None:
+    """They reach subjects through the templates (appointment.type, appointment.calendar)."""
+    with pytest.raises(ValidationError, match=r"calendars\.0\.name\n.*must be on one line"):
+        account(calendars=[{"id": "1", "name": name}])
+    with pytest.raises(ValidationError, match=r"appointment_types\.0\.name\n.*must be on one"):
+        account(appointment_types=[{"id": "1", "name": name}])
 
 
 def test_defaults() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import email
-import re
-import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import policy
@@ -16,6 +14,14 @@ from hypothesis import strategies as st
 
 from gateway.errors import PermanentFailure
 from outbound.compose import MailSpec, compose
+from tests.header_parsers import (
+    ADJACENT_ENCODED_WORDS,
+    check_lines,
+    expected,
+    mailauth_headers,
+    mailtools_headers,
+    rfc2047_name,
+)
 
 ICS = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n"
 SPEC = MailSpec(
@@ -103,33 +109,31 @@ def test_cancel_method() -> None:
     assert calendar.get_param("method") == "CANCEL"
 
 
-def expected_name(name: str) -> str:
-    kept = "".join(
-        " " if c == "\t" else c
-        for c in name
-        if unicodedata.category(c) not in ("Cc", "Zl", "Zp") or c == "\t"
-    )
-    return re.sub(r"\s{2,}", " ", kept).strip()
-
-
 def check_from(name: str) -> None:
     data = compose(replace(SPEC, from_name=name, to_name=name))
-    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    check_lines(data)
     message = parse(data)
+    raw = email.message_from_bytes(data, policy=policy.compat32)
     assert {key.lower() for key in message} <= HEADERS
     assert len(message.keys()) == len(set(message.keys()))
-    for header, addr_spec in (("From", SPEC.from_address), ("To", SPEC.to)):
+    for header, addr_spec in (
+        ("From", SPEC.from_address),
+        ("To", SPEC.to),
+        ("Reply-To", SPEC.reply_to),
+    ):
         assert len(message.get_all(header) or []) == 1
         (address,) = message[header].addresses
         assert address.addr_spec == addr_spec
-        assert address.display_name == expected_name(name)
+        assert rfc2047_name(raw[header]) == expected(name)
+        # headerregistry keeps the white space between adjacent encoded words of a display
+        # name (CPython gh-128110): it reads the name exactly otherwise.
+        if not ADJACENT_ENCODED_WORDS.search(raw[header]):
+            assert address.display_name == expected(name)
     assert not message.defects
 
 
+# Names that are one line, however crafted: kept exactly, alone in their header.
 HOSTILE = [
-    "Evil\r\nBcc: x@y",
-    "Evil\nBcc: victim@example.com",
-    'Evil"\r\nBcc: x@y\r\n"',
     '"a" <b@c>',
     "a <b@c>, d@e",
     "Élodie, d'Artagnan & Fils <x@y>",
@@ -138,20 +142,32 @@ HOSTILE = [
     "(comment) name",
     'back\\slash \\" quote',
     "=?utf-8?q?Fake=40x?=",
-    "nul\x00byte",
+    "Bcc: x@y",
     "x" * 200,
+    "x" * 1200,
     "é" * 200,
     "Élodie " * 30,
     "😀 Spa & Bien-être 💆",
     "🐍" * 60,
     "山田美容室 渋谷店",
     "  spaces  around  ",
-    "\t\t¡  é",
     "¡ \xa00",
     "Salon «\xa0Les Fils\xa0»",
-    "\u2028line\u2029separators\x85",
+    "Dr. Smith, Family Practice & Associates of the Greater Springfield Area, LLC",
     "",
+]
+# Names that are not one line: refused, never altered (the account settings and the job
+# schema refuse them first, naming the field).
+NOT_ONE_LINE = [
+    "Evil\r\nBcc: x@y",
+    "Evil\nBcc: victim@example.com",
+    'Evil"\r\nBcc: x@y\r\n"',
+    "nul\x00byte",
+    "\t\t¡  é",
+    "Müller\tGmbH",
+    "\u2028line\u2029separators\x85",
     "\r\n",
+    "del\x7f",
 ]
 
 
@@ -160,11 +176,54 @@ def test_hostile_display_names(name: str) -> None:
     check_from(name)
 
 
+@pytest.mark.parametrize("name", NOT_ONE_LINE)
+@pytest.mark.parametrize("field", ["from_name", "to_name", "subject"])
+def test_text_not_on_one_line_is_refused(name: str, field: str) -> None:
+    with pytest.raises(PermanentFailure, match="must be on one line"):
+        compose(replace(SPEC, **{field: name}))  # type: ignore[arg-type]
+
+
+ONE_LINE_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Zl", "Zp", "Cs")))
+
+
 @settings(max_examples=300, deadline=None)
 # Names of only white space are refused by the account settings, as they would show nothing.
-@given(st.text(max_size=80).filter(lambda name: bool(name.strip())))
+@given(ONE_LINE_TEXT.filter(lambda name: bool(name.strip())))
 def test_any_display_name_is_kept_exactly_and_alone(name: str) -> None:
     check_from(name)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ONE_LINE_TEXT, st.sampled_from(["\r", "\n", "\t", "\x00", "\x85", "\u2028"]))
+def test_any_text_with_a_line_break_is_refused(text: str, brk: str) -> None:
+    with pytest.raises(PermanentFailure, match="must be on one line"):
+        compose(replace(SPEC, from_name=text + brk + text))
+    with pytest.raises(PermanentFailure, match="must be on one line"):
+        compose(replace(SPEC, subject=brk + text))
+
+
+LONG_NAMES = [
+    # French: accents, apostrophes (straight and typographic), quotes, guillemets with
+    # non-breaking spaces, a comma and an ampersand, 1,200 characters in all.
+    (
+        "L'Atelier d'Élodie & Fils \u2014 « Coiffure, beauté & bien-être » "
+        'chez "Zoé" d\u2019Artagnan, Saint-Étienne-du-Rouvray '
+    )
+    * 10,
+    "Ça coûte «\xa0moins\xa0» cher ; vraiment\xa0? " * 30,
+    "山田美容室 渋谷店「さくら」ヘアサロン、東京都渋谷区神南一丁目 " * 25,
+    "Салон красоты «Золотая рыбка», Санкт-Петербург " * 25,
+    "صالون الجمال في دبي، الإمارات العربية المتحدة " * 25,
+    "Ηλιαχτίδα — κομμωτήριο, Θεσσαλονίκη " * 30,
+    "🌸 Spa & Bien-être 💆‍♀️ 🧖🏽 " * 40,
+]
+
+
+@pytest.mark.parametrize("name", LONG_NAMES, ids=lambda name: name[:12])
+def test_long_names_and_subjects_in_any_script(name: str) -> None:
+    assert len(name) >= 700
+    check_from(name)
+    check_subject(name)
 
 
 @pytest.mark.parametrize(
@@ -258,12 +317,11 @@ def test_any_body_is_kept(text: str, html: str) -> None:
 def check_subject(subject: str) -> None:
     data = compose(replace(SPEC, subject=subject))
     assert data.isascii()
-    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    check_lines(data)
     message = parse(data)
     assert {key.lower() for key in message} == HEADERS - {"content-transfer-encoding"}
     assert len(message.get_all("Subject") or []) == 1
-    # white space runs are sent as one space, none at either end
-    assert message["Subject"] == " ".join(expected_name(subject).split())
+    assert message["Subject"] == expected(subject)
     assert not message.defects
 
 
@@ -272,10 +330,10 @@ def check_subject(subject: str) -> None:
     [
         *HOSTILE,
         "Rendez-vous confirmé : " + "très long " * 40,
-        "x" * 1200,
         "=?utf-8?q?Fake?= =?utf-8?b?RmFrZQ==?= a=?b c?=d",
         "Subject: Bcc: x@y; =?",
         "日本語の件名 and English words 😀 mixed",
+        "https://example.com/" + "a" * 200,
     ],
 )
 def test_hostile_subjects(subject: str) -> None:
@@ -283,7 +341,7 @@ def test_hostile_subjects(subject: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=120))
+@given(ONE_LINE_TEXT.filter(lambda text: len(text) <= 120))
 def test_any_subject_is_kept_and_alone(subject: str) -> None:
     check_subject(subject)
 
@@ -297,3 +355,16 @@ def test_header_policy_refuses_what_is_not_one_header() -> None:
     for value in ("a\r\nBcc: x@y", "a\nb", "a\rb", "a\r\n", "é", "x" * 1000):
         with pytest.raises(ValueError):
             _POLICY.fold("Subject", value)
+
+
+@pytest.mark.parametrize("name", HOSTILE + LONG_NAMES, ids=lambda name: name[:12])
+def test_independent_readers_read_names_and_subjects_as_written(
+    name: str, mailauth: str, mailtools: str
+) -> None:
+    data = compose(replace(SPEC, from_name=name, to_name=name, subject=name))
+    for read in (mailauth_headers(mailauth, data), mailtools_headers(mailtools, data)):
+        assert read["fields"] == [key.lower() for key in parse(data)]
+        assert read["from"] == [{"name": expected(name), "address": SPEC.from_address}]
+        assert read["to"] == [{"name": expected(name), "address": SPEC.to}]
+        assert read["reply-to"] == [{"name": expected(name), "address": SPEC.reply_to}]
+        assert read["subject"] == expected(name)

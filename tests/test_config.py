@@ -375,6 +375,10 @@ def account_file(tmp_path: Path, name: str = "salon") -> str:
             "business_name = 'A\\u0000B'",
             "business_name: must be on one line: control characters are not allowed (NUL)",
         ),
+        (
+            "business_name = 'Müller\\tGmbH'",
+            "business_name: must be on one line: control characters are not allowed (TAB)",
+        ),
         ("business_name = '   '", "business_name: must not be empty"),
         ("sender_domain = 'other.example'", None),
     ],

@@ -303,6 +303,45 @@ def test_enqueue_refuses_bad_jobs_and_enqueues_nothing(tmp_path: Path, redis_url
     redis.close()
 
 
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_enqueue_splits_json_lines_at_line_feeds_only(
+    source: str, tmp_path: Path, redis_url: str
+) -> None:
+    """Inside a JSON string, U+2028, U+2029 and U+0085 (where str.splitlines() breaks
+    lines) are text; JSON lines end at LF, or CRLF."""
+    config = write_config(tmp_path, redis_url)
+    texts = ["avant\u2028après", "ligne\x85suivante", "fin\u2029"]
+    lines = [
+        json.dumps({**EMAIL, "id": f"u{index}", "text": text}, ensure_ascii=False)
+        for index, text in enumerate(texts)
+    ]
+    data = lines[0] + "\n" + lines[1] + "\r\n\r\n" + lines[2] + "\r\n"
+    if source == "file":
+        jobs = tmp_path / "jobs.jsonl"
+        jobs.write_bytes(data.encode())
+        result = mailgw(config, "enqueue", str(jobs))
+    else:
+        result = mailgw(config, "enqueue", "-", stdin=data)
+    assert (result.returncode, result.stdout) == (0, "u0\nu1\nu2\n"), result.stderr
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    queued = [json.loads(fields["job"])["text"] for _, fields in redis.xrange("mailgw:jobs")]
+    redis.close()
+    assert queued == texts
+
+
+def test_enqueue_names_the_line_of_a_bad_json_line(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, redis_url)
+    good = json.dumps({**EMAIL, "text": "un\u2028deux"}, ensure_ascii=False)
+    # A lone CR is not a line end of JSON lines: the third object is on line 2 too; a line
+    # of U+2028 is not blank (JSON's white space is space, tab, CR and LF).
+    data = good + "\n" + good.replace("email-1", "x") + "\r" + good + "\n\u2028\n"
+    result = mailgw(config, "enqueue", "-", stdin=data)
+    assert result.returncode == 1
+    assert "<stdin>:2: not JSON: Extra data" in result.stderr
+    assert "<stdin>:3: not JSON: Expecting value" in result.stderr
+    assert "<stdin>:1" not in result.stderr and "<stdin>:4" not in result.stderr
+
+
 def test_sighup_reloads_and_refuses_a_bad_config(
     tmp_path: Path, redis_url: str, start_daemon: Callable[..., Daemon]
 ) -> None:

@@ -512,3 +512,155 @@ def test_arbitrary_json_is_parsed_or_refused(value: object) -> None:
 )
 def test_arbitrary_field_values_are_parsed_or_refused(kind: str, key: str, value: object) -> None:
     _parses_or_is_refused(_mutated_job(kind, key, value))
+
+
+# --- explicit null ---
+
+TEXT_EMAIL = {"to": ["zoe@example.com"], "subject": "Bonjour", "text": "À demain", "html": "<p/>"}
+TEXT_SMS = {"to": "+33612345678", "text": "À demain"}
+TEMPLATE_SMS = {"to": "+33612345678", "template": "reminder", "context": {}}
+
+
+def _parent(body: dict[str, Any], path: str) -> tuple[Any, str]:
+    target: Any = body
+    *parents, name = path.split(".")
+    for parent in parents:
+        target = target[int(parent)] if parent.isdigit() else target[parent]
+    return target, name
+
+
+def example(kind: str, base: dict[str, Any] | None) -> dict[str, Any]:
+    """A valid job of `kind`: its example, or the common fields and `base`."""
+    body = job(kind)
+    if base is None:
+        return body
+    return {key: body[key] for key in ("v", "id", "kind", "account")} | copy.deepcopy(base)
+
+
+# Optional fields whose absence means "none": null means the same.
+NULL_IS_NONE = [
+    ("appointment.booked", None, "send_at"),
+    ("appointment.booked", None, "appointment.cancel_url"),
+    ("appointment.booked", None, "appointment.reschedule_url"),
+    ("appointment.booked", None, "appointment.booked_at"),
+    ("appointment.rescheduled", None, "appointment.previous_start"),
+    ("appointment.booked", None, "appointment.clients.0.phone"),
+    ("order.placed", None, "order.amount"),
+    ("order.placed", None, "order.currency"),
+    ("order.placed", None, "order.details"),
+    ("subscription.paid", None, "subscription.renews_at"),
+    ("subscription.paid", None, "subscription.amount"),
+    ("subscription.paid", None, "subscription.currency"),
+    ("email.send", None, "locale"),
+    ("email.send", None, "appointment"),
+    ("email.send", None, "subject"),
+    ("email.send", None, "text"),
+    ("email.send", None, "html"),
+    ("email.send", TEXT_EMAIL, "template"),
+    ("email.send", TEXT_EMAIL, "html"),
+    ("sms.send", None, "template"),
+    ("sms.send", None, "appointment"),
+    ("sms.send", TEMPLATE_SMS, "text"),
+]
+
+
+@pytest.mark.parametrize(("kind", "base", "path"), NULL_IS_NONE)
+def test_null_is_the_same_as_leaving_an_optional_field_out(
+    kind: str, base: dict[str, Any] | None, path: str
+) -> None:
+    given, absent = example(kind, base), example(kind, base)
+    parent, name = _parent(given, path)
+    parent[name] = None
+    parent, name = _parent(absent, path)
+    parent.pop(name, None)
+    assert parse_job(json.dumps(given)) == parse_job(json.dumps(absent))
+
+
+# Fields that need a value (required, with a default value, or needed by the form of the
+# job): null is refused like any other value of the wrong type, the field named.
+NULL_REFUSED = [
+    ("appointment.booked", None, "appointment.location", "must be a string"),
+    ("appointment.booked", None, "appointment.notify", "must be true or false"),
+    ("appointment.booked", None, "appointment.sequence", "must be an integer"),
+    ("appointment.booked", None, "appointment.clients.0.name", "must be a string"),
+    ("appointment.booked", None, "appointment.clients.0.emails", "must be a list"),
+    ("appointment.booked", None, "appointment.id", "must be a string"),
+    ("subscription.paid", None, "first_charge", "must be true or false"),
+    ("order.placed", None, "order.name", "must be a string"),
+    ("email.send", None, "context", "must be a JSON object"),
+    ("email.send", TEXT_EMAIL, "subject", "must be a string"),
+    ("email.send", TEXT_EMAIL, "text", "must be a string"),
+    ("sms.send", TEMPLATE_SMS, "context", "must be a JSON object"),
+    ("sms.send", TEXT_SMS, "to", "must be a string"),
+]
+
+
+@pytest.mark.parametrize(("kind", "base", "path", "problem"), NULL_REFUSED)
+def test_null_is_refused_where_a_value_is_needed(
+    kind: str, base: dict[str, Any] | None, path: str, problem: str
+) -> None:
+    body = example(kind, base)
+    parent, name = _parent(body, path)
+    parent[name] = None
+    assert reason(body) == f"field '{path.replace('.0.', '[0].')}': {problem}"
+
+
+def test_null_subject_and_text_are_neither_form() -> None:
+    body = job("sms.send")
+    body["text"] = None
+    assert reason(body) == "give either 'template' (with 'context') or 'text'"
+    email = {key: job("email.send")[key] for key in ("v", "id", "kind", "account", "to")}
+    assert reason({**email, "subject": None, "text": None}) == (
+        "give either 'template' (with 'context') or 'subject' and 'text'"
+    )
+    assert reason({**email, "subject": "Bonjour"}) == (
+        "missing field 'text' (it goes with 'subject')"
+    )
+
+
+# --- text that reaches a header ---
+
+HEADER_FIELDS = [
+    ("appointment.booked", None, "appointment.clients.0.name"),
+    ("order.placed", None, "order.name"),
+    ("order.placed", None, "order.client.name"),
+    ("subscription.paid", None, "subscription.name"),
+    ("email.send", TEXT_EMAIL, "subject"),
+]
+
+
+@pytest.mark.parametrize(("kind", "base", "path"), HEADER_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("Zoé\r\nBcc: victim@example.com", "LF, CR"),
+        ("Zoé\nMartin", "LF"),
+        ("Zoé\tMartin", "TAB"),
+        ("Zoé\x85Martin", "NEL"),
+        ("Zoé\u2028Martin", "U+2028"),
+        ("Zoé\x00", "NUL"),
+    ],
+)
+def test_text_that_reaches_a_header_is_one_line(
+    kind: str, base: dict[str, Any] | None, path: str, value: str, shown: str
+) -> None:
+    body = example(kind, base)
+    parent, name = _parent(body, path)
+    parent[name] = value
+    assert reason(body) == (
+        f"field '{path.replace('.0.', '[0].')}': must be on one line: "
+        f"control characters are not allowed ({shown})"
+    )
+
+
+@pytest.mark.parametrize(("kind", "base", "path"), HEADER_FIELDS)
+def test_text_that_reaches_a_header_is_kept_as_written(
+    kind: str, base: dict[str, Any] | None, path: str
+) -> None:
+    value = 'L\u2019Atelier d\'Élodie « Chez "Zoé" »\xa0& 山田 ' + "très long " * 100
+    body = example(kind, base)
+    parent, name = _parent(body, path)
+    parent[name] = value
+    parsed = json.loads(job_to_json(parse_job(json.dumps(body))))
+    parent, name = _parent(parsed, path)
+    assert parent[name] == value

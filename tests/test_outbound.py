@@ -25,6 +25,13 @@ from tests.dkim_verifiers import (
     results,
 )
 from tests.gateway_harness import DOMAIN, Gateway, write_config
+from tests.header_parsers import (
+    check_lines,
+    expected,
+    mailauth_headers,
+    mailtools_headers,
+    rfc2047_name,
+)
 from tests.smtp_server import SmtpServer
 
 
@@ -108,6 +115,115 @@ async def test_confirmation_of_the_french_business_arrives_signed_and_whole(
         "rsa-sha256": "pass",
         "ed25519-sha256": "pass",
     }
+
+
+# 1,100 characters of French: accents, apostrophes straight and typographic, quotes,
+# guillemets with non-breaking spaces, commas, an ampersand.
+LONG_BUSINESS = (
+    "L'Atelier d'Élodie & Fils \u2014 « Coiffure, beauté & bien-être » "
+    'chez "Zoé" d\u2019Artagnan, Saint-Étienne-du-Rouvray '
+) * 10
+LONG_TYPE = ("Coupe, shampooing & brushing « spécial mariée » avec l\u2019équipe d'Élodie " * 3)[
+    :-1
+]
+CLIENTS = {
+    "yamada@example.com": "山田花子「やまだ はなこ」様、東京都渋谷区神南一丁目のお客様 " * 8,
+    "amal@example.org": "أمل بنت عبد الله الهاشمي، صالون الجمال في دبي " * 8,
+    "olga@example.net": "Ольга Сергеевна «Золотая рыбка» Петрова-Водкина " * 8,
+}
+LONG_SUBJECT = "Votre rendez-vous « très spécial » chez l\u2019Atelier d'Élodie : " * 12
+
+
+async def test_long_names_in_any_script_reach_every_reader_whole(
+    gateway: Gateway,
+    smtp: SmtpServer,
+    dns_zone: DnsZone,
+    mail_dkim: str,
+    mailauth: str,
+    mailtools: str,
+) -> None:
+    """From, To, Reply-To and Subject made from long names (an account.upsert, a job's
+    clients, an email.send subject): within RFC 2047 and 5322's limits, read back exactly by
+    Python's email package, mailauth and Perl's MailTools, and signed so that the three DKIM
+    verifiers pass."""
+    data = {
+        "business_name": LONG_BUSINESS,
+        "owner_email": "owner@example.com",
+        "plan": "growing",
+        "timezone": "Europe/Paris",
+        "locale": "fr",
+        "country": "FR",
+        "calendars": [{"id": "101", "name": "Élodie « la patronne »"}],
+        "appointment_types": [{"id": "2001", "name": LONG_TYPE}],
+    }
+    upsert = {"v": 1, "id": "u1", "kind": "account.upsert", "account": "long", "data": data}
+    await gateway.run(upsert)
+    job = confirmation("c1", *CLIENTS)
+    job["account"] = "long"
+    job["context"]["appointment"]["clients"] = [
+        {"name": name, "emails": [address]} for address, name in CLIENTS.items()
+    ]
+    await gateway.run(job)
+    await gateway.run(
+        {
+            "v": 1,
+            "id": "s1",
+            "kind": "email.send",
+            "account": "long",
+            "to": ["zoe@example.com"],
+            "subject": LONG_SUBJECT,
+            "text": "À bientôt.",
+        }
+    )
+    events = await gateway.events()
+    assert [e["status"] for e in events] == ["applied", "sent", "sent", "sent", "sent"], events
+    keys = load_keys(gateway.config.settings.dkim_keys, generate=False)[DOMAIN]
+    publish(dns_zone, *keys)
+    confirmed = f"Rendez-vous confirmé : {LONG_TYPE}, mardi 24 novembre 2026 à 14:30"
+    subjects = {address: confirmed for address in CLIENTS} | {"zoe@example.com": LONG_SUBJECT}
+    names = {**CLIENTS, "zoe@example.com": ""}
+    assert {m.recipients[0] for m in smtp.messages} == set(subjects)
+    for received in smtp.messages:
+        to = received.recipients[0]
+        check_lines(received.data)
+        message = email.message_from_bytes(received.data, policy=email.policy.default)
+        raw = email.message_from_bytes(received.data, policy=email.policy.compat32)
+        assert not message.defects
+        # the headers of a message, each once: a name could not add one
+        fields = [key.lower() for key in message if key != "DKIM-Signature"]
+        assert sorted(fields) == sorted(
+            {"from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
+             "auto-submitted", "content-type", "content-transfer-encoding"} & set(fields)
+        )  # fmt: skip
+        assert fields[:4] == ["from", "to", "reply-to", "subject"]
+        for header, name in (
+            ("From", LONG_BUSINESS),
+            ("To", names[to]),
+            ("Reply-To", LONG_BUSINESS),
+        ):
+            assert len(message[header].addresses) == 1
+            assert rfc2047_name(raw[header]) == expected(name)
+        assert message["From"].addresses[0].addr_spec == f"scheduling@{DOMAIN}"
+        assert message["To"].addresses[0].addr_spec == to
+        assert message["Reply-To"].addresses[0].domain == f"reply.{DOMAIN}"
+        assert message["Subject"] == expected(subjects[to])
+        reply_to = message["Reply-To"].addresses[0].addr_spec
+        for read in (
+            mailauth_headers(mailauth, received.data),
+            mailtools_headers(mailtools, received.data),
+        ):
+            assert read["fields"] == [key.lower() for key in message]
+            assert read["from"] == [
+                {"name": expected(LONG_BUSINESS), "address": f"scheduling@{DOMAIN}"}
+            ]
+            assert read["to"] == [{"name": expected(names[to]), "address": to}]
+            assert read["reply-to"] == [{"name": expected(LONG_BUSINESS), "address": reply_to}]
+            assert read["subject"] == expected(subjects[to])
+        both = {"rsa-sha256": "pass", "ed25519-sha256": "pass"}
+        assert results(dkimpy_verdicts(received.data, dns_zone)) == both
+        assert results(mailauth_verdicts(mailauth, received.data, dns_zone)) == both
+        perl = results(mail_dkim_verdicts(mail_dkim, received.data, dns_zone))
+        assert perl["rsa-sha256"] == "pass"
 
 
 async def test_each_client_address_gets_its_own_message(gateway: Gateway, smtp: SmtpServer) -> None:

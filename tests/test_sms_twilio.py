@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from outbound.sms.provider import (
     CallbackRefused,
@@ -270,6 +270,19 @@ def test_empty_token_file_is_refused(folder: Path) -> None:
     assert "is empty: put the auth token in it" in problems(folder, auth_token_file="empty")
 
 
+def test_shared_keys_are_checked(folder: Path) -> None:
+    (folder / "key.secret").write_text("c2VjcmV0\n")
+    (folder / "empty").write_text("")
+    key = {"id": "webhooks_sharedkey_1", "secret_file": "key.secret"}
+    assert options(folder, shared_keys=[key]).shared_keys[0].secret_file == folder / "key.secret"
+    assert "same id as shared_keys[0]" in problems(folder, shared_keys=[key, key])
+    assert "is empty: put its secret in it" in problems(
+        folder, shared_keys=[{**key, "secret_file": "empty"}]
+    )
+    assert "should match pattern" in problems(folder, shared_keys=[{**key, "id": "a,b=c"}])
+    assert "file not found" in problems(folder, shared_keys=[{**key, "secret_file": "nope"}])
+
+
 def test_http_to_loopback_is_allowed(folder: Path) -> None:
     assert options(folder, base_url="http://127.0.0.1:8080/").base_url == "http://127.0.0.1:8080"
 
@@ -398,3 +411,47 @@ async def test_acknowledgements(make_provider: MakeProvider) -> None:
     answer = provider.acknowledgement("incoming")
     assert (answer.status, answer.content_type) == (200, "text/xml")
     assert answer.body == b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+KEY_ID = "webhooks_sharedkey_01jz8x5k2m4n6p8q0r2s4t6v8w"
+KEY_SECRET = "c2hhcmVkIGtleSBzZWNyZXQ"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"key={KEY_ID},algorithm=HMAC_SHA256",
+        f"algorithm=HMAC_SHA256,key={KEY_ID}",
+        f" key = {KEY_ID} , algorithm = hmac_sha256 ",
+        f"key={KEY_ID},algorithm=,algorithm=HMAC_SHA256",
+        f"key={KEY_ID}",
+        f"key={KEY_ID},algorithm=HMAC_SHA1",
+        f"key={KEY_ID},ALGORITHM=HMAC_SHA256",
+    ],
+)
+async def test_settings_header_read_as_twilio_reads_it(
+    make_provider: MakeProvider, folder: Path, header: str
+) -> None:
+    """Signed as twilio's library signs for the algorithm its get_signature_algorithm reads
+    in the header, with the SharedKey the header names."""
+    (folder / "key.secret").write_text(KEY_SECRET)
+    provider = await make_provider(shared_keys=[{"id": KEY_ID, "secret_file": "key.secret"}])
+    algorithm = get_signature_algorithm(header)
+    signature = RequestValidator(KEY_SECRET).compute_signature(
+        STATUS_URL, STATUS, algorithm=algorithm
+    )
+    headers = {"x-twilio-signature": signature, "x-twilio-webhooks-signature-settings": header}
+    request = WebhookRequest("POST", STATUS_URL, headers, STATUS)
+    assert provider.receipt(request) == DeliveryReceipt("SM" + "a" * 32, True, "delivered")
+    # the same signature under the other algorithm is not one
+    other = "HMAC_SHA1" if algorithm.upper() == "HMAC_SHA256" else "HMAC_SHA256"
+    forged = {**headers, "x-twilio-webhooks-signature-settings": f"key={KEY_ID},algorithm={other}"}
+    with pytest.raises(CallbackRefused, match=r"^forged Twilio status callback"):
+        provider.receipt(WebhookRequest("POST", STATUS_URL, forged, STATUS))
+
+
+async def test_an_empty_settings_header_is_the_auth_token(make_provider: MakeProvider) -> None:
+    provider = await make_provider()
+    request = signed(STATUS_URL, STATUS)
+    headers = {**request.headers, "x-twilio-webhooks-signature-settings": " "}
+    assert provider.receipt(WebhookRequest("POST", STATUS_URL, headers, STATUS)).delivered

@@ -231,12 +231,27 @@ async def test_builtin_handlers_keep_accounts_and_route_kinds(
             "data": {**data, "plan": "x"},
         },
     )
+    await xadd(
+        redis,
+        {
+            "v": 1,
+            "id": "u3",
+            "kind": "account.upsert",
+            "account": "tab",
+            "data": {**data, "business_name": "Müller\tGmbH"},
+        },
+    )
     await drain(worker)
     stored = await worker.directory.get("new")
     assert stored is not None and stored.business_name == "L'Atelier d'Élodie & Fils"
     reasons = await dead_reasons(worker)
     assert recorder.jobs == ["e1", "s1"]
     assert reasons[0].startswith("invalid account: job u2:plan: must be one of")
+    assert reasons[1] == (
+        "invalid account: job u3:business_name: must be on one line: "
+        "control characters are not allowed (TAB)"
+    )
+    assert await worker.directory.get("tab") is None
     assert (await statuses(worker))[0] == ("u1", "applied")
 
     await xadd(redis, {"v": 1, "id": "d1", "kind": "account.delete", "account": "new"})

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -18,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from gateway.durations import PositiveDuration
-from gateway.settings import ReadableFile, invalid, read_secret
+from gateway.settings import Loc, ReadableFile, invalid, read_secret
 from outbound.sms.http import ProviderHttp
 from outbound.sms.provider import (
     Accepted,
@@ -33,6 +30,7 @@ from outbound.sms.provider import (
     WebhookAnswer,
     WebhookRequest,
 )
+from outbound.sms.twilio_signature import SIGNATURE, signature_problem
 
 # Connections kept open to Twilio, so that concurrent sends do not each pay a TLS handshake.
 MAX_CONNECTIONS = 16
@@ -70,12 +68,15 @@ OUTCOMES = {
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
-def _holds_token(path: Path) -> Path:
-    if not read_secret(path):
-        raise PydanticCustomError(
-            "token_empty", "{message}", {"message": f"{path} is empty: put the auth token in it"}
-        )
-    return path
+def _holding(what: str) -> Callable[[Path], Path]:
+    def check(path: Path) -> Path:
+        if not read_secret(path):
+            raise PydanticCustomError(
+                "secret_empty", "{message}", {"message": f"{path} is empty: put {what} in it"}
+            )
+        return path
+
+    return check
 
 
 def _api_url(value: str) -> str:
@@ -97,6 +98,21 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+class SharedKey(BaseModel):
+    """A Twilio SharedKey that a Webhook Setting signs webhooks with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="The SharedKey's id, as the X-Twilio-Webhooks-Signature-Settings header "
+        "names it (key=...).",
+    )
+    secret_file: Annotated[ReadableFile, AfterValidator(_holding("its secret"))] = Field(
+        description="File holding the secret Twilio returned when the SharedKey was created."
+    )
+
+
 class TwilioOptions(BaseModel):
     """Options of the `twilio` provider, its [sms.twilio] table."""
 
@@ -105,7 +121,7 @@ class TwilioOptions(BaseModel):
     account_sid: str = Field(
         pattern=r"^AC[0-9a-fA-F]{32}$", description="Account SID (AC and 32 hex digits)."
     )
-    auth_token_file: Annotated[ReadableFile, AfterValidator(_holds_token)] = Field(
+    auth_token_file: Annotated[ReadableFile, AfterValidator(_holding("the auth token"))] = Field(
         description="File holding the account's auth token (API calls, webhook signatures)."
     )
     from_number: str | None = Field(
@@ -128,6 +144,15 @@ class TwilioOptions(BaseModel):
     status_callbacks: bool = Field(
         True, description="Ask Twilio for delivery reports on the webhook's /sms/twilio/status."
     )
+    shared_keys: tuple[SharedKey, ...] = Field(
+        (),
+        strict=False,
+        description=(
+            "SharedKeys that Twilio Webhook Settings sign the webhooks with instead of the "
+            "auth token (HMAC-SHA1 or HMAC-SHA256); list the old and the new one while "
+            "rotating."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_sender(self) -> TwilioOptions:
@@ -138,6 +163,19 @@ class TwilioOptions(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> TwilioOptions:
+        seen: dict[str, int] = {}
+        errors: list[tuple[Loc, str]] = []
+        for index, key in enumerate(self.shared_keys):
+            if key.id in seen:
+                duplicate = f"same id as shared_keys[{seen[key.id]}]"
+                errors.append((("shared_keys", index, "id"), duplicate))
+            seen.setdefault(key.id, index)
+        if errors:
+            raise invalid("TwilioOptions", errors)
+        return self
+
 
 class TwilioProvider:
     """Sends through Twilio's Messages API and reads Twilio's signed callbacks."""
@@ -145,6 +183,7 @@ class TwilioProvider:
     def __init__(self, options: TwilioOptions, context: ProviderContext) -> None:
         self._options = options
         self._auth = (options.account_sid, read_secret(options.auth_token_file).decode())
+        self._shared_keys = {key.id: read_secret(key.secret_file) for key in options.shared_keys}
         self._url = f"{options.base_url}/2010-04-01/Accounts/{options.account_sid}/Messages.json"
         self._sender = (
             ("From", options.from_number)
@@ -195,21 +234,11 @@ class TwilioProvider:
         await self._http.close()
 
     def _check_signature(self, request: WebhookRequest, what: str) -> None:
-        """Twilio's X-Twilio-Signature: base64 HMAC-SHA1, keyed with the auth token, of the
-        URL followed by each POST field's name and value, sorted by name."""
-        signature = request.headers.get("x-twilio-signature")
-        if not signature:
+        if not request.headers.get(SIGNATURE):
             raise CallbackRefused(f"unsigned Twilio {what}: no X-Twilio-Signature header")
-        fields = "".join(name + value for name, value in sorted(request.params.items()))
-        key = self._auth[1].encode()
-        for url in _url_forms(request.url):
-            digest = hmac.new(key, (url + fields).encode(), hashlib.sha1).digest()
-            if hmac.compare_digest(base64.b64encode(digest), signature.encode()):
-                return
-        raise CallbackRefused(
-            f"forged Twilio {what}: X-Twilio-Signature does not match {request.url} "
-            "signed with the configured auth token"
-        )
+        problem = signature_problem(request, self._auth[1].encode(), self._shared_keys)
+        if problem is not None:
+            raise CallbackRefused(f"forged Twilio {what}: {problem}")
 
 
 PLUGIN = ProviderPlugin(options=TwilioOptions, create=TwilioProvider)
@@ -274,21 +303,3 @@ def _field(request: WebhookRequest, name: str, what: str) -> str:
     if not value:
         raise MalformedCallback(f"Twilio {what} without {name}")
     return value
-
-
-def _url_forms(url: str) -> Sequence[str]:
-    """The URL as given, without its port and with the scheme's default port: Twilio's own
-    validator accepts each, as Twilio does not always sign the port the way it was written."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    host = netloc.rsplit(":", 1)[0] if parts.port is not None else netloc
-    default = 443 if parts.scheme == "https" else 80
-    return list(
-        dict.fromkeys(
-            [
-                url,
-                parts._replace(netloc=host).geturl(),
-                parts._replace(netloc=f"{host}:{parts.port or default}").geturl(),
-            ]
-        )
-    )
