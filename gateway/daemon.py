@@ -432,6 +432,7 @@ class Daemon:
                 return f"role {self.role}: queue depths unavailable ({exc})"
             self.outage.failed("status", exc)
             return self.outage.status()
+        self.outage.ended()
         return (
             f"role {self.role}: ready {d.ready}, in flight {d.in_flight},"
             f" scheduled {d.scheduled}, retrying {d.retrying}, dead letters {d.dead_letters}"

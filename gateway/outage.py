@@ -31,7 +31,10 @@ MAX_DELAY = 10.0
 
 def is_outage(exc: BaseException) -> bool:
     """True if `exc` says Redis cannot be reached or cannot serve now, rather than that
-    a command was wrong."""
+    a command was wrong. (Python's own TimeoutError, an OSError, is a deadline of the
+    gateway's: redis-py raises its TimeoutError for Redis's.)"""
+    if isinstance(exc, TimeoutError):
+        return False
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_NOT_YET)

@@ -193,22 +193,12 @@ class Worker:
     async def _handled(self, job: Job, attempt: int, deadline: float) -> list[Event]:
         """The handler's events; Redis out of reach is not the job's failure: the handler
         runs again once it is back (handlers are safe to repeat), spending no attempt."""
-        loop = asyncio.get_running_loop()
-        failures = 0
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    return await self.handlers[job.kind].handle(job, attempt)
-            except JobFailure:
-                raise
-            except Exception as exc:
-                if isinstance(exc, TimeoutError) or not is_outage(exc):
-                    raise
-                if loop.time() >= deadline:
-                    raise
-                failures += 1
-                self.outage.failed("worker", exc)
-                await self.outage.wait(failures)
+
+        async def once() -> list[Event]:
+            async with asyncio.timeout_at(deadline):
+                return await self.handlers[job.kind].handle(job, attempt)
+
+        return await self._recorded(once, deadline)
 
     async def _run(self, job: Job, delivery: Delivery, attempt: int, deadline: float) -> JobOutcome:
         try:

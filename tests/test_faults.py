@@ -5,6 +5,7 @@ promise with numbers: no job lost, no process stopped, delivery resumed."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -245,19 +246,23 @@ def test_the_command_line_reads_what_hostile_entries_left(
     assert "not JSON: a number too long" in listed
 
 
-def test_systemd_status_says_redis_is_away_then_back(
-    tmp_path: Path, redis_process: RedisProcess
+@pytest.mark.parametrize("role", ["all", "outbound", "inbound", "scheduler"])
+def test_every_role_rides_out_redis_away_and_says_so_in_systemd_status(
+    tmp_path: Path, redis_process: RedisProcess, role: str
 ) -> None:
     config = write_config(tmp_path, redis_process.url)
-    daemon = Daemon(config, tmp_path, "--role", "outbound")
+    daemon = Daemon(config, tmp_path, "--role", role)
     try:
         daemon.expect("READY=1")
         redis_process.kill()
         away = daemon.expect_prefix("STATUS=Redis out of reach")
-        assert away.startswith("STATUS=Redis out of reach for 0s (ConnectionError"), away
+        assert re.fullmatch(r"STATUS=Redis out of reach for \d+s \(ConnectionError: .*", away)
+        time.sleep(2)
         redis_process.start()
         daemon.expect("STATUS=Redis is back; resuming")
         assert daemon.process.poll() is None
+        assert daemon.output().count("Redis is out of reach") == 1
+        assert "Traceback" not in daemon.output()
         assert daemon.stop() == 0
     finally:
         daemon.close()
