@@ -219,3 +219,25 @@ def test_an_oversized_message_is_cut_off_while_it_is_read(served: Served) -> Non
         # the message up to the limit was in memory, and no more
         assert outcome.memory.during - outcome.memory.before < 2 * MESSAGE_SIZE // 1024
         assert outcome.memory.after - outcome.memory.before < KEPT, outcome
+
+
+def test_a_message_of_empty_lines_takes_the_memory_of_its_size(served: Served) -> None:
+    size = 2**20
+
+    def empty_lines(client: Hostile) -> int:
+        ehlo(client)
+        assert client.command("MAIL FROM:<zoe@example.org>") == replies.OK
+        assert client.command("RCPT TO:<postmaster@localhost>").startswith("250")
+        assert client.command("DATA") == replies.START_DATA
+        client.sock.sendall(b"\r\n" * (size // 2) + b".\r\n")
+        client.answers.append(client.reply())
+        assert client.command("QUIT") == replies.BYE
+        return size
+
+    for outcome in served.sessions(empty_lines):
+        assert outcome.replies[0].startswith("250 2.0.0 Ok: queued as "), outcome
+        # Storing a message takes some 9 times its size at the peak (its copies, the
+        # Base64 of the Redis entry); a list of its lines would add some 70 bytes for
+        # each of these lines of two: 35 times its size.
+        assert outcome.memory.during - outcome.memory.before < 16 * size // 1024, outcome
+        assert outcome.memory.after - outcome.memory.before < KEPT, outcome
