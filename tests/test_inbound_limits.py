@@ -31,6 +31,7 @@ __all__ = ["gateway", "start_daemon"]  # fixtures, used by name
 
 MESSAGE_SIZE = 10 * 2**20
 ERROR_SLEEP = 0.05
+COMMAND_TIMEOUT = 2.0
 # What a process may keep after a hostile session (kB): a little of what any session uses
 # stays with Python's and the C library's allocators; what a session read does not.
 KEPT = 3_000
@@ -155,7 +156,12 @@ class Served:
 
 @pytest.fixture
 def served(gateway: Callable[..., Gateway]) -> Iterator[Served]:
-    smtp = gateway(processes=2, max_message_size=MESSAGE_SIZE, error_sleep_time=f'"{ERROR_SLEEP}s"')
+    smtp = gateway(
+        processes=2,
+        max_message_size=MESSAGE_SIZE,
+        error_sleep_time=f'"{ERROR_SLEEP}s"',
+        command_timeout=f'"{COMMAND_TIMEOUT}s"',
+    )
     [child] = smtp.children(1).values()
     yield Served(smtp, [smtp.pid, child])
 
@@ -199,6 +205,18 @@ def test_a_session_is_cut_off_after_too_many_errors(served: Served) -> None:
         # past the soft limit, each reply waits: 10 of them here
         assert 10 * ERROR_SLEEP <= outcome.seconds < 2, outcome
         assert outcome.memory.after - outcome.memory.before < KEPT, outcome
+
+
+def test_an_idle_client_is_disconnected_at_the_command_timeout(served: Served) -> None:
+    def idle(client: Hostile) -> int:
+        ehlo(client)
+        return len("EHLO client.test\r\n")
+
+    for pid in served.pids:
+        outcome = served.session(pid, idle)
+        print(outcome)
+        assert outcome.replies == [] and outcome.closed, outcome
+        assert COMMAND_TIMEOUT <= outcome.seconds < COMMAND_TIMEOUT + 1, outcome
 
 
 def test_an_oversized_message_is_cut_off_while_it_is_read(served: Served) -> None:
