@@ -154,16 +154,17 @@ class Served:
         client.close()
 
 
+def two_processes(gateway: Callable[..., Gateway], **inbound: object) -> Served:
+    smtp = gateway(processes=2, **inbound)
+    [child] = smtp.children(1).values()
+    return Served(smtp, [smtp.pid, child])
+
+
 @pytest.fixture
 def served(gateway: Callable[..., Gateway]) -> Iterator[Served]:
-    smtp = gateway(
-        processes=2,
-        max_message_size=MESSAGE_SIZE,
-        error_sleep_time=f'"{ERROR_SLEEP}s"',
-        command_timeout=f'"{COMMAND_TIMEOUT}s"',
+    yield two_processes(
+        gateway, max_message_size=MESSAGE_SIZE, error_sleep_time=f'"{ERROR_SLEEP}s"'
     )
-    [child] = smtp.children(1).values()
-    yield Served(smtp, [smtp.pid, child])
 
 
 def ehlo(client: Hostile) -> None:
@@ -207,7 +208,11 @@ def test_a_session_is_cut_off_after_too_many_errors(served: Served) -> None:
         assert outcome.memory.after - outcome.memory.before < KEPT, outcome
 
 
-def test_an_idle_client_is_disconnected_at_the_command_timeout(served: Served) -> None:
+def test_an_idle_client_is_disconnected_at_the_command_timeout(
+    gateway: Callable[..., Gateway],
+) -> None:
+    served = two_processes(gateway, command_timeout=f'"{COMMAND_TIMEOUT}s"')
+
     def idle(client: Hostile) -> int:
         ehlo(client)
         return len("EHLO client.test\r\n")
