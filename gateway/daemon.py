@@ -117,6 +117,11 @@ RESTART_ONLY = (
     "inbound.max_message_size",
     "inbound.max_recipients",
     "inbound.max_connections_per_client",
+    "inbound.line_length_limit",
+    "inbound.soft_error_limit",
+    "inbound.hard_error_limit",
+    "inbound.error_sleep_time",
+    "inbound.command_timeout",
 )
 # Each role's metrics port is metrics.listen's plus this, so that the processes of
 # the per-role units on one host do not clash.

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gateway.cpus import usable_cpus
-from gateway.durations import PositiveDuration
+from gateway.durations import Duration, PositiveDuration, between
 
 # TOML values are typed, so a string where a number or boolean belongs is a mistake to
 # report, not something to coerce; tuples come from TOML arrays, hence strict=False there.
@@ -660,11 +660,55 @@ class InboundSettings(BaseModel):
     )
     tls_key: ReadableFile | None = Field(None, description="TLS private key (PEM); with tls_cert.")
     max_message_size: int = Field(
-        26_214_400, gt=0, description="Largest message accepted, in bytes."
+        26_214_400,
+        gt=0,
+        description=(
+            "Largest message accepted, in bytes (advertised as SIZE); one that goes past it"
+            " is answered 552 5.3.4 and the connection closed as soon as it does."
+        ),
     )
     max_recipients: int = Field(50, gt=0, description="Most recipients accepted in one message.")
     max_connections_per_client: int = Field(
         10, gt=0, description="Simultaneous connections accepted from one IP address."
+    )
+    # The limits of one session, Postfix's smtpd_* of the same meaning and default.
+    line_length_limit: int = Field(
+        2048,
+        # RFC 5321 4.5.3.1.6: a line of text may have 998 bytes, 999 once dot-stuffed.
+        ge=1000,
+        description=(
+            "Longest line read from a client, command or message, in bytes without its CRLF;"
+            " a longer one is answered 500 5.5.2 and the connection closed, without reading"
+            " it to its end (Postfix's line_length_limit)."
+        ),
+    )
+    soft_error_limit: int = Field(
+        10,
+        gt=0,
+        description=(
+            "Errors (4xx and 5xx replies) in one session after which every reply waits"
+            " error_sleep_time (Postfix's smtpd_soft_error_limit)."
+        ),
+    )
+    hard_error_limit: int = Field(
+        20,
+        gt=0,
+        description=(
+            "Errors in one session at which the client is answered 421 4.7.0 and"
+            " disconnected; a message queued forgives the errors before it"
+            " (Postfix's smtpd_hard_error_limit)."
+        ),
+    )
+    error_sleep_time: Annotated[Duration, between()] = Field(
+        timedelta(seconds=1),
+        description="The wait before each reply past soft_error_limit (smtpd_error_sleep_time).",
+    )
+    command_timeout: PositiveDuration = Field(
+        timedelta(minutes=5),
+        description=(
+            "How long the server waits for a client's next command, and after DATA for the"
+            " whole message, before it closes the connection (Postfix's smtpd_timeout)."
+        ),
     )
     processes: ProcessCount = Field(
         "auto",

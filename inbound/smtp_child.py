@@ -38,13 +38,7 @@ from inbound.client_connections import ConnectionSlots
 from inbound.policy import RecipientCheck
 from inbound.queue import InboundQueue
 from inbound.reply_tokens import reply_secrets
-from inbound.smtp_server import (
-    SESSION_TIMEOUT,
-    InboundHandler,
-    InboundServer,
-    settle_for_sessions,
-    tls_context,
-)
+from inbound.smtp_server import InboundHandler, InboundServer, settle_for_sessions, tls_context
 
 # by name: run with -m, the module is __main__
 log = logging.getLogger("inbound.smtp_child")
@@ -87,9 +81,7 @@ class SmtpChild:
             check, InboundQueue(redis, keys).store, settings.inbound, self.clock
         )
         slots = ConnectionSlots(settings.inbound.max_connections_per_client, slots_file)
-        self.server = InboundServer(
-            settings.inbound, handler, tls_context(settings.inbound), SESSION_TIMEOUT, slots
-        )
+        self.server = InboundServer(settings.inbound, handler, tls_context(settings.inbound), slots)
         loop = asyncio.get_running_loop()
         daemon = socket.socket(fileno=channel)
         daemon.setblocking(False)

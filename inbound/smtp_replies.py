@@ -21,13 +21,24 @@ REJECT_TOO_MANY_CONNECTIONS = (
 TEMPFAIL_QUEUE = "451 4.3.0 Cannot queue the message now, try again later"
 TEMPFAIL_LOCAL = "451 4.3.0 Local error, try again later"
 
+# --- the limits of one session (inbound/smtp_limits.py): the server hangs up after these ---
+
+# a line longer than inbound.line_length_limit, in a command or in a message
+LINE_TOO_LONG = "500 5.5.2 Line too long"
+# a message that goes past inbound.max_message_size as it is read
+MESSAGE_TOO_BIG = "552 5.3.4 Message too big"
+# inbound.hard_error_limit replies of 4xx or 5xx in one session
+TOO_MANY_ERRORS = "421 4.7.0 {hostname} Too many errors, closing the connection"
+
 # --- aiosmtpd's own: the protocol class answers these before the handler is asked ---
 # aiosmtpd puts no enhanced status code on most of them; the server does not advertise
-# ENHANCEDSTATUSCODES, so RFC 2034 does not require one.
+# ENHANCEDSTATUSCODES, so RFC 2034 does not require one. Those of DATA keep aiosmtpd's words
+# in smtp_limits.py, which reads the message in its stead.
 
 HELLO = "250 {hostname}"
 OK = "250 OK"
 START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+READY_FOR_TLS = "220 Ready to start TLS"
 BYE = "221 Bye"
 HELO_FIRST = "503 Error: send HELO first"
 NEED_MAIL = "503 Error: need MAIL command"
@@ -40,5 +51,4 @@ COMMAND_TOO_LONG = "500 Command line too long"
 MAIL_SYNTAX = "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]"
 MALFORMED_ADDRESS = "553 5.1.3 Error: malformed address"
 MESSAGE_TOO_BIG_AT_MAIL = "552 Error: message size exceeds fixed maximum message size"
-MESSAGE_TOO_BIG = "552 Error: Too much mail data"
-DATA_LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
+DATA_SYNTAX = "501 Syntax: DATA"

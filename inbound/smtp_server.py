@@ -23,7 +23,9 @@ from gateway.errors import GatewayError
 from gateway.settings import InboundSettings
 from inbound import smtp_replies as replies
 from inbound.client_connections import ConnectionSlots
+from inbound.malloc import give_back_large_blocks
 from inbound.received import ReceivedMessage
+from inbound.smtp_limits import LimitedSMTP
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,6 @@ that refuses it."""
 
 MessageStore = Callable[[ReceivedMessage], Awaitable[None]]
 """Queues an accepted message durably; raises if it cannot."""
-
-# RFC 5321 4.5.3.2.7: a server waits 5 minutes for a command. aiosmtpd does not restart this
-# clock during DATA, so it also bounds the whole transfer of one message.
-SESSION_TIMEOUT = 300.0
 
 # As Postfix's smtpd_junk_command_limit: commands that move no mail are counted per session, so
 # that a client cannot hold a connection for ever with them; the others are not limited.
@@ -228,13 +226,11 @@ class InboundServer:
         settings: InboundSettings,
         handler: InboundHandler,
         tls_context: ssl.SSLContext | None,
-        session_timeout: float,
         slots: ConnectionSlots,
     ) -> None:
         self.settings = settings
         self.handler = handler
         self.tls_context = tls_context
-        self.session_timeout = session_timeout
         self.slots = slots
         # aiosmtpd would ask the resolver again for every connection
         self.hostname = settings.hostname or socket.getfqdn()
@@ -286,13 +282,12 @@ class InboundServer:
             return
         # aiosmtpd greets the session with its 220
         metrics.record_inbound_reply("connect", "220")
-        session = SMTP(
+        session = LimitedSMTP(
             self.handler,
+            self.settings,
             hostname=self.hostname,
             ident=replies.GREETING_IDENT,
-            data_size_limit=self.settings.max_message_size,
             tls_context=self.tls_context,
-            timeout=self.session_timeout,
             command_call_limit=COMMAND_CALL_LIMIT,
             loop=asyncio.get_running_loop(),
         )
@@ -359,7 +354,7 @@ class _Session(asyncio.Protocol):
     """Between a connection and its aiosmtpd session, to see the connection end.
 
     It also closes the connection at the client's end of file: aiosmtpd would keep it
-    half-open, counted until SESSION_TIMEOUT.
+    half-open, counted until inbound.command_timeout.
     """
 
     def __init__(self, session: SMTP, ended: Callable[[SMTP], None]) -> None:
@@ -386,16 +381,18 @@ class _Session(asyncio.Protocol):
 
 def settle_for_sessions() -> None:
     """Once a process serving SMTP has started: what it holds by then is kept out of the
-    garbage collector's rounds.
+    garbage collector's rounds, and the large blocks sessions free go back to the system.
 
     Every session leaves cycles behind (aiosmtpd's protocol holds bound methods of its
     own), so the collector runs every few sessions, and now and then through every object
     of the process: modules, configuration, the loop. Those live as long as the process;
     frozen (after a last collection, so that no garbage is frozen with them), a full round
-    walks only what the sessions made.
+    walks only what the sessions made. A session may read a message of max_message_size
+    into one buffer: see inbound/malloc.py for why its memory would otherwise stay.
     """
     gc.collect()
     gc.freeze()
+    give_back_large_blocks()
 
 
 def tls_context(settings: InboundSettings) -> ssl.SSLContext | None:
@@ -415,16 +412,12 @@ def tls_context(settings: InboundSettings) -> ssl.SSLContext | None:
 
 
 async def start_server(
-    settings: InboundSettings,
-    handler: InboundHandler,
-    *,
-    session_timeout: float = SESSION_TIMEOUT,
-    slots: ConnectionSlots | None = None,
+    settings: InboundSettings, handler: InboundHandler, *, slots: ConnectionSlots | None = None
 ) -> InboundServer:
     """The inbound SMTP server listening on inbound.listen, on the running loop, counting
     connections in `slots` (by default, this process's alone); end it with close() then
     wait_closed(), as an asyncio.Server."""
     slots = slots or ConnectionSlots(settings.max_connections_per_client)
-    server = InboundServer(settings, handler, tls_context(settings), session_timeout, slots)
+    server = InboundServer(settings, handler, tls_context(settings), slots)
     await server.start()
     return server

@@ -264,6 +264,22 @@ def test_bad_listen_address(tmp_path: Path) -> None:
     assert keys(path) == [f"{path}:relay.mx.resolvers[0]", f"{path}:inbound.listen"]
 
 
+def test_bad_session_limits(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[inbound]\nline_length_limit = 998\nsoft_error_limit = 0\nhard_error_limit = -1\n"
+        'error_sleep_time = "-1s"\ncommand_timeout = "0s"\n',
+    )
+    assert problems(path) == [
+        f"{path}:inbound.line_length_limit: must be greater than or equal to 1000",
+        f"{path}:inbound.soft_error_limit: must be greater than 0",
+        f"{path}:inbound.hard_error_limit: must be greater than 0",
+        f'{path}:inbound.error_sleep_time: not a duration: \'-1s\' (write "90s", "15m", '
+        '"24h", "2d", "1w", "1h30m" or a number of seconds)',
+        f"{path}:inbound.command_timeout: must be longer than 0s",
+    ]
+
+
 def test_mx_resolvers(tmp_path: Path) -> None:
     path = write(tmp_path, '[relay.mx]\nresolvers = ["9.9.9.9", "[2620:fe::fe]:5353"]\n')
     resolvers = load_config(path).settings.relay.mx.resolvers

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
+import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +23,7 @@ from redis.backoff import NoBackoff
 
 from gateway.errors import GatewayError
 from gateway.settings import InboundSettings
+from inbound import smtp_limits
 from inbound import smtp_replies as replies
 from inbound.received import ReceivedMessage
 from inbound.smtp_server import (
@@ -103,17 +108,16 @@ Serve = Callable[..., Awaitable[int]]
 
 @pytest.fixture
 async def serve(tmp_path: Path, store: StreamStore, clock: FixedClock) -> AsyncIterator[Serve]:
-    """Starts a server with [inbound] settings overridden by keywords; returns its port."""
+    """Starts a server with [inbound] settings overridden by keywords; returns its port.
+    A test's client waits no more than 10 s for a command: so does the server."""
     servers: list[InboundServer] = []
 
-    async def start(
-        *, message_store: MessageStore | None = None, session_timeout: float = 10.0, **settings: Any
-    ) -> int:
+    async def start(*, message_store: MessageStore | None = None, **settings: Any) -> int:
         port = free_port()
-        config = {"listen": f"127.0.0.1:{port}", "hostname": HOSTNAME} | settings
-        inbound = InboundSettings.model_validate(config, context={"base_dir": tmp_path})
+        config = {"listen": f"127.0.0.1:{port}", "hostname": HOSTNAME, "command_timeout": "10s"}
+        inbound = InboundSettings.model_validate(config | settings, context={"base_dir": tmp_path})
         handler = InboundHandler(policy, message_store or store, inbound, clock)
-        servers.append(await start_server(inbound, handler, session_timeout=session_timeout))
+        servers.append(await start_server(inbound, handler))
         return port
 
     yield start
@@ -352,7 +356,7 @@ async def test_commands_out_of_sequence(
 
 
 async def test_syntax_errors_and_unknown_commands(
-    serve: Serve, store: StreamStore, connect: Callable[[int], Awaitable[Client]]
+    serve: Serve, connect: Callable[[int], Awaitable[Client]]
 ) -> None:
     client = await connect(await serve())
 
@@ -370,10 +374,150 @@ async def test_syntax_errors_and_unknown_commands(
     assert await client.command("RCPT TO:<a@[b>") == replies.TEMPFAIL_LOCAL
     assert await client.command("RCPT TO:<broken@replies.test>") == replies.TEMPFAIL_LOCAL
     assert await client.command(f"RCPT TO:<{REPLY}>") == replies.ACCEPTED_RCPT
+    assert await client.command("DATA x") == replies.DATA_SYNTAX
+
+
+async def test_a_message_line_past_the_limit_is_refused_and_ends_the_session(
+    serve: Serve, store: StreamStore, connect: Callable[[int], Awaitable[Client]]
+) -> None:
+    client = await connect(await serve(line_length_limit=1500))
+    await client.command("EHLO client.test")
+    await client.command(f"MAIL FROM:<{SENDER}>")
+    await client.command(f"RCPT TO:<{REPLY}>")
     assert await client.command("DATA") == replies.START_DATA
-    await client.send(b"Subject: long\r\n\r\n" + b"y" * 1200 + b"\r\n.\r\n")
-    assert await client.reply() == replies.DATA_LINE_TOO_LONG
+
+    # a line of the limit is read; one more byte is too many
+    await client.send(b"Subject: long\r\n\r\n" + b"y" * 1500 + b"\r\n" + b"z" * 1501 + b"\r\n")
+
+    assert await client.reply() == replies.LINE_TOO_LONG
+    assert await client.hung_up()
     assert await store.messages() == []
+
+
+async def test_commands_before_an_endless_line_are_answered_first(
+    serve: Serve, connect: Callable[[int], Awaitable[Client]]
+) -> None:
+    client = await connect(await serve())
+
+    pipelined = f"EHLO client.test\r\nMAIL FROM:<{SENDER}>\r\nRCPT TO:<{REPLY}>\r\n"
+    await client.send(pipelined.encode() + b"A" * 100_000)
+
+    assert (await client.reply()).startswith(f"250-{HOSTNAME}")
+    assert [await client.reply() for _ in range(3)] == [
+        replies.OK,
+        replies.ACCEPTED_RCPT,
+        replies.LINE_TOO_LONG,
+    ]
+    assert await client.hung_up()
+
+
+async def test_an_endless_line_through_tls_is_cut_off(
+    serve: Serve, connect: Callable[[int], Awaitable[Client]], tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path)
+    port = await serve(tls_cert=str(pki.good.cert), tls_key=str(pki.good.key), hostname="localhost")
+    client = await Client.connect(port)
+    await client.reply()
+    await client.command("EHLO client.test")
+    assert await client.command("STARTTLS") == replies.READY_FOR_TLS
+    context = ssl.create_default_context(cafile=pki.ca_file)
+    await client.writer.start_tls(context, server_hostname="localhost")
+    assert (await client.command("EHLO client.test")).startswith("250-localhost")
+
+    await client.send(b"A" * 100_000)
+
+    assert await client.reply() == replies.LINE_TOO_LONG
+    assert await client.hung_up()
+    await client.close()
+
+
+async def test_errors_slow_a_session_down_past_10_and_end_it_at_20(
+    serve: Serve, connect: Callable[[int], Awaitable[Client]]
+) -> None:
+    client = await connect(await serve(error_sleep_time="0.1s"))
+    # the server's own errors and the handler's count alike
+    own = [
+        (f"MAIL FROM:<{SENDER}>", replies.HELO_FIRST),
+        ("XYZZY", replies.UNKNOWN_COMMAND.format(command="XYZZY")),
+        ("EHLO client.test", None),
+        (f"RCPT TO:<{REPLY}>", replies.NEED_MAIL),
+        ("MAIL FROM:", replies.MAIL_SYNTAX),
+        (f"MAIL FROM:<{SENDER}>", replies.OK),
+    ]
+    for command, expected in own:
+        reply = await client.command(command)
+        assert expected is None or reply == expected
+
+    timings = []
+    for _ in range(16):
+        started = time.monotonic()
+        assert await client.command("RCPT TO:<x@example.com>") == replies.REJECT_RELAY
+        timings.append(time.monotonic() - started)
+
+    assert await client.reply() == replies.TOO_MANY_ERRORS.format(hostname=HOSTNAME)
+    assert await client.hung_up()
+    # errors 1 to 4 above, then 5 to 20: the replies after the 10th wait
+    assert max(timings[:6]) < 0.1 <= min(timings[6:])
+
+
+async def test_a_message_taken_forgives_the_errors_before_it(
+    serve: Serve, store: StreamStore, connect: Callable[[int], Awaitable[Client]]
+) -> None:
+    client = await connect(await serve(max_recipients=1, error_sleep_time="0s"))
+    await client.command("EHLO client.test")
+    await client.command(f"MAIL FROM:<{SENDER}>")
+    for _ in range(15):
+        assert await client.command("RCPT TO:<x@example.com>") == replies.REJECT_RELAY
+    assert await client.command(f"RCPT TO:<{REPLY}>") == replies.ACCEPTED_RCPT
+    # as Postfix, recipients past the limit are no error: the client sends them again later
+    for _ in range(10):
+        assert await client.command(f"RCPT TO:<{OTHER_REPLY}>") == replies.REJECT_TOO_MANY_RCPTS
+    assert await client.command("DATA") == replies.START_DATA
+    queued = await client.command("Subject: hi\r\n\r\nHello.\r\n.")
+    assert queued.startswith(replies.QUEUED.format(id=""))
+
+    await client.command(f"MAIL FROM:<{SENDER}>")
+    for _ in range(19):
+        assert await client.command("RCPT TO:<x@example.com>") == replies.REJECT_RELAY
+    assert await client.command("QUIT") == replies.BYE
+    assert len(await store.messages()) == 1
+
+
+async def test_a_client_that_reads_nothing_is_dropped_after_the_last_reply(
+    store: StreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(smtp_limits, "LAST_REPLY_GRACE", 0.3)
+    settings = InboundSettings.model_validate({"listen": f"127.0.0.1:{free_port()}"})
+    server = await start_server(settings, InboundHandler(policy, store, settings))
+    loop = asyncio.get_running_loop()
+    # a socket the loop does not read from: what the server sends waits in the kernels
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, settings.listen)
+        while not server.sessions:
+            await asyncio.sleep(0.01)
+        [(transport, _)] = server.sessions.values()
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+        # more replies than the kernels hold wait in the server; then a line ends the session
+        rcpt = f"RCPT TO:<{REPLY}>\r\n"
+        commands = f"EHLO client.test\r\nMAIL FROM:<{SENDER}>\r\n" + rcpt * 3000
+        await loop.sock_sendall(sock, commands.encode() + b"A" * 10_000)
+        async with asyncio.timeout(10):
+            while not transport.is_closing():
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(2 * smtp_limits.LAST_REPLY_GRACE)
+
+        # by now the server has dropped the connection, and what it had not sent yet
+        read = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+                read += chunk
+    assert 0 < read.count(replies.ACCEPTED_RCPT.encode()) < 3000
+    assert replies.LINE_TOO_LONG.encode() not in read
+    server.close()
+    await server.wait_closed()
 
 
 async def test_too_many_unknown_commands_end_the_session(
@@ -432,7 +576,7 @@ async def test_a_pipelined_session_with_the_null_sender(
 async def test_an_idle_client_is_disconnected(
     serve: Serve, connect: Callable[[int], Awaitable[Client]]
 ) -> None:
-    client = await connect(await serve(session_timeout=0.3))
+    client = await connect(await serve(command_timeout="0.3s"))
 
     assert await client.hung_up(within=3)
 
