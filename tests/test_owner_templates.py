@@ -21,9 +21,12 @@ from redis.asyncio import Redis
 from gateway.jobs import parse_job
 from gateway.queue import JobQueue, QueueOptions
 from tests.conftest import FixedClock
+from tests.gateway_harness import Gateway
 from tests.redis_server import free_port
 from tests.smtp_server import SmtpServer
+from tests.support import ACCOUNT
 from tests.test_daemon import Daemon
+from tests.test_outbound import confirmation as elodie_confirmation
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE, CALM = "hostile", "calm"
@@ -293,3 +296,113 @@ async def test_a_backlog_of_one_account_costs_one_time_limit(run_daemon: Any) ->
     print(f"five jobs of a 2 s template dead-lettered after {took:.2f} s")
     assert took < 2.0 + 4.0
     assert reasons == {f"template confirmation.txt of account {HOSTILE}: render time over 2 s"}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (the fork server and the render processes, for a daemon)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command name, in parentheses, may hold spaces: the fields after it are plain.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_render_left_by_a_killed_daemon_ends_by_itself(run_daemon: Any) -> None:
+    run = await run_daemon({"confirmation.txt": TEMPLATES["nested_loops"]})
+    await run.enqueue(confirmation("hostile-1", HOSTILE, "zoe@example.com"))
+    # The fork server and the pool's two processes, one of them rendering.
+    deadline = time.monotonic() + 10
+    while len(children := descendants(run.daemon.process.pid)) < 3:
+        assert time.monotonic() < deadline, f"the render pool did not start: {children}"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    run.daemon.process.kill()
+    run.daemon.process.wait()
+    # No one is left to apply the 2 s limit: the render's CPU limit (3 s) ends it, and the
+    # idle processes end with their pipes to the daemon.
+    deadline = time.monotonic() + 10
+    while left := {pid for pid in children if running(pid)}:
+        assert time.monotonic() < deadline, f"still running after the daemon: {left}"
+        await asyncio.sleep(0.1)
+
+
+# --- the same parts in the test's process, through the gateway harness ---
+
+
+def own_templates(gateway: Gateway, files: dict[str, str]) -> None:
+    """Files of atelier-elodie's own folder, taken as a reload takes them."""
+    folder = gateway.config.settings.templates.directory / "atelier-elodie" / "fr"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in files.items():
+        (folder / name).write_text(source, encoding="utf-8")
+    gateway.outbound.reload(gateway.config.settings)
+
+
+async def test_a_template_over_its_limit_fails_at_once_until_the_templates_are_reloaded(
+    gateway: Gateway, smtp: SmtpServer
+) -> None:
+    pool = gateway.outbound.pool
+    own_templates(gateway, {"confirmation.subject.txt": TEMPLATES["nested_loops"]})
+    started = time.monotonic()
+    await gateway.run(elodie_confirmation("c1", "zoe@example.com"))
+    first = time.monotonic() - started
+    await gateway.run(elodie_confirmation("c2", "zoe@example.com"))
+    second = time.monotonic() - started - first
+    assert first >= 2.0 and second < 0.5
+    reason = "template confirmation.subject.txt of account atelier-elodie: render time over 2 s"
+    assert [d.reason for d in await gateway.queue.dead_letters()] == [reason, reason]
+
+    own_templates(gateway, {"confirmation.subject.txt": "Rendez-vous, {{ client.name }}"})
+    await gateway.run(elodie_confirmation("c3", "zoe@example.com"))
+    [received] = smtp.messages
+    assert b"Subject: Rendez-vous, =?utf-8?q?Zo=C3=A9?= Martin" in received.data
+    # The reload made new templates, not a new pool.
+    assert gateway.outbound.pool is pool
+
+
+async def test_an_account_template_s_errors_read_as_in_the_daemon_s_process(
+    gateway: Gateway,
+) -> None:
+    own_templates(gateway, {"confirmation.txt": "Bonjour,\n{{ appointment.typ }}\n"})
+    await gateway.run(elodie_confirmation("c1", "zoe@example.com"))
+    assert [d.reason for d in await gateway.queue.dead_letters()] == [
+        "template confirmation.txt (account override) line 2: 'dict object' has no attribute 'typ'"
+    ]
+
+
+async def test_an_account_s_own_sms_text_renders_in_the_pool(gateway: Gateway) -> None:
+    text = "Rappel {{ business }} : {{ date }} à {{ time }}, {{ client }}"
+    for account, hipaa in (("texter", False), ("clinic", True)):
+        data = {k: v for k, v in ACCOUNT.items() if k != "id"}
+        data |= {"verified": True, "hipaa": hipaa}
+        data["notifications"] = {"sms_reminder": {"enabled": True, "text": text}}
+        await gateway.run(
+            {"v": 1, "id": f"u-{account}", "kind": "account.upsert", "account": account,
+             "data": data}
+        )  # fmt: skip
+        await gateway.run({**sms_reminder(f"s-{account}", account), "to": "+33612345678"})
+    texter, clinic = gateway.texts()
+    assert texter["text"] == (
+        "Rappel L'Atelier d'Élodie & Fils : dimanche 24 novembre 2030 à 14:30, Zoé Martin"
+    )
+    assert clinic["text"].startswith("Rappel")
+    notes = {e["job"]: e["reason"] for e in await gateway.events() if e["status"] == "sent"}
+    assert notes["s-clinic"].endswith(
+        "the account's own text was not used: 'client' is undefined"
+        " (HIPAA accounts' texts name neither client nor type)"
+    )
