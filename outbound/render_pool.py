@@ -118,18 +118,24 @@ def _cpu_seconds(limits: TaskLimits) -> int:
 
 def _limited(limits: TaskLimits, function: Callable[..., T], *args: Any) -> T:
     """In the pool's process: the limits set for this task, then the task."""
-    size = _address_space()
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (_capped(size + limits.memory, hard), hard))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = math.ceil(usage.ru_utime + usage.ru_stime)
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    resource.setrlimit(resource.RLIMIT_CPU, (_capped(used + _cpu_seconds(limits), hard), hard))
+    try:
+        _lower(resource.RLIMIT_AS, _address_space() + limits.memory)
+        _lower(resource.RLIMIT_CPU, used + _cpu_seconds(limits))
+    except OSError as exc:
+        # Never run an owner's template without its limits.
+        raise RuntimeError(
+            f"the render processes may not set their limits ({exc.strerror}): a systemd"
+            " unit must allow them with SystemCallFilter=setrlimit prlimit64"
+        ) from None
     return function(*args)
 
 
-def _capped(soft: int, hard: int) -> int:
-    return soft if hard == resource.RLIM_INFINITY else min(soft, hard)
+def _lower(limit: int, soft: int) -> None:
+    """Set the soft limit, never above the hard one (which only root could raise)."""
+    _, hard = resource.getrlimit(limit)
+    resource.setrlimit(limit, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
 def _address_space() -> int:

@@ -12,7 +12,8 @@ import pytest
 
 from outbound.render_pool import OverLimit, RenderPool, TaskLimits
 
-LIMITS = TaskLimits(seconds=1.0, memory=64_000_000)
+# Wall-clock limits far above the CPU time the tasks take: the machine may be busy.
+LIMITS = TaskLimits(seconds=10.0, memory=64_000_000)
 
 
 def pid() -> int:
@@ -53,7 +54,7 @@ async def test_a_task_over_its_time_is_killed_and_its_process_replaced(pool: Ren
     with pytest.raises(OverLimit) as raised:
         await pool.run(spin, (30.0,), TaskLimits(0.5, 64_000_000))
     assert raised.value.problem == "render time over 0.5 s"
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 5.0
     # The pool goes on, with a new process in place of the killed one.
     after = await processes(pool)
     assert len(before & after) == 1
@@ -86,10 +87,11 @@ async def test_the_loop_never_waits_for_a_task(pool: RenderPool) -> None:
 
     beating = asyncio.create_task(heartbeat())
     with pytest.raises(OverLimit):
-        await pool.run(spin, (30.0,), TaskLimits(1.0, 64_000_000))
+        await pool.run(spin, (30.0,), TaskLimits(2.0, 64_000_000))
     beating.cancel()
+    # A loop waiting for the task would have missed a beat of 2 s.
     assert len(gaps) > 50
-    assert max(gaps) < 0.2
+    assert max(gaps) < 0.5
 
 
 async def test_one_key_holds_one_process_while_the_others_go_on(pool: RenderPool) -> None:
@@ -99,16 +101,15 @@ async def test_one_key_holds_one_process_while_the_others_go_on(pool: RenderPool
 
     async def task(key: str, name: str, seconds: float) -> None:
         async with pool.turn(key):
-            await pool.run(spin, (seconds,), TaskLimits(5.0, 64_000_000))
+            await pool.run(spin, (seconds,), LIMITS)
         finished[name] = time.monotonic() - started
 
     await asyncio.gather(
         task("a", "a1", 0.6), task("a", "a2", 0.6), task("a", "a3", 0.6), task("b", "b1", 0.1)
     )
-    # a's tasks ran one after the other, and b's did not wait behind them.
-    assert finished["a1"] < finished["a2"] < finished["a3"]
-    assert finished["a3"] > 1.6
-    assert finished["b1"] < 0.5
+    # a's tasks ran one after the other (1.8 s of CPU), and b's did not wait behind them.
+    assert finished["b1"] < finished["a1"] < finished["a2"] < finished["a3"]
+    assert finished["a3"] > 1.8
     assert pool._turns == {}
 
 
