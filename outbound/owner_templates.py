@@ -7,6 +7,8 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from cachetools import LRUCache
+
 from gateway.errors import PermanentFailure
 from gateway.settings import TemplatesSettings
 from outbound import render_child
@@ -17,6 +19,9 @@ from outbound.rendering import PARTS, OutputOverLimit, Rendered, Renderer
 POOL_PRELOAD: Final = (render_child.__name__,)
 # Tells the pool's processes that the templates were reloaded (their files are read again).
 _GENERATIONS = itertools.count(1)
+# Templates over a limit remembered at most: an account that keeps changing its SMS text
+# (each costing a render up to a limit) cannot grow the daemon without end.
+_REMEMBERED: Final = 10_000
 
 
 class TemplateOverLimit(PermanentFailure):
@@ -39,7 +44,7 @@ class OwnerTemplates:
         self.generation = next(_GENERATIONS)
         # Templates that went over a limit, and why: a backlog of one account's jobs costs
         # one time limit, not one each. Forgotten with this object, at the next reload.
-        self._over: dict[tuple[str, ...], str] = {}
+        self._over: LRUCache[tuple[str, ...], str] = LRUCache(maxsize=_REMEMBERED)
 
     async def render(
         self, kind: str, locale: str, context: Mapping[str, Any], account_id: str
