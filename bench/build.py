@@ -23,7 +23,7 @@ sys.path[0] = str(ROOT)
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: E402
 
-from bench.timing import ms_per_call  # noqa: E402
+from bench.timing import finished, ms_per_call  # noqa: E402
 from gateway.account import Account  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.config import load_config  # noqa: E402
@@ -33,6 +33,8 @@ from outbound.compose import MailSpec, compose  # noqa: E402
 from outbound.dkim import Algorithm, Signer, SigningKey, generate_private_key  # noqa: E402
 from outbound.ics import Method  # noqa: E402
 from outbound.messages import MessageIdentity  # noqa: E402
+from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates  # noqa: E402
+from outbound.render_pool import RenderPool  # noqa: E402
 from outbound.rendering import Rendered, Renderer  # noqa: E402
 from outbound.samples import sample_context  # noqa: E402
 
@@ -67,7 +69,9 @@ class Sample:
     spec: MailSpec = field(init=False)
 
     def render(self) -> tuple[Rendered, str | None]:
-        return self.builder.render(self.job, self.account, self.appointment, RECIPIENT, None)
+        return finished(
+            self.builder.render(self.job, self.account, self.appointment, RECIPIENT, None)
+        )
 
     def ics(self) -> bytes | None:
         return self.builder.invitation(
@@ -78,8 +82,8 @@ class Sample:
         return compose(self.spec)
 
     def build(self) -> bytes | None:
-        return self.builder.build(
-            self.job, self.account, self.appointment, RECIPIENT, self.identity
+        return finished(
+            self.builder.build(self.job, self.account, self.appointment, RECIPIENT, self.identity)
         )
 
 
@@ -88,11 +92,16 @@ def sample(kind: str = "confirmation", account_id: str = "atelier-elodie") -> Sa
     config = load_config(ROOT / "config" / "mailgw.toml")
     settings = config.settings
     account = config.accounts[account_id]
-    renderer = Renderer(settings.templates.directory)
+    # The example accounts have no templates of their own: the pool is never started.
+    templates = OwnerTemplates(
+        Renderer(settings.templates.directory),
+        RenderPool(1, POOL_PRELOAD),
+        lambda: settings.templates,
+    )
     clock = SystemClock()
     domain = account.sender_domain or settings.default_sender_domain.domain
     signer = signer_for(domain)
-    builder = MessageBuilder(lambda: settings, lambda: renderer, lambda: signer, clock)
+    builder = MessageBuilder(lambda: settings, lambda: templates, lambda: signer, clock)
     job = parse_job(
         json.dumps(
             {
@@ -112,7 +121,7 @@ def sample(kind: str = "confirmation", account_id: str = "atelier-elodie") -> Sa
     made = Sample(
         builder, signer, domain, account, job, appointment, identity, ICS_METHODS.get(kind)
     )
-    spec = builder.spec(job, account, appointment, RECIPIENT, identity)
+    spec = finished(builder.spec(job, account, appointment, RECIPIENT, identity))
     assert spec is not None
     made.spec = spec
     return made

@@ -26,10 +26,13 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from redis import Redis  # noqa: E402
 
 from bench.private_postfix import running_postfix, tool, wait_port  # noqa: E402
+from bench.timing import finished  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.jobs import EmailJob, parse_job  # noqa: E402
 from outbound.builder import MessageBuilder, job_appointment  # noqa: E402
+from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates  # noqa: E402
+from outbound.render_pool import RenderPool  # noqa: E402
 from outbound.rendering import Renderer  # noqa: E402
 from outbound.samples import sample_context  # noqa: E402
 from outbound.service import signer_for  # noqa: E402
@@ -127,12 +130,18 @@ def message_size(config_path: Path) -> int:
     """The size of one signed confirmation as the gateway builds it."""
     config = load_config(config_path)
     settings, account = config.settings, config.accounts[ACCOUNT]
-    renderer, signer = Renderer(settings.templates.directory), signer_for(settings)
-    builder = MessageBuilder(lambda: settings, lambda: renderer, lambda: signer, SystemClock())
+    # The example account has no templates of its own: they render here, the pool unused.
+    templates = OwnerTemplates(
+        Renderer(settings.templates.directory),
+        RenderPool(1, POOL_PRELOAD),
+        lambda: settings.templates,
+    )
+    signer = signer_for(settings)
+    builder = MessageBuilder(lambda: settings, lambda: templates, lambda: signer, SystemClock())
     job = parse_job(json.dumps(confirmation(0, sample_context("confirmation", account))))
     assert isinstance(job, EmailJob)
-    message = builder.build(
-        job, account, job_appointment(job), job.to[0], builder.identity(account)
+    message = finished(
+        builder.build(job, account, job_appointment(job), job.to[0], builder.identity(account))
     )
     assert message is not None
     return len(message)

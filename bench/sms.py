@@ -27,13 +27,17 @@ from typing import Any
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench.timing import finished  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
-from gateway.config import load_config  # noqa: E402
+from gateway.config import Config, load_config  # noqa: E402
 from gateway.directory import AccountDirectory  # noqa: E402
 from gateway.jobs import SmsJob, parse_job  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
 from gateway.reactor import install_reactor, stop_reactor_threads  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
+from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates  # noqa: E402
+from outbound.render_pool import RenderPool  # noqa: E402
+from outbound.rendering import Renderer  # noqa: E402
 from outbound.sms.compose import compose_text  # noqa: E402
 from outbound.sms.segments import count  # noqa: E402
 from outbound.sms.service import SmsService  # noqa: E402
@@ -102,6 +106,15 @@ def write_config(folder: Path, redis_url: str, sms: str) -> Path:
     return config
 
 
+def owner_templates(config: Config) -> OwnerTemplates:
+    """The example account sends the default text: the pool is never used."""
+    return OwnerTemplates(
+        Renderer(config.settings.templates.directory),
+        RenderPool(1, POOL_PRELOAD),
+        lambda: config.settings.templates,
+    )
+
+
 async def through_handler(
     folder: Path, redis_url: str, sms: str, messages: list[SmsJob], concurrency: int
 ) -> float:
@@ -111,11 +124,15 @@ async def through_handler(
     directory = AccountDirectory(
         redis, keys, config.accounts, cache_size=10, cache_ttl=3600, timer=SystemClock().now
     )
-    service = SmsService(config, redis, keys, directory, lambda: config.settings, SystemClock())
+    templates = owner_templates(config)
+    service = SmsService(
+        config, redis, keys, directory, lambda: config.settings, SystemClock(), lambda: templates
+    )
     try:
         return await timed(messages, concurrency, lambda job: service.handler.handle(job, 1))
     finally:
         await service.close()
+        await templates.pool.close()
         await redis.flushdb()
         await redis.aclose()
 
@@ -166,9 +183,12 @@ async def measure(redis_url: str, messages: int, concurrency: int) -> dict[str, 
     batch = jobs(messages)
     config = load_config(write_config(folder / "probe", redis_url, '[sms]\nprovider = "file"\n'))
     account = config.accounts["atelier-elodie"]
-    composed = compose_text(batch[0], account).text
+    templates = owner_templates(config)
+    composed = finished(compose_text(batch[0], account, templates)).text
     figures: dict[str, float] = {
-        "compose_us": per_message([""] * 2000, lambda _: compose_text(batch[0], account)),
+        "compose_us": per_message(
+            [""] * 2000, lambda _: finished(compose_text(batch[0], account, templates))
+        ),
         "count_gsm_us": per_message([composed] * 20000, count),
         "count_ucs2_us": per_message([UCS2] * 20000, count),
         "encode_us": per_message([composed] * 20000, lambda t: t.encode("utf-16-le")),

@@ -260,6 +260,15 @@ def cmd_check_config(path: Path | None, out: TextIO) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    # Checked here only: a template that cannot render fails its own jobs, and must not
+    # stop the daemon from starting or reloading for every other account.
+    from outbound.template_files import override_problems
+
+    problems = override_problems(config.settings.templates.directory)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
     where = config.path or "embedded defaults (no configuration file)"
     out.write(f"{where}: OK, {len(config.accounts)} account file(s)\n")
     return 0

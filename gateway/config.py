@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 
 from gateway.account import ACCOUNT_ID_PATTERN, Account
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.sandbox import TEXT_ENVIRONMENT, template_problems
 from gateway.settings import Settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/mailgw/mailgw.toml")
@@ -144,6 +145,13 @@ def _validate_account(
         account = Account.model_validate({**data, "id": account_id})
     except ValidationError as exc:
         found.extend(p for p in _problems(source, exc) if p.key != "id")
+    text = account.notifications.sms_reminder.text if account else None
+    if text is not None:
+        # Found now, not when the first reminder of the account is due.
+        found.extend(
+            ConfigProblem(source, "notifications.sms_reminder.text", str(problem))
+            for problem in template_problems(TEXT_ENVIRONMENT, text)
+        )
     domain = account.sender_domain if account else data.get("sender_domain")
     if settings is not None and isinstance(domain, str) and settings.sender_domain(domain) is None:
         known = ", ".join(d.domain for d in settings.sender_domains)

@@ -34,6 +34,7 @@ from gateway.worker import Worker, WorkerOptions
 if TYPE_CHECKING:
     from inbound.router import InboundRouter
     from inbound.service import InboundService
+    from outbound.owner_templates import OwnerTemplates
     from outbound.service import OutboundService
     from outbound.sms.service import SmsService
 
@@ -103,6 +104,8 @@ RESTART_ONLY = (
     "relay.connection_idle_timeout",
     "relay.tls_ca_file",
     "relay.helo_name",
+    # The render pool's processes are started once; the other limits apply at once.
+    "templates.render_processes",
     # The provider is made once, with its options and the webhook's URL; it listens once.
     "sms",
     "metrics",
@@ -195,6 +198,7 @@ class Daemon:
                     self.directory,
                     lambda: self.config.settings,
                     self.clock,
+                    self._owner_templates,
                 )
             if self.role != "scheduler":
                 from inbound.service import InboundService
@@ -298,6 +302,12 @@ class Daemon:
             )
             self._stoppables.append(scheduler)
             self._spawn_part("the scheduler", scheduler.run)
+
+    def _owner_templates(self) -> OwnerTemplates:
+        # Only the roles with an outbound side send texts (the others' SmsService serves the
+        # webhook).
+        assert self.outbound is not None, "texts are sent by the outbound side only"
+        return self.outbound.templates
 
     def _listen_webhook(self, queue: JobQueue, sms: SmsService, settings: Settings) -> None:
         from inbound.sms_inbox import SmsInbox

@@ -426,7 +426,7 @@ class AccountsSettings(BaseModel):
 
 
 class TemplatesSettings(BaseModel):
-    """Where the administrator's template overrides are."""
+    """Where the template overrides are, and the limits of those the accounts' owners write."""
 
     model_config = MODEL_CONFIG
 
@@ -434,6 +434,36 @@ class TemplatesSettings(BaseModel):
         Path("templates"),
         validate_default=True,
         description="Templates replacing the built-in ones; default: next to this file.",
+    )
+    render_time: PositiveDuration = Field(
+        timedelta(seconds=2),
+        description=(
+            "Longest one file of an account's own templates (with what it includes), or its"
+            " SMS text, may take to render; its process is then killed and replaced."
+        ),
+    )
+    render_memory: int = Field(
+        256_000_000,
+        ge=16_000_000,
+        description=(
+            "Memory, in bytes, one render of an account's own template or SMS text may take"
+            " beyond what its process holds."
+        ),
+    )
+    max_output: int = Field(
+        1_000_000,
+        gt=0,
+        description=(
+            "Most bytes one file of an account's own templates, or its SMS text, may render."
+        ),
+    )
+    render_processes: int = Field(
+        2,
+        gt=0,
+        description=(
+            "Processes that render the accounts' own templates and SMS texts; an account"
+            " uses one at a time."
+        ),
     )
 
 

@@ -15,7 +15,8 @@ from outbound.context import APPOINTMENT_KINDS, build_context, context_model
 from outbound.dkim import Signer
 from outbound.ics import Method, invitation
 from outbound.messages import MessageIdentity, new_token
-from outbound.rendering import Rendered, Renderer
+from outbound.owner_templates import OwnerTemplates
+from outbound.rendering import Rendered
 from outbound.suppression import normalise
 
 # Kinds whose mail carries the appointment as a calendar invitation, and how.
@@ -44,17 +45,18 @@ def job_appointment(job: EmailJob) -> Appointment | None:
 
 
 class MessageBuilder:
-    """Builds the signed bytes of one message; pure CPU, no I/O."""
+    """Builds the signed bytes of one message; CPU only, except that an account's own
+    templates are awaited from the render pool."""
 
     def __init__(
         self,
         settings: Callable[[], Settings],
-        renderer: Callable[[], Renderer],
+        templates: Callable[[], OwnerTemplates],
         signer: Callable[[], Signer],
         clock: Clock,
     ) -> None:
         self.settings = settings
-        self.renderer = renderer
+        self.templates = templates
         self.signer = signer
         self.clock = clock
         self._reply_key: tuple[Settings, bytes] | None = None
@@ -99,7 +101,7 @@ class MessageBuilder:
         )
         return f"{local}@{identity.reply_domain}"
 
-    def build(
+    async def build(
         self,
         job: EmailJob,
         account: Account,
@@ -108,12 +110,12 @@ class MessageBuilder:
         identity: MessageIdentity,
     ) -> bytes | None:
         """The signed message to `address`, or None when its template renders empty."""
-        spec = self.spec(job, account, appointment, address, identity)
+        spec = await self.spec(job, account, appointment, address, identity)
         if spec is None:
             return None
         return self.signer().sign(compose(spec), identity.sender_domain)
 
-    def spec(
+    async def spec(
         self,
         job: EmailJob,
         account: Account,
@@ -125,7 +127,7 @@ class MessageBuilder:
         kind = job_kind(job)
         domain = identity.sender_domain
         unsubscribe = identity if kind in UNSUBSCRIBABLE else None
-        rendered, to_name = self.render(job, account, appointment, address, unsubscribe)
+        rendered, to_name = await self.render(job, account, appointment, address, unsubscribe)
         if rendered.empty:
             return None
         method = ICS_METHODS.get(kind)
@@ -170,7 +172,7 @@ class MessageBuilder:
             domain=domain,
         )
 
-    def render(
+    async def render(
         self,
         job: EmailJob,
         account: Account,
@@ -193,7 +195,7 @@ class MessageBuilder:
             recipient,
             unsubscribe_url=unsubscribe.unsubscribe_url if unsubscribe else None,
         )
-        rendered = self.renderer().render(
+        rendered = await self.templates().render(
             job.template, job.locale or account.locale, context, account.id
         )
         return rendered, str(context["client"]["name"]) or None

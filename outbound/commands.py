@@ -20,6 +20,8 @@ from gateway.keys import Keys
 from gateway.settings import DkimKey
 from outbound.builder import MessageBuilder, job_appointment
 from outbound.dkim import dns_record, load_keys
+from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates
+from outbound.render_pool import RenderPool
 from outbound.rendering import Renderer
 from outbound.samples import sample_context
 from outbound.service import signer_for
@@ -101,8 +103,29 @@ async def cmd_render(config: Config, args: argparse.Namespace, out: TextIO) -> i
     if account is None:
         raise CommandError(f"unknown account '{args.account}'")
     context = read_json(args.data) if args.data else sample_context(args.kind, account)
-    if args.channel == "sms":
-        return _render_text(account, args.kind, context, out)
+    settings = config.settings
+    # An account's own templates render in the pool, within the daemon's limits (its
+    # process starts only for them).
+    pool = RenderPool(1, POOL_PRELOAD)
+    templates = OwnerTemplates(
+        Renderer(settings.templates.directory), pool, lambda: settings.templates
+    )
+    try:
+        if args.channel == "sms":
+            return await _render_text(account, args.kind, context, templates, out)
+        return await _render_mail(config, account, args, context, templates, out)
+    finally:
+        await pool.close()
+
+
+async def _render_mail(
+    config: Config,
+    account: Account,
+    args: argparse.Namespace,
+    context: dict[str, Any],
+    templates: OwnerTemplates,
+    out: TextIO,
+) -> int:
     job_data = {
         "v": 1,
         "id": "render",
@@ -117,10 +140,9 @@ async def cmd_render(config: Config, args: argparse.Namespace, out: TextIO) -> i
     assert isinstance(job, EmailJob)
     settings = config.settings
     builder = MessageBuilder(
-        lambda: settings, lambda: Renderer(settings.templates.directory),
-        lambda: signer_for(settings), SystemClock(),
-    )  # fmt: skip
-    message = builder.build(
+        lambda: settings, lambda: templates, lambda: signer_for(settings), SystemClock()
+    )
+    message = await builder.build(
         job, account, job_appointment(job), job.to[0], builder.identity(account)
     )
     if message is None:
@@ -130,7 +152,13 @@ async def cmd_render(config: Config, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
-def _render_text(account: Account, kind: str, context: dict[str, Any], out: TextIO) -> int:
+async def _render_text(
+    account: Account,
+    kind: str,
+    context: dict[str, Any],
+    templates: OwnerTemplates,
+    out: TextIO,
+) -> int:
     job = parse_job(
         json.dumps(
             {"v": 1, "id": "render", "kind": "sms.send", "account": account.id,
@@ -139,7 +167,7 @@ def _render_text(account: Account, kind: str, context: dict[str, Any], out: Text
     )  # fmt: skip
     assert isinstance(job, SmsJob)
     try:
-        composed = compose_text(job, account)
+        composed = await compose_text(job, account, templates)
     except TextRefused as exc:
         raise CommandError(exc.reason) from exc
     segments = count(composed.text)

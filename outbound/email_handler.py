@@ -184,7 +184,7 @@ class EmailHandler:
         )
         if blocked is not None:
             return self._outcome(job, account, address, "suppressed", blocked.reason, None)
-        message = self.builder.build(job, account, appointment, address, identity)
+        message = await self.builder.build(job, account, appointment, address, identity)
         if message is None:
             return self._outcome(
                 job, account, address, "skipped", "its template renders empty", None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +22,15 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.errors import PermanentFailure
+from gateway.sandbox import OwnerSandbox
 from outbound.context import format_date, format_datetime, format_time
 
 DEFAULTS: Final = Path(__file__).with_name("templates")
 FALLBACK_LOCALE: Final = "en"
+# What one notification is made of: its subject, text and HTML templates (the last optional).
+PARTS: Final = ("subject.txt", "txt", "html")
 
 # No separator and no leading dot: a name from a template or a job can never leave its folder.
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -57,6 +59,14 @@ class RenderError(PermanentFailure):
         where = f" line {line}" if line is not None else ""
         super().__init__(f"template {template} ({origin}){where}: {problem}")
 
+    def __reduce__(self) -> tuple[type[RenderError], tuple[str, str, int | None, str]]:
+        # Raised in the render pool's processes and sent back to the daemon.
+        return RenderError, (self.template, self.origin, self.line, self.problem)
+
+
+class OutputOverLimit(Exception):
+    """A render stopped as its output went past the limit it was given."""
+
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
@@ -70,6 +80,16 @@ class Rendered:
     def empty(self) -> bool:
         """Nothing to say (a follow-up whose template renders empty is not sent)."""
         return not self.text.strip() and not (self.html or "").strip()
+
+    @classmethod
+    def of(cls, subject: str | None, text: str | None, html: str | None) -> Rendered:
+        """The parts as `Renderer.part` gives them, the subject made one printable line."""
+        subject = "".join(c for c in subject or "" if c.isprintable() or c.isspace())
+        return cls(
+            subject=" ".join(subject.split()),
+            text=text or "",
+            html=html if html is not None and html.strip() else None,
+        )
 
 
 def locale_chain(locale: str) -> tuple[str, ...]:
@@ -128,7 +148,7 @@ class _Loader(BaseLoader):
         raise TemplateNotFound(template)
 
 
-class _Environment(ImmutableSandboxedEnvironment):
+class _Environment(OwnerSandbox):
     intercepted_binops = frozenset({"*", "**"})
 
     def join_path(self, template: str, parent: str) -> str:
@@ -196,10 +216,26 @@ class Renderer:
         del self._env.globals["lipsum"]
         self._env.filters.update(date=_date_filter, time=_time_filter, datetime=_datetime_filter)
 
+    @property
+    def environment(self) -> Environment:
+        """The sandbox templates run in (what `mailgw check-config` checks them against)."""
+        return self._env
+
+    def has_own_templates(self, account_id: str) -> bool:
+        """Whether the account has its own folder of templates (as the Renderer was made)."""
+        return account_id in self._account_dirs
+
     def render(
         self, kind: str, locale: str, context: Mapping[str, Any], account_id: str
     ) -> Rendered:
         """Subject, text and HTML of `kind` for that account; RenderError if any part fails."""
+        prefix = self.prefix(kind, locale, account_id)
+        values = dict(context)
+        return Rendered.of(*(self.part(prefix, kind, part, values) for part in PARTS))
+
+    def prefix(self, kind: str, locale: str, account_id: str) -> str:
+        """Where `kind` is looked for, for that account in that locale; RenderError if any of
+        the three names is not one."""
         if not _FILE.fullmatch(kind):
             raise RenderError(kind, DEFAULT, None, "not a template name")
         if not _ACCOUNT.fullmatch(account_id):
@@ -208,16 +244,24 @@ class Renderer:
             chain = locale_chain(locale)
         except ValueError as exc:
             raise RenderError(kind, DEFAULT, None, str(exc)) from None
-        prefix = f"{self._scope(account_id)}/{chain[0]}/"
-        values = dict(context)
-        subject = self._required(prefix, f"{kind}.subject.txt", values)
-        text = self._required(prefix, f"{kind}.txt", values)
-        html = self._render(prefix, f"{kind}.html", values)
-        return Rendered(
-            subject=" ".join("".join(c for c in subject if c.isprintable() or c.isspace()).split()),
-            text=text,
-            html=html if html is not None and html.strip() else None,
-        )
+        return f"{self._scope(account_id)}/{chain[0]}/"
+
+    def part(
+        self,
+        prefix: str,
+        kind: str,
+        part: str,
+        values: Mapping[str, Any],
+        max_output: int | None = None,
+    ) -> str | None:
+        """One of PARTS rendered: None for an HTML template that does not exist, RenderError
+        for a subject or text that does not (or any that fails). With `max_output`, the
+        render stops with OutputOverLimit once it has written more bytes (UTF-8) than that."""
+        file = f"{kind}.{part}"
+        text = self._render(prefix, file, values, max_output)
+        if text is None and part != "html":
+            raise RenderError(file, self._searched(prefix), None, "not found")
+        return text
 
     def _searched(self, prefix: str) -> str:
         labels = [DEFAULT]
@@ -230,17 +274,19 @@ class Renderer:
     def _scope(self, account_id: str) -> str:
         return account_id if account_id in self._account_dirs else _SHARED_SCOPE
 
-    def _required(self, prefix: str, file: str, values: dict[str, Any]) -> str:
-        text = self._render(prefix, file, values)
-        if text is None:
-            raise RenderError(file, self._searched(prefix), None, "not found")
-        return text
-
-    def _render(self, prefix: str, file: str, values: dict[str, Any]) -> str | None:
+    def _render(
+        self, prefix: str, file: str, values: Mapping[str, Any], max_output: int | None
+    ) -> str | None:
         """The rendered template, or None if there is no such template."""
         name = prefix + file
         try:
-            return self._env.get_template(name).render(values)
+            template = self._env.get_template(name)
+            if max_output is None:
+                return template.render(values)
+            return bounded(template.generate(values), max_output)
+        except (OutputOverLimit, MemoryError):
+            # Limits of the render pool's processes: the pool says which one was reached.
+            raise
         except TemplateNotFound as exc:
             if exc.name == name:
                 return None
@@ -263,6 +309,19 @@ class Renderer:
         if origin is None:
             return RenderError(file, DEFAULT, line, problem)
         return RenderError(origin.file, origin.label, line, problem)
+
+
+def bounded(chunks: Iterator[str], max_output: int) -> str:
+    """The chunks joined, or OutputOverLimit as soon as they pass `max_output` bytes."""
+    written: list[str] = []
+    size = 0
+    for chunk in chunks:
+        # isascii() is O(1): only text with other characters is encoded to be measured.
+        size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8", "surrogatepass"))
+        if size > max_output:
+            raise OutputOverLimit
+        written.append(chunk)
+    return "".join(written)
 
 
 def _problem(exc: Exception) -> str:

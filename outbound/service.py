@@ -1,4 +1,4 @@
-"""The outbound side as the daemon runs it: renderer, DKIM signer and relay, reloadable."""
+"""The outbound side as the daemon runs it: templates, render pool, DKIM signer and relay."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from gateway.settings import Settings
 from outbound.builder import MessageBuilder
 from outbound.dkim import Signer, load_keys
 from outbound.email_handler import EmailHandler
+from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates
 from outbound.relay import RelayTransport, build_transport
+from outbound.render_pool import RenderPool
 from outbound.rendering import Renderer
 
 
@@ -24,7 +26,8 @@ def signer_for(settings: Settings) -> Signer:
 
 class OutboundService:
     """Owns what e-mail jobs need. A reload takes new templates and DKIM keys at
-    once; the relay transport (its connections) lasts until the process stops."""
+    once; the relay transport (its connections) and the render pool (its processes)
+    last until the process stops."""
 
     def __init__(
         self,
@@ -35,10 +38,12 @@ class OutboundService:
         clock: Clock,
     ) -> None:
         current = settings()
-        self.renderer = Renderer(current.templates.directory)
+        self.settings = settings
         self.signer = signer_for(current)
+        self.pool = RenderPool(current.templates.render_processes, POOL_PRELOAD)
+        self.templates = self._templates(current)
         self.transport: RelayTransport = build_transport(current.relay)
-        self.builder = MessageBuilder(settings, lambda: self.renderer, lambda: self.signer, clock)
+        self.builder = MessageBuilder(settings, lambda: self.templates, lambda: self.signer, clock)
         self.email = EmailHandler(
             redis, keys, directory, settings, self.builder, self.transport, clock
         )
@@ -46,8 +51,14 @@ class OutboundService:
     def reload(self, settings: Settings) -> None:
         """Take new templates and keys; ConfigError (the old ones kept) if a key is bad."""
         signer = signer_for(settings)
-        self.renderer = Renderer(settings.templates.directory)
+        self.templates = self._templates(settings)
         self.signer = signer
+
+    def _templates(self, settings: Settings) -> OwnerTemplates:
+        return OwnerTemplates(
+            Renderer(settings.templates.directory), self.pool, lambda: self.settings().templates
+        )
 
     async def close(self) -> None:
         await self.transport.close()
+        await self.pool.close()

@@ -80,7 +80,15 @@ class Gateway:
         )
         self.outbound = OutboundService(lambda: config.settings, redis, keys, self.directory, clock)
         self.outbound.email.jitter = lambda: 0.0
-        self.sms = SmsService(config, redis, keys, self.directory, lambda: config.settings, clock)
+        self.sms = SmsService(
+            config,
+            redis,
+            keys,
+            self.directory,
+            lambda: config.settings,
+            clock,
+            lambda: self.outbound.templates,
+        )
         self.queue = JobQueue(redis, QueueOptions(), clock)
         self.planner = Planner(redis, keys, self.queue, self.directory, clock, lambda: 86400)
         self.worker = Worker(

@@ -584,3 +584,29 @@ def test_empty_lists_where_one_entry_is_needed(tmp_path: Path) -> None:
     assert problems(path) == [f"{path}:sender_domains: must list at least one entry"]
     path = write(tmp_path, '[[sender_domains]]\ndomain = "a.example"\ndkim = []\n')
     assert problems(path) == [f"{path}:sender_domains[0].dkim: must list at least one entry"]
+
+
+def test_an_sms_text_that_can_never_render_is_refused(tmp_path: Path) -> None:
+    texts = {
+        "syntax": "Rappel {{ date }",
+        "filter": "Rappel {{ date|shout }}",
+        "guarded": "Rappel{% if client %} {{ client|shout }}{% endif %}",
+        "dunder": "{{ business.__class__ }}",
+        "mutating": "{{ calendar.append(1) }}",
+    }
+    accounts = {
+        name: ACCOUNT + f"verified = true\n[notifications.sms_reminder]\ntext = '{text}'\n"
+        for name, text in texts.items()
+    }
+    path = write(tmp_path, accounts={**accounts, "fine": ACCOUNT})
+    key = "notifications.sms_reminder.text"
+    file = tmp_path / "accounts"
+    assert problems(path) == [
+        f"{file}/dunder.toml:{key}: line 1: the attribute '__class__' is never allowed"
+        " (names starting with '_' are refused)",
+        f"{file}/filter.toml:{key}: line 1: no filter named 'shout'",
+        f"{file}/guarded.toml:{key}: line 1: no filter named 'shout'",
+        f"{file}/mutating.toml:{key}: line 1: calling 'append' is never allowed"
+        " (values cannot be changed)",
+        f"{file}/syntax.toml:{key}: line 1: unexpected '}}'",
+    ]

@@ -47,6 +47,25 @@ def test_render_prints_a_signed_notification_without_sending_it(tmp_path: Path) 
     assert "renders empty" in empty.stdout
 
 
+def test_render_runs_an_account_s_own_templates_within_their_limits(tmp_path: Path) -> None:
+    config = example_config(tmp_path)
+    own = tmp_path / "config" / "templates" / "atelier-elodie" / "fr"
+    own.mkdir(parents=True)
+    (own / "reminder.txt").write_text("Bonjour {{ client.name }} !\n")
+    result = mailgw(config, "render", "--account", "atelier-elodie", "--kind", "reminder")
+    assert result.returncode == 0, result.stderr
+    message = email.message_from_string(result.stdout, policy=email.policy.default)
+    text = message.get_body(("plain",))
+    assert text is not None and text.get_content() == "Bonjour Zoé Martin !\n"
+
+    (own / "reminder.html").write_text("{% for i in range(99999) %}{{ 'x' * 99999 }}{% endfor %}")
+    hostile = mailgw(config, "render", "--account", "atelier-elodie", "--kind", "reminder")
+    assert (hostile.returncode, hostile.stderr.splitlines()[-1]) == (
+        1,
+        "mailgw: template reminder.html of account atelier-elodie: output over 1 MB",
+    )
+
+
 def test_dkim_keygen_writes_the_key_and_prints_its_record(tmp_path: Path) -> None:
     config = example_config(tmp_path)
     args = ("dkim", "keygen", "--domain", "acuityscheduling.com", "--selector", "mailgw-ed25519",

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.jobs import NOTIFICATION_KINDS
 from outbound.context import APPOINTMENT_KINDS, build_context
-from outbound.rendering import DEFAULTS, Renderer, RenderError, locale_chain
+from outbound.rendering import DEFAULTS, OutputOverLimit, Renderer, RenderError, locale_chain
 from tests.test_context import ORDER, SUBSCRIPTION, appointment, atelier
 
 ACCOUNT_ID = "atelier-elodie"
@@ -268,3 +268,39 @@ def test_names_cannot_leave_the_templates_folder(
 ) -> None:
     with pytest.raises(RenderError):
         renderer.render(kind, "fr", context("confirmation"), account_id)
+
+
+def test_no_attribute_starting_with_an_underscore_is_reached(tmp_path: Path) -> None:
+    """As `mailgw check-config` says (gateway/sandbox.py): even a key of that name is reached
+    by subscript only."""
+    write(tmp_path / ACCOUNT_ID / "fr", "merci.subject.txt", "{{ data['_id'] }}")
+    write(tmp_path / ACCOUNT_ID / "fr", "merci.txt", "{{ data._id }}")
+    values = build_context(
+        "follow_up", atelier(), {"appointment": appointment(), "_id": "x1"}, None,
+        unsubscribe_url=None,
+    )  # fmt: skip
+    renderer = Renderer(tmp_path)
+    prefix = renderer.prefix("merci", "fr", ACCOUNT_ID)
+    assert renderer.part(prefix, "merci", "subject.txt", values) == "x1"
+    with pytest.raises(RenderError) as refused:
+        renderer.part(prefix, "merci", "txt", values)
+    assert str(refused.value) == (
+        "template merci.txt (account override) line 1:"
+        " access to attribute '_id' of 'dict' object is unsafe."
+    )
+
+
+def test_output_past_its_limit_stops_the_render(tmp_path: Path) -> None:
+    write(tmp_path / ACCOUNT_ID / "fr", "merci.subject.txt", "{{ 'é' * 500 }}")
+    # Ten billion characters, were it not stopped after the 1001st.
+    loops = "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
+    write(tmp_path / ACCOUNT_ID / "fr", "merci.txt", loops)
+    renderer = Renderer(tmp_path)
+    prefix = renderer.prefix("merci", "fr", ACCOUNT_ID)
+    values = context("follow_up")
+    # Counted in UTF-8 bytes: 500 'é' are 1000 of them.
+    assert renderer.part(prefix, "merci", "subject.txt", values, max_output=1000) == "é" * 500
+    with pytest.raises(OutputOverLimit):
+        renderer.part(prefix, "merci", "subject.txt", values, max_output=999)
+    with pytest.raises(OutputOverLimit):
+        renderer.part(prefix, "merci", "txt", values, max_output=1000)

@@ -21,6 +21,8 @@ from inbound.reply_tokens import (
 )
 from outbound.builder import MessageBuilder, job_appointment
 from outbound.dkim import Signer, SigningKey
+from outbound.owner_templates import OwnerTemplates
+from outbound.render_pool import RenderPool
 from outbound.rendering import Renderer
 from tests.conftest import FixedClock
 from tests.support import account
@@ -58,7 +60,9 @@ def builder_for(settings: list[Settings], clock: FixedClock) -> MessageBuilder:
         {DOMAIN: [SigningKey(DOMAIN, "s", "ed25519", ed25519.Ed25519PrivateKey.generate())]}
     )
     # the list stands for the daemon's configuration in force, replaced on reload
-    return MessageBuilder(lambda: settings[-1], lambda: Renderer(None), lambda: signer, clock)
+    # No account here has templates of its own: the pool is never started.
+    templates = OwnerTemplates(Renderer(None), RenderPool(1), lambda: settings[-1].templates)
+    return MessageBuilder(lambda: settings[-1], lambda: templates, lambda: signer, clock)
 
 
 def confirmation(calendar: str = "101", appointment: str = "9876543") -> EmailJob:
@@ -104,19 +108,19 @@ def custom() -> EmailJob:
     return job
 
 
-def reply_to(builder: MessageBuilder, job: EmailJob) -> tuple[str, str, str]:
+async def reply_to(builder: MessageBuilder, job: EmailJob) -> tuple[str, str, str]:
     """The Reply-To of the message built for the job: (local part, domain, the identity's token)."""
     identity = builder.identity(SALON)
-    message = builder.build(job, SALON, job_appointment(job), "zoe@example.org", identity)
+    message = await builder.build(job, SALON, job_appointment(job), "zoe@example.org", identity)
     assert message is not None
     parsed = email.message_from_bytes(message, policy=email.policy.default)
     [address] = parsed["Reply-To"].addresses
     return address.username, address.domain, identity.token
 
 
-def test_a_confirmation_replies_to_its_appointment(tmp_path: Path, clock: FixedClock) -> None:
+async def test_a_confirmation_replies_to_its_appointment(tmp_path: Path, clock: FixedClock) -> None:
     builder = builder_for([settings_with(tmp_path)], clock)
-    local, domain, _ = reply_to(builder, confirmation())
+    local, domain, _ = await reply_to(builder, confirmation())
     assert domain == REPLY_DOMAIN
     assert len(local) <= 64
     assert read_local_part(local, [b"k" * 32], clock.now()) == ReplyTarget(
@@ -124,26 +128,28 @@ def test_a_confirmation_replies_to_its_appointment(tmp_path: Path, clock: FixedC
     )
 
 
-def test_mail_without_an_appointment_replies_to_the_account(
+async def test_mail_without_an_appointment_replies_to_the_account(
     tmp_path: Path, clock: FixedClock
 ) -> None:
     builder = builder_for([settings_with(tmp_path)], clock)
-    local, _, _ = reply_to(builder, custom())
+    local, _, _ = await reply_to(builder, custom())
     assert read_local_part(local, [b"k" * 32], clock.now()) == ReplyTarget("salon", None, None)
 
 
-def test_the_reply_address_lasts_the_token_lifetime(tmp_path: Path, clock: FixedClock) -> None:
+async def test_the_reply_address_lasts_the_token_lifetime(
+    tmp_path: Path, clock: FixedClock
+) -> None:
     builder = builder_for([settings_with(tmp_path)], clock)
-    local, _, _ = reply_to(builder, confirmation())
+    local, _, _ = await reply_to(builder, confirmation())
     assert read_local_part(local, [b"k" * 32], clock.now() + 30 * DAY - 3600)
     assert read_local_part(local.upper(), [b"k" * 32], clock.now() + 29 * DAY)
     refused = [r for r in range(29 * DAY, 31 * DAY, 3600) if _refused(local, clock.now() + r)]
     assert refused[0] == 30 * DAY
 
 
-def test_long_ids_name_the_message(tmp_path: Path, clock: FixedClock) -> None:
+async def test_long_ids_name_the_message(tmp_path: Path, clock: FixedClock) -> None:
     builder = builder_for([settings_with(tmp_path)], clock)
-    local, _, token = reply_to(builder, confirmation("c" * 128, "a" * 200))
+    local, _, token = await reply_to(builder, confirmation("c" * 128, "a" * 200))
     assert len(local) <= 64
     # the message's record (kept for inbound.message_id_ttl) holds the ids; the address ends
     # with the shorter of the two lifetimes
@@ -152,7 +158,9 @@ def test_long_ids_name_the_message(tmp_path: Path, clock: FixedClock) -> None:
     )
 
 
-def test_without_configured_keys_the_generated_one_signs(tmp_path: Path, clock: FixedClock) -> None:
+async def test_without_configured_keys_the_generated_one_signs(
+    tmp_path: Path, clock: FixedClock
+) -> None:
     settings = Settings.model_validate(
         {
             "state_dir": str(tmp_path / "state"),
@@ -162,21 +170,21 @@ def test_without_configured_keys_the_generated_one_signs(tmp_path: Path, clock: 
             "inbound": {"reply_domain": REPLY_DOMAIN},
         }
     )
-    local, _, _ = reply_to(builder_for([settings], clock), custom())
+    local, _, _ = await reply_to(builder_for([settings], clock), custom())
     # what the inbound side reads, as another process would
     assert read_local_part(local, reply_secrets(settings), clock.now())
 
 
-def test_the_key_is_read_once_per_configuration(tmp_path: Path, clock: FixedClock) -> None:
+async def test_the_key_is_read_once_per_configuration(tmp_path: Path, clock: FixedClock) -> None:
     settings = [settings_with(tmp_path, b"1" * 32)]
     builder = builder_for(settings, clock)
-    first, _, _ = reply_to(builder, custom())
+    first, _, _ = await reply_to(builder, custom())
     (tmp_path / "reply.key").write_bytes(b"2" * 32)
     clock.advance(3600)  # another expiry, hence another address
-    second, _, _ = reply_to(builder, custom())
+    second, _, _ = await reply_to(builder, custom())
     assert read_local_part(second, [b"1" * 32], clock.now())
     settings.append(settings_with(tmp_path, b"3" * 32))  # a reload
-    third, _, _ = reply_to(builder, custom())
+    third, _, _ = await reply_to(builder, custom())
     assert read_local_part(third, [b"3" * 32], clock.now())
     assert _refused(third, clock.now(), [b"1" * 32])
     assert first != second != third

@@ -45,10 +45,13 @@ PORT_25_GAPS = {
     "CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)",
     "PrivateUsers=",
 }
+# The units that render the accounts' own templates let the render processes lower their
+# own limits: setrlimit and prlimit64, of @resources.
+RENDER_POOL_GAPS = {"SystemCallFilter=~@resources"}
 ACCEPTED = {
-    "mailgw.service": (GAPS | PORT_25_GAPS, 1.4),
+    "mailgw.service": (GAPS | PORT_25_GAPS | RENDER_POOL_GAPS, 1.5),
     "mailgw-inbound.service": (GAPS | PORT_25_GAPS, 1.4),
-    "mailgw-outbound.service": (GAPS, 1.1),
+    "mailgw-outbound.service": (GAPS | RENDER_POOL_GAPS, 1.2),
     "mailgw-scheduler.service": (GAPS, 1.1),
 }
 

@@ -346,3 +346,31 @@ async def test_jobs_read_together_share_their_script_calls(redis: Redis, clock: 
     # lets the stopping worker's name go).
     stats: Any = await redis.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 3
+
+
+async def test_an_upsert_whose_sms_text_can_never_render_is_dead_lettered(
+    redis: Redis, clock: FixedClock
+) -> None:
+    recorder = Recorder()
+    worker = make_worker(redis, clock, every_kind(recorder))
+    worker.handlers = builtin_handlers(
+        worker.directory, Settings, clock, email=recorder, sms=recorder, planner=recorder
+    )
+    await worker.queue.ensure_group()
+    reminder = {"enabled": True, "text": "Rappel {{ date|shout }} chez {{ business }}"}
+    data = {**{k: v for k, v in ACCOUNT.items() if k != "id"}, "verified": True}
+    await xadd(
+        redis,
+        {
+            "v": 1,
+            "id": "u1",
+            "kind": "account.upsert",
+            "account": "shouty",
+            "data": {**data, "notifications": {"sms_reminder": reminder}},
+        },
+    )
+    await drain(worker)
+    assert await dead_reasons(worker) == [
+        "invalid account: job u1:notifications.sms_reminder.text: line 1: no filter named 'shout'"
+    ]
+    assert await worker.directory.get("shouty") is None

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError, UndefinedError
 
 from gateway.account import Account
 from gateway.errors import GatewayError
 from gateway.jobs import Appointment, SmsJob
 from outbound.context import context_model, format_date, format_time, type_name
+from outbound.owner_templates import OwnerTemplates
 from outbound.sms.segments import MAX_CHARACTERS
 from outbound.sms.text import default_text
-
-# Owners write their own texts: rendered in Jinja's sandbox, like their e-mail templates.
-_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 class TextRefused(GatewayError):
@@ -34,11 +30,6 @@ class ComposedText:
 
     text: str
     note: str | None = None
-
-
-@lru_cache(maxsize=1024)
-def _template(source: str) -> Template:
-    return _ENVIRONMENT.from_string(source)
 
 
 def text_variables(account: Account, appointment: Appointment) -> dict[str, Any]:
@@ -59,8 +50,9 @@ def text_variables(account: Account, appointment: Appointment) -> dict[str, Any]
     return variables
 
 
-def compose_text(job: SmsJob, account: Account) -> ComposedText:
-    """The text for `job`; TextRefused when there is none to send."""
+async def compose_text(job: SmsJob, account: Account, templates: OwnerTemplates) -> ComposedText:
+    """The text for `job`; TextRefused when there is none to send. The account's own text is
+    written by its owner: it runs in the render pool (TemplateOverLimit past a limit)."""
     if job.template is None:
         assert job.text is not None
         if not account.verified:
@@ -84,7 +76,9 @@ def compose_text(job: SmsJob, account: Account) -> ComposedText:
     if not account.verified:
         return ComposedText(default, "the account's own text is used once the account is verified")
     try:
-        text = _template(own).render(text_variables(account, appointment)).strip()
+        text = (
+            await templates.render_text(account.id, own, text_variables(account, appointment))
+        ).strip()
     except UndefinedError as exc:
         hipaa = " (HIPAA accounts' texts name neither client nor type)" if account.hipaa else ""
         return ComposedText(default, f"the account's own text was not used: {exc.message}{hipaa}")

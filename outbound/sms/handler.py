@@ -18,6 +18,7 @@ from gateway.jobs import Job, SmsJob
 from gateway.keys import Keys
 from gateway.outage import PROCESS
 from gateway.settings import Settings
+from outbound.owner_templates import OwnerTemplates
 from outbound.sms.compose import ComposedText, TextRefused, compose_text
 from outbound.sms.numbers import NumberRefused, to_e164
 from outbound.sms.optouts import SmsOptOuts
@@ -37,8 +38,10 @@ class SmsHandler:
         provider: Callable[[], SmsProvider],
         context: ProviderContext,
         clock: Clock,
+        templates: Callable[[], OwnerTemplates],
     ) -> None:
         self.redis = redis
+        self.templates = templates
         self.keys = keys
         self.directory = directory
         self.settings = settings
@@ -71,7 +74,7 @@ class SmsHandler:
         if opted_out:
             return [self._event(job, number, "suppressed", "the number answered STOP")]
         try:
-            composed = compose_text(job, account)
+            composed = await compose_text(job, account, self.templates())
             segments = check_length(composed.text)
         except (TextRefused, TextTooLong) as exc:
             return [self._event(job, number, "failed", str(exc))]

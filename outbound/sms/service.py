@@ -12,6 +12,7 @@ from gateway.config import Config
 from gateway.directory import AccountDirectory
 from gateway.keys import Keys
 from gateway.settings import Settings
+from outbound.owner_templates import OwnerTemplates
 from outbound.sms.handler import SmsHandler
 from outbound.sms.provider import ProviderContext, SmsProvider, find_plugin
 
@@ -39,6 +40,7 @@ class SmsService:
         directory: AccountDirectory,
         settings: Callable[[], Settings],
         clock: Clock,
+        templates: Callable[[], OwnerTemplates],
     ) -> None:
         self.provider = make_provider(config)
         self.handler = SmsHandler(
@@ -49,6 +51,7 @@ class SmsService:
             lambda: self.provider,
             provider_context(config.settings),
             clock,
+            templates,
         )
 
     async def close(self) -> None:
