@@ -104,6 +104,17 @@ class LimitedSMTP(SMTP):
         asyncio.get_running_loop().call_later(LAST_REPLY_GRACE, self._drop)
         await asyncio.Event().wait()
 
+    def _timeout_cb(self) -> None:
+        # aiosmtpd closes without a word, and a close waits for the replies the client has
+        # not read: one that reads nothing would keep its connection for ever. As Postfix,
+        # the client is told, and it is dropped if it has not read that within the grace.
+        transport = self.transport
+        if isinstance(transport, asyncio.Transport) and not transport.is_closing():
+            reply = replies.TIMEOUT.format(hostname=self.hostname)
+            transport.write(reply.encode("ascii") + b"\r\n")
+            asyncio.get_running_loop().call_later(LAST_REPLY_GRACE, self._drop)
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
     def _drop(self) -> None:
         # still there: the client has not read our last reply (connection_lost() unsets it)
         if isinstance(self.transport, asyncio.Transport):

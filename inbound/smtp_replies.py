@@ -29,6 +29,8 @@ LINE_TOO_LONG = "500 5.5.2 Line too long"
 MESSAGE_TOO_BIG = "552 5.3.4 Message too big"
 # inbound.hard_error_limit replies of 4xx or 5xx in one session
 TOO_MANY_ERRORS = "421 4.7.0 {hostname} Too many errors, closing the connection"
+# no command for inbound.command_timeout (Postfix's words)
+TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
 
 # --- aiosmtpd's own: the protocol class answers these before the handler is asked ---
 # aiosmtpd puts no enhanced status code on most of them; the server does not advertise

@@ -33,6 +33,7 @@ MESSAGE_SIZE = 10 * 2**20
 ERROR_SLEEP = 0.05
 COMMAND_TIMEOUT = 2.0
 QUEUED = replies.QUEUED.format(id="")
+TIMEOUT = replies.TIMEOUT.format(hostname=HOSTNAME)
 # What a process may keep after a hostile session (kB): a little of what any session uses
 # stays with Python's and the C library's allocators; what a session read does not.
 KEPT = 3_000
@@ -221,7 +222,7 @@ def test_an_idle_client_is_disconnected_at_the_command_timeout(
     for pid in served.pids:
         outcome = served.session(pid, idle)
         print(outcome)
-        assert outcome.replies == [] and outcome.closed, outcome
+        assert outcome.replies == [TIMEOUT] and outcome.closed, outcome
         assert COMMAND_TIMEOUT <= outcome.seconds < COMMAND_TIMEOUT + 1, outcome
 
 

@@ -578,7 +578,47 @@ async def test_an_idle_client_is_disconnected(
 ) -> None:
     client = await connect(await serve(command_timeout="0.3s"))
 
+    assert await client.reply() == replies.TIMEOUT.format(hostname=HOSTNAME)
     assert await client.hung_up(within=3)
+
+
+async def test_a_client_that_reads_nothing_is_dropped_after_the_timeout(
+    store: StreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(smtp_limits, "LAST_REPLY_GRACE", 0.3)
+    settings = InboundSettings.model_validate(
+        {"listen": f"127.0.0.1:{free_port()}", "command_timeout": "0.5s"}
+    )
+    server = await start_server(settings, InboundHandler(policy, store, settings))
+    loop = asyncio.get_running_loop()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, settings.listen)
+        while not server.sessions:
+            await asyncio.sleep(0.01)
+        [(transport, _)] = server.sessions.values()
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+        # more replies than the kernels hold wait in the server; then the client says nothing
+        rcpt = f"RCPT TO:<{REPLY}>\r\n"
+        commands = f"EHLO client.test\r\nMAIL FROM:<{SENDER}>\r\n" + rcpt * 3000
+        await loop.sock_sendall(sock, commands.encode())
+        async with asyncio.timeout(10):
+            while not transport.is_closing():
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(2 * smtp_limits.LAST_REPLY_GRACE)
+
+        # the close did not wait for the client to read: the replies still in the server
+        # were dropped with the connection (without the drop they would all come now)
+        read = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+                read += chunk
+    assert read.count(b"\r\n") < 3000
+    assert not read.endswith(replies.TIMEOUT.format(hostname=HOSTNAME).encode() + b"\r\n")
+    server.close()
+    await server.wait_closed()
 
 
 async def test_connections_per_client_are_limited(
