@@ -56,18 +56,25 @@ class TemporaryFailure(JobFailure):
     """Retry later (a 4xx, a timeout, an unreachable provider).
 
     `retry_after` (seconds) replaces the queue's backoff when the failing part has
-    its own schedule (the relay's, Postfix-like); `events` are outcomes already
-    reached (a message sent to some recipients) that are recorded with the retry.
+    its own schedule (a provider's Retry-After, the relay's Postfix-like schedule);
+    `events` are outcomes already reached (a message sent to some recipients) that are
+    recorded with the retry. A schedule that runs past queue.max_attempts (the relay's)
+    gives the time it ends, `give_up_at` (epoch seconds), which then bounds it instead.
     """
 
     temporary = True
 
     def __init__(
-        self, reason: str, retry_after: float | None = None, events: Sequence[Event] = ()
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        events: Sequence[Event] = (),
+        give_up_at: float | None = None,
     ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.events = tuple(events)
+        self.give_up_at = give_up_at
 
 
 class PermanentFailure(JobFailure):

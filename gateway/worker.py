@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The shortest wait before a job's next attempt, whatever the failing part asks.
+MIN_RETRY_DELAY = 1.0
+
 # Kinds that may name an account the directory does not hold yet.
 DIRECTORY_KINDS = frozenset({"account.upsert", "account.delete"})
 
@@ -201,10 +204,12 @@ class Worker:
         return await self._recorded(once, deadline)
 
     async def _run(self, job: Job, delivery: Delivery, attempt: int, deadline: float) -> JobOutcome:
+        give_up_at: float | None = None
         try:
             events = await self._handled(job, attempt, deadline)
         except TemporaryFailure as exc:
             reason, retry_after, reached = exc.reason, exc.retry_after, exc.events
+            give_up_at = exc.give_up_at
         except JobFailure as exc:
             dead = partial(self.queue.dead_letter, delivery, exc.reason, job, attempt)
             await self._recorded(dead, deadline)
@@ -221,17 +226,29 @@ class Worker:
         else:
             await self._recorded(partial(self.queue.complete, job, delivery, events), deadline)
             return "done"
-        if retry_after is None and attempt >= self.options.max_attempts:
+        delay = self._delay(attempt, retry_after, give_up_at is not None)
+        if give_up_at is None:
+            exhausted = attempt >= self.options.max_attempts
+        else:
+            exhausted = self.queue.clock.now() + delay > give_up_at
+        if exhausted:
             given_up = f"gave up after {attempt} attempts: {reason}"
             dead = partial(self.queue.dead_letter, delivery, given_up, job, attempt, reached)
             await self._recorded(dead, deadline)
             return "dead_lettered"
-        delay = retry_after
-        if delay is None:
-            delay = retry_delay(
-                attempt, self.options.backoff_initial, self.options.backoff_max, self.jitter()
-            )
         log.info("job %s failed (%s); attempt %d in %.0fs", job.id, reason, attempt + 1, delay)
         retry = partial(self.queue.retry, job, delivery, attempt, delay, reason, reached)
         await self._recorded(retry, deadline)
         return "retried"
+
+    def _delay(self, attempt: int, retry_after: float | None, own_end: bool) -> float:
+        """Seconds before the next attempt: the queue's backoff, or the failing part's own
+        time, at least MIN_RETRY_DELAY (a Retry-After of 0 would come back at every
+        scheduler step) and, unless its schedule has its own end, at most
+        queue.backoff_max (a Retry-After of years would never come back)."""
+        if retry_after is None:
+            return retry_delay(
+                attempt, self.options.backoff_initial, self.options.backoff_max, self.jitter()
+            )
+        delay = max(retry_after, MIN_RETRY_DELAY)
+        return delay if own_end else min(delay, max(self.options.backoff_max, MIN_RETRY_DELAY))

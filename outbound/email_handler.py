@@ -97,7 +97,8 @@ class EmailHandler:
         up as bounced once the message has outlived relay.max_lifetime."""
         relay = self.settings().relay
         initial, maximum = relay.retry_initial.total_seconds(), relay.retry_max.total_seconds()
-        if relay_elapsed(attempt, initial, maximum) >= relay.max_lifetime.total_seconds():
+        elapsed = relay_elapsed(attempt, initial, maximum)
+        if elapsed >= relay.max_lifetime.total_seconds():
             expired = f"undelivered after {attempt} attempts"
             return final + [
                 replace(e, status="bounced", reason=f"{expired}: {e.reason}") for e in waiting
@@ -111,7 +112,10 @@ class EmailHandler:
                 await pipe.execute()
         reason = "; ".join(f"{e.recipient}: {e.reason}" for e in waiting)
         delay = retry_delay(attempt, initial, maximum, self.jitter())
-        raise TemporaryFailure(reason, retry_after=delay, events=final)
+        # The relay's schedule runs past queue.max_attempts, to relay.max_lifetime from
+        # the first attempt (`elapsed` counts this wait too).
+        ends = self.clock.now() + relay.max_lifetime.total_seconds() - (elapsed - delay)
+        raise TemporaryFailure(reason, retry_after=delay, events=final, give_up_at=ends)
 
     async def _send_one(
         self,

@@ -173,6 +173,46 @@ async def test_temporary_failures_back_off_then_dead_letter(
     assert len(recorder.jobs) == 5
 
 
+@pytest.mark.parametrize(("retry_after", "delay"), [(0.0, 1.0), (-5.0, 1.0), (1e12, 80.0)])
+async def test_a_retry_time_given_by_the_handler_is_bounded_and_so_are_its_attempts(
+    redis: Redis, clock: FixedClock, retry_after: float, delay: float
+) -> None:
+    # A provider answering 429 with the same Retry-After for ever.
+    recorder = Recorder([TemporaryFailure("429", retry_after=retry_after)] * 20)
+    worker = make_worker(redis, clock, every_kind(recorder), max_attempts=4)
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("j"))
+    delays = []
+    for _ in range(3):
+        await drain(worker)
+        [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
+        delays.append(due / 1000 - clock.now())
+        clock.current = due / 1000
+        assert await worker.queue.promote_due(10) == 1
+    await drain(worker)
+    assert delays == [delay] * 3
+    assert await dead_reasons(worker) == ["gave up after 4 attempts: 429"]
+    assert len(recorder.jobs) == 4
+
+
+async def test_a_schedule_with_its_own_end_runs_past_max_attempts_until_that_end(
+    redis: Redis, clock: FixedClock
+) -> None:
+    end = clock.now() + 100
+    recorder = Recorder([TemporaryFailure("451", retry_after=30, give_up_at=end)] * 20)
+    worker = make_worker(redis, clock, every_kind(recorder), max_attempts=2)
+    await worker.queue.ensure_group()
+    await xadd(redis, booked("j"))
+    for _ in range(3):
+        await drain(worker)
+        [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
+        clock.current = due / 1000
+        assert await worker.queue.promote_due(10) == 1
+    await drain(worker)  # at end - 10: another 30 s would pass the end
+    assert await dead_reasons(worker) == ["gave up after 4 attempts: 451"]
+    assert len(recorder.jobs) == 4
+
+
 async def test_permanent_failure_is_dead_lettered_at_once(redis: Redis, clock: FixedClock) -> None:
     worker = make_worker(redis, clock, every_kind(Recorder([PermanentFailure("550 no")])))
     await worker.queue.ensure_group()
@@ -317,12 +357,14 @@ async def test_handler_schedule_and_reached_outcomes_travel_with_the_retry(
     redis: Redis, clock: FixedClock
 ) -> None:
     sent = Event("j", "email.send", "sent", "t", channel="email", recipient="a@example.com")
-    failure = TemporaryFailure("451 4.4.1 later", retry_after=300.0, events=[sent])
+    failure = TemporaryFailure(
+        "451 4.4.1 later", retry_after=300.0, events=[sent], give_up_at=clock.now() + 86400
+    )
     worker = make_worker(redis, clock, every_kind(Recorder([failure])), max_attempts=1)
     await worker.queue.ensure_group()
     await xadd(redis, booked("j"))
     await drain(worker)
-    # Its own schedule, and no max_attempts: the handler decides when to give up.
+    # Its own schedule, with its own end instead of max_attempts.
     [(_, due)] = await redis.zrange("mailgw:retry", 0, -1, withscores=True)
     assert due / 1000 - clock.now() == 300.0
     assert [s for _, s in await statuses(worker)] == ["sent", "deferred"]
