@@ -355,6 +355,22 @@ Job: TypeAlias = Annotated[
 _ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
 
 
+def channel_of(job: Job) -> Literal["email", "sms"] | None:
+    """How a job that sends one message or text reaches its client; None for the others."""
+    if isinstance(job, EmailJob):
+        return "email"
+    if isinstance(job, SmsJob):
+        return "sms"
+    return None
+
+
+def event_kind(job: Job) -> str:
+    """The kind a job's events carry: the template's, for a message sent from one."""
+    if isinstance(job, EmailJob | SmsJob) and job.template is not None:
+        return job.template
+    return job.kind
+
+
 def parse_job(raw: str | bytes) -> Job:
     """Validate one job's JSON; raise MalformedJob with every problem found, briefly."""
     try:

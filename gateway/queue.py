@@ -18,7 +18,7 @@ from gateway.batching import Arg, Script, ScriptBatcher
 from gateway.clock import Clock, rfc3339
 from gateway.entries import escaped, json_object, not_utf8_at, text_field
 from gateway.events import Event
-from gateway.jobs import Job, job_to_json
+from gateway.jobs import Job, channel_of, event_kind, job_to_json
 from gateway.keys import Keys
 from gateway.waiting import ENTRIES_SEP, Waiting, appointment_data, parse_entries, waiting_in
 
@@ -389,6 +389,7 @@ class JobQueue:
                 self.keys.appointment(appointment or ""),
                 self.keys.attempts,
                 self.keys.events,
+                self.keys.delivered(job.id),
             ],
             args=[
                 self.options.group,
@@ -402,6 +403,8 @@ class JobQueue:
                 self._events_max_length,
                 skipped.to_json(),
                 *self._history,
+                event_kind(job),
+                channel_of(job) or "",
             ],
         )
         if action == "run":
@@ -503,6 +506,7 @@ class JobQueue:
                 self.keys.job_state(job.id if job else ""),
                 self.keys.attempts,
                 self.keys.appointment(job.pending_appointment or "" if job else ""),
+                self.keys.delivered(job.id if job else ""),
             ],
             args=[
                 self.options.group,
@@ -517,6 +521,8 @@ class JobQueue:
                 event.to_json(),
                 "job" if delivery.has_job_field else "fields",
                 *self._history,
+                event_kind(job) if job else "",
+                (channel_of(job) or "") if job else "",
                 *(e.to_json() for e in reached),
             ],
         )

@@ -41,6 +41,38 @@ local function settled(stream, group, entry)
 end
 """
 
+# Shared by the scripts that end a job without recording its run (a cancellation found
+# by CLAIM, a dead letter): the sends a run made before it stopped (the relay or the
+# provider took them, and the job's `delivered` hash holds their message or provider id,
+# where an outcome already recorded holds its status word instead) are published as
+# `sent`, and marked recorded, so that the history says what the clients got.
+SENDS = """
+local recorded_statuses = {sent = true, delivered = true, deferred = true, bounced = true,
+                           failed = true, skipped = true, suppressed = true}
+local function publish_sends(delivered, template, kind, channel, events, maxlen, history, ttl)
+  if channel == '' then
+    return
+  end
+  local found = redis.call('HGETALL', delivered)
+  if #found == 0 then
+    return
+  end
+  local event = cjson.decode(template)
+  event['status'] = 'sent'
+  event['kind'] = kind
+  event['channel'] = channel
+  event['reason'] = 'sent by a run that stopped before recording it'
+  for i = 1, #found, 2 do
+    if not recorded_statuses[found[i + 1]] then
+      event['recipient'] = found[i]
+      event['message_id'] = found[i + 1]
+      publish(events, maxlen, history, ttl, cjson.encode(event))
+      redis.call('HSET', delivered, found[i], 'sent')
+    end
+  end
+end
+"""
+
 # Enqueue a validated job: onto the stream, or into the scheduled set when its
 # send_at is in the future. A job id seen before is refused (idempotency).
 # KEYS: jobs, state, scheduled, payloads, appointment
@@ -72,10 +104,12 @@ return {1, where}
 # parked in the scheduled set if its send_at is still ahead. An entry whose id
 # already belongs to another entry, or is finished, is a duplicate (or was
 # cancelled): it is acknowledged and removed with a `skipped` event.
-# KEYS: jobs, state, scheduled, payloads, appointment, attempts, events
+# A cancelled job's sends made by a run that stopped before recording them are
+# published first (see SENDS).
+# KEYS: jobs, state, scheduled, payloads, appointment, attempts, events, delivered
 # ARGV: group, entry id, job id, job json, due ms, now ms, state ttl s,
 #       has appointment (1/0), events maxlen, skipped-event json (reason unset),
-#       history key prefix, history ttl s
+#       history key prefix, history ttl s, notification kind, channel or ''
 # Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}
 # ({'skip', 'settled'} when the entry was already settled).
 CLAIM = Script(
@@ -106,6 +140,7 @@ end
 local reason
 if state == 'cancelled' then
   reason = 'cancelled before it was done'
+  publish_sends(KEYS[8], ARGV[10], ARGV[13], ARGV[14], KEYS[7], ARGV[9], ARGV[11], ARGV[12])
 elseif state == 'done' then
   reason = 'duplicate: a job with this id was already done'
 elseif state == 'dead' then
@@ -120,7 +155,7 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return {'skip', state}
 """,
-    helpers=PUBLISH + SETTLED,
+    helpers=PUBLISH + SETTLED + SENDS,
 )
 
 # Record a job's outcome and acknowledge it in one step: its events are
@@ -191,18 +226,24 @@ return 1
 # dead: a malformed entry's id cannot be trusted to name anything. An entry
 # without a `job` field keeps its fields under `fields` (ARGV[11]), so that it
 # is never replayed as if it were a job.
-# KEYS: jobs, dead, events, state, attempts, appointment
+# A claimed job's sends made by a run that stopped before recording them are published
+# (see SENDS).
+# KEYS: jobs, dead, events, state, attempts, appointment, delivered
 # ARGV: group, entry id, raw job, reason, failed at, attempts, job id or '',
 #       state ttl s, events maxlen, event json, 'job' or 'fields',
-#       history key prefix, history ttl s, reached event json...
+#       history key prefix, history ttl s, notification kind, channel or '',
+#       reached event json...
 # Returns 1, or 0 if the entry was already settled.
 DEAD_LETTER = Script(
     """
 if settled(KEYS[1], ARGV[1], ARGV[2]) then
   return 0
 end
-for i = 14, #ARGV do
+for i = 16, #ARGV do
   publish(KEYS[3], ARGV[9], ARGV[12], ARGV[13], ARGV[i])
+end
+if ARGV[7] ~= '' then
+  publish_sends(KEYS[7], ARGV[10], ARGV[14], ARGV[15], KEYS[3], ARGV[9], ARGV[12], ARGV[13])
 end
 local fields = {ARGV[11], ARGV[3], 'reason', ARGV[4], 'failed_at', ARGV[5],
                 'attempts', ARGV[6], 'entry', ARGV[2]}
@@ -221,7 +262,7 @@ if ARGV[7] ~= '' then
 end
 return 1
 """,
-    helpers=PUBLISH + SETTLED,
+    helpers=PUBLISH + SETTLED + SENDS,
 )
 
 # Move jobs whose time has come from a waiting set (scheduled or retry) onto

@@ -64,11 +64,15 @@ class MessageBuilder:
     def sender_domain(self, account: Account) -> str:
         return account.sender_domain or self.settings().default_sender_domain.domain
 
-    def identity(self, account: Account) -> MessageIdentity:
-        """A fresh identity (Message-ID, bounce address, unsubscribe links) for a message."""
+    def identity(self, account: Account, token: str | None = None) -> MessageIdentity:
+        """The identity (Message-ID, bounce address, unsubscribe links) of a message: a
+        fresh one, or that of `token`, a message being sent again."""
         inbound = self.settings().inbound
         return MessageIdentity(
-            new_token(), self.sender_domain(account), inbound.reply_domain, inbound.public_url
+            token or new_token(),
+            self.sender_domain(account),
+            inbound.reply_domain,
+            inbound.public_url,
         )
 
     def reply_key(self) -> bytes:

@@ -42,6 +42,21 @@ def relay_elapsed(attempts: int, initial: float, maximum: float) -> float:
     return sum(retry_delay(n, initial, maximum) for n in range(1, attempts + 1))
 
 
+# What a run of an attempt whose worker died in the middle of sending records.
+TAKEN_BY_INTERRUPTED = "taken by the relay at an interrupted run of this attempt"
+SENT_AGAIN = (
+    "sent again after a run of this attempt was interrupted while sending:"
+    " the relay may have both copies (same Message-ID)"
+)
+
+
+def _in_flight_ttl(settings: Settings) -> int:
+    """How long a mark of a send begun is kept: as long as the same attempt may run again
+    (each reclaim after a visibility timeout, up to queue.max_deliveries)."""
+    queue = settings.queue
+    return int(queue.visibility_timeout.total_seconds() * (queue.max_deliveries + 1))
+
+
 class EmailHandler:
     """Turns an `email.send` job into one signed message per recipient, relayed."""
 
@@ -82,7 +97,7 @@ class EmailHandler:
             done = set(await self.redis.hkeys(self.keys.delivered(job.id)))  # type: ignore[arg-type]
         recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
         outcomes = await asyncio.gather(
-            *(self._send_one(job, account, kind, appointment, r) for r in recipients)
+            *(self._send_one(job, attempt, account, kind, appointment, r) for r in recipients)
         )
         final = [o.event for o in outcomes if o.final]
         waiting = [o.event for o in outcomes if not o.final]
@@ -120,6 +135,7 @@ class EmailHandler:
     async def _send_one(
         self,
         job: EmailJob,
+        attempt: int,
         account: Account,
         kind: str,
         appointment: Appointment | None,
@@ -128,13 +144,19 @@ class EmailHandler:
         """One recipient's outcome: an address the composer refuses fails alone, not the
         other recipients' messages (a template error still fails the whole job)."""
         try:
-            return await self._send(job, account, kind, appointment, address)
+            outcome = await self._send(job, attempt, account, kind, appointment, address)
         except AddressRefused as exc:
-            return self._outcome(job, account, address, "failed", exc.reason, None)
+            outcome = self._outcome(job, account, address, "failed", exc.reason, None)
+        if outcome.event.status != "sent":
+            # Nothing of this attempt is out to that recipient: a run of it again after
+            # its worker died has no copy to fear.
+            await self.redis.hdel(self.keys.in_flight(job.id, attempt), address)
+        return outcome
 
     async def _send(
         self,
         job: EmailJob,
+        attempt: int,
         account: Account,
         kind: str,
         appointment: Appointment | None,
@@ -151,18 +173,19 @@ class EmailHandler:
             appointment=job.appointment_id or (appointment.id if appointment else ""),
             calendar=appointment.calendar if appointment else "",
         )
-        # One round trip: what may stop this message, and its record for bounces
-        # and replies (written before sending, since a bounce can come back at once).
+        in_flight = self.keys.in_flight(job.id, attempt)
+        # One round trip: what may stop this message, the mark of a send begun (kept if
+        # one of this attempt is there already: its run was interrupted), and the
+        # message's record for bounces and replies (written before sending, since a
+        # bounce can come back at once).
         rebooked = appointment is not None and bool(job.context.get("only_if_not_rebooked"))
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.delivered(job.id), address)
             pipe.hget(self.keys.suppressed, address)
             pipe.hget(self.keys.opted_out(account.id), address)
-            if rebooked and appointment is not None:
-                # Checked now that it is due, as PRODUCT.md says, not when it was planned.
-                pipe.zrangebyscore(
-                    self.keys.bookings(account.id, address), appointment.start.timestamp(), "+inf"
-                )
+            pipe.hsetnx(in_flight, address, identity.token)
+            pipe.hget(in_flight, address)
+            pipe.expire(in_flight, _in_flight_ttl(settings))
             record_message(
                 pipe,
                 self.keys,
@@ -170,14 +193,20 @@ class EmailHandler:
                 record,
                 int(settings.inbound.message_id_ttl.total_seconds()),
             )
-            earlier, hard, opt_out, *rest = await pipe.execute()
+            if rebooked and appointment is not None:
+                # Checked now that it is due, as PRODUCT.md says, not when it was planned.
+                pipe.zrangebyscore(
+                    self.keys.bookings(account.id, address), appointment.start.timestamp(), "+inf"
+                )
+            replies = await pipe.execute()
+        earlier, hard, opt_out, _, begun = replies[:5]
         if earlier:
             # An attempt interrupted after the server took the message (the worker died
             # before recording it): sending again would be a second copy.
             return self._outcome(
                 job, account, address, "sent", "sent by an interrupted earlier attempt", earlier
             )
-        if rebooked and appointment is not None and set(rest[0]) - {appointment.id}:
+        if rebooked and appointment is not None and set(replies[-1]) - {appointment.id}:
             return self._outcome(
                 job, account, address, "skipped", "the client has booked again since", None
             )
@@ -188,16 +217,25 @@ class EmailHandler:
         )
         if blocked is not None:
             return self._outcome(job, account, address, "suppressed", blocked.reason, None)
+        interrupted = begun != identity.token
+        if interrupted:
+            # The same message as the interrupted send, Message-ID included: a mailbox
+            # that got both can tell them for one.
+            identity = self.builder.identity(account, begun)
         message = await self.builder.build(job, account, appointment, address, identity)
         if message is None:
             return self._outcome(
                 job, account, address, "skipped", "its template renders empty", None
             )
+        envelope = Envelope(identity.bounce_address, (address,), message, require_tls=account.hipaa)
+        if interrupted and await self.transport.has(envelope):
+            result = RecipientResult(address, "sent", 250, TAKEN_BY_INTERRUPTED, None)
+            return await self._result(job, account, result, identity.message_id)
         started = time.perf_counter()
-        [result] = await self.transport.deliver(
-            Envelope(identity.bounce_address, (address,), message, require_tls=account.hipaa)
-        )
+        [result] = await self.transport.deliver(envelope)
         metrics.observe_relay(self.transport_name, result.status, time.perf_counter() - started)
+        if interrupted and result.status == "sent":
+            result = replace(result, response=f"{result.response}; {SENT_AGAIN}")
         return await self._result(job, account, result, identity.message_id)
 
     async def _result(

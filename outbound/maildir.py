@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import os
 import socket
@@ -14,19 +15,27 @@ from outbound.relay import Envelope, RecipientResult, in_order, split_invalid
 _counter = itertools.count()
 
 
-def unique_name() -> str:
-    """A Maildir file name no other delivery uses: time, microseconds, pid, counter, host."""
+def envelope_mark(envelope: Envelope) -> str:
+    """What names an envelope's file (its sender is unique per message): `has()` finds it."""
+    digest = hashlib.sha256(f"{envelope.sender}\0{envelope.recipients}".encode()).hexdigest()
+    return f"S{digest[:20]}"
+
+
+def unique_name(mark: str = "") -> str:
+    """A Maildir file name no other delivery uses: time, microseconds, pid, counter,
+    the envelope's mark, host."""
     now = time.time()
     # "/" and ":" cannot appear in the host part (the Maildir spec's escapes)
     host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-    return f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{host}"
+    unique = f"M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{next(_counter)}{mark}"
+    return f"{int(now)}.{unique}.{host}"
 
 
-def write_maildir(maildir: Path, data: bytes) -> Path:
+def write_maildir(maildir: Path, data: bytes, mark: str = "") -> Path:
     """Write `data` into tmp/, flush it to disk, then move it to new/; its final path."""
     for sub in ("tmp", "new", "cur"):
         (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = unique_name()
+    name = unique_name(mark)
     temporary = maildir / "tmp" / name
     # O_EXCL: a name that somehow exists already is an error, never an overwrite
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -54,6 +63,17 @@ def with_delivery_headers(envelope: Envelope) -> bytes:
     return b"".join(lines) + envelope.message
 
 
+def _holds(maildir: Path, mark: str) -> bool:
+    for sub in ("new", "cur"):
+        try:
+            with os.scandir(maildir / sub) as files:
+                if any(mark in file.name for file in files):
+                    return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 class MaildirTransport:
     """Writes every envelope into one Maildir; all its recipients share the file."""
 
@@ -67,7 +87,9 @@ class MaildirTransport:
             return results
         try:
             # fsync may take a while: off the event loop
-            final = await asyncio.to_thread(write_maildir, self.path, with_delivery_headers(valid))
+            final = await asyncio.to_thread(
+                write_maildir, self.path, with_delivery_headers(valid), envelope_mark(envelope)
+            )
         except OSError as exc:
             reason = f"cannot write to the maildir {self.path}: {exc}"
             done = [RecipientResult(r, "deferred", 0, reason, None) for r in valid.recipients]
@@ -75,6 +97,10 @@ class MaildirTransport:
             reason = f"written to {final}"
             done = [RecipientResult(r, "sent", 250, reason, None) for r in valid.recipients]
         return in_order(envelope, results + done)
+
+    async def has(self, envelope: Envelope) -> bool:
+        """Whether a file of this envelope is in new/ or cur/ (a reader may have moved it)."""
+        return await asyncio.to_thread(_holds, self.path, f"{envelope_mark(envelope)}.")
 
     async def close(self) -> None:
         """Nothing stays open between deliveries."""

@@ -38,6 +38,12 @@ class RelayTransport(Protocol):
 
     async def deliver(self, envelope: Envelope) -> list[RecipientResult]: ...
 
+    async def has(self, envelope: Envelope) -> bool | None:
+        """Whether this envelope's message was taken already (an attempt interrupted
+        after sending it), or None when the transport cannot tell (SMTP has no way to
+        ask a server what it took)."""
+        ...
+
     async def close(self) -> None: ...
 
 

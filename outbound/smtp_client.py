@@ -652,6 +652,10 @@ class SmarthostTransport:
         attempt = await _attempt(self._pool(starttls).submit(valid))
         return in_order(envelope, bounces + attempt.results)
 
+    async def has(self, envelope: Envelope) -> None:
+        """SMTP has no way to ask a server what it took: it cannot tell."""
+        return None
+
     async def close(self) -> None:
         """Quit every session."""
         await asyncio.gather(*(_closed(pool) for pool in self._pools.values()))
@@ -715,6 +719,10 @@ class MxTransport:
         code, server = (last.code, last.server) if last is not None else (0, None)
         reason = "; ".join(problems)
         return [RecipientResult(r, "deferred", code, reason, server) for r in envelope.recipients]
+
+    async def has(self, envelope: Envelope) -> None:
+        """SMTP has no way to ask a server what it took: it cannot tell."""
+        return None
 
     async def close(self) -> None:
         """Quit every session."""

@@ -172,6 +172,7 @@ class _Handler:
             await asyncio.sleep(0.05)
         if "datafail" in recipients:
             return "554 5.6.0 message refused"
+        held = "hold" in recipients and not self.owner.held.is_set()
         login = session.auth_data
         self.owner.messages.append(
             Received(
@@ -183,6 +184,10 @@ class _Handler:
                 user=login.login.decode() if isinstance(login, LoginPassword) else None,
             )
         )
+        if held:
+            # Taken, and the 250 withheld until the test says: the client may die meanwhile.
+            self.owner.held.set()
+            await self.owner.release.wait()
         return f"250 2.0.0 queued as {len(self.owner.messages)}"
 
 
@@ -208,7 +213,9 @@ class SmtpServer:
     Replies by address: a sender containing "reject" gets 550, the first one containing
     "drop" a hang-up without reply; recipients containing
     "reject" 550 and "defer" 450 at RCPT; DATA waits `slow_seconds` when a recipient
-    contains "slow", 50 ms for "pause", and answers 554 for "datafail".
+    contains "slow", 50 ms for "pause", and answers 554 for "datafail". The first message
+    to a recipient containing "hold" is kept, then its 250 waits for `release` (`held` is
+    set meanwhile).
     """
 
     def __init__(
@@ -232,6 +239,8 @@ class SmtpServer:
         self.max_active = 0
         self.messages: list[Received] = []
         self.dropped = False
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
         self._server: asyncio.Server | None = None
 
     def _authenticate(

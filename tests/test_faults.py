@@ -4,6 +4,8 @@ promise with numbers: no job lost, no process stopped, delivery resumed."""
 
 from __future__ import annotations
 
+import asyncio
+import email
 import json
 import re
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from outbound.email_handler import SENT_AGAIN
 from tests.fault_harness import (
     ROOT,
     GatewayProcess,
@@ -28,6 +31,7 @@ from tests.fault_harness import (
     wait_for,
     write_config,
 )
+from tests.smtp_server import SmtpServer
 from tests.test_daemon import Daemon
 
 
@@ -266,3 +270,46 @@ def test_every_role_rides_out_redis_away_and_says_so_in_systemd_status(
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+async def test_a_message_taken_by_the_relay_from_a_killed_worker_is_sent_again_as_itself(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    async with SmtpServer() as relay:
+        relay_config = f"""
+[relay]
+transport = "smarthost"
+[relay.smarthost]
+host = "127.0.0.1"
+port = {relay.port}
+starttls = "none"
+"""
+        config = write_config(
+            tmp_path, redis_process.url, 'visibility_timeout = "2s"', relay_config
+        )
+        first = GatewayProcess(config, tmp_path / "gateway-1.log")
+        await asyncio.to_thread(first.wait_ready)
+        second: GatewayProcess | None = None
+        try:
+            with redis_process.client() as client:
+                enqueue(client, [{**email_job(1), "to": ["hold@example.com"]}])
+            await asyncio.wait_for(relay.held.wait(), 30)
+            # The relay has the message; its 250 never reaches the worker.
+            first.kill()
+            relay.release.set()
+            second = GatewayProcess(config, tmp_path / "gateway-2.log")
+            async with asyncio.timeout(30):
+                while sent(redis_process) < 1:
+                    await asyncio.sleep(0.05)
+        finally:
+            # Off the loop: the relay, on this loop, answers their QUIT.
+            for gateway in (first, second):
+                if gateway is not None:
+                    await asyncio.to_thread(gateway.stop)
+    ids = [email.message_from_bytes(m.data)["Message-ID"] for m in relay.messages]
+    assert len(ids) == 2 and ids[0] == ids[1]
+    with redis_process.client() as client:
+        events = [json.loads(fields["event"]) for _, fields in client.xrange("mailgw:events")]
+    [sent_event] = [e for e in events if e["status"] == "sent"]
+    assert sent_event["message_id"] == ids[0]
+    assert SENT_AGAIN in sent_event["reason"]

@@ -16,6 +16,7 @@ from gateway.config import load_config
 from gateway.jobs import parse_job
 from inbound.reply_tokens import ReplyTarget, read_local_part, reply_secrets
 from outbound.dkim import load_keys
+from outbound.email_handler import SENT_AGAIN
 from tests.conftest import DnsZone, FixedClock
 from tests.dkim_verifiers import (
     dkimpy_verdicts,
@@ -234,6 +235,29 @@ async def test_each_client_address_gets_its_own_message(gateway: Gateway, smtp: 
     ]
     assert len({r.sender for r in smtp.messages}) == 2  # a bounce names its message
     assert {e["status"] for e in await gateway.events()} == {"sent"}
+
+
+async def test_a_run_of_an_attempt_interrupted_while_sending_sends_the_same_message(
+    gateway: Gateway, smtp: SmtpServer, redis: Redis
+) -> None:
+    # What a worker killed after the relay took the message, before recording it, leaves:
+    # the mark of the send it began, and nothing delivered.
+    await redis.hset("mailgw:inflight:1:c3", "zoe@example.com", "abcdefghijklmnopqrstuvwxyz")
+    await gateway.run(confirmation("c3", "zoe@example.com"))
+    [received] = smtp.messages
+    message_id = f"<abcdefghijklmnopqrstuvwxyz@{DOMAIN}>"
+    assert email.message_from_bytes(received.data)["Message-ID"] == message_id
+    assert received.sender == f"b-abcdefghijklmnopqrstuvwxyz@{DOMAIN}"
+    [event] = await gateway.events()
+    assert (event["status"], event["message_id"]) == ("sent", message_id)
+    assert event["reason"].endswith(SENT_AGAIN)
+
+
+async def test_a_send_that_ends_otherwise_than_sent_leaves_no_mark(
+    gateway: Gateway, smtp: SmtpServer, redis: Redis
+) -> None:
+    await gateway.run(confirmation("c4", "defer@example.com", "zoe@example.com"))
+    assert await redis.hkeys("mailgw:inflight:1:c4") == ["zoe@example.com"]
 
 
 async def test_temporary_failure_is_retried_on_the_relay_schedule(

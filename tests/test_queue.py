@@ -236,6 +236,53 @@ async def test_cancel_appointment_drops_every_pending_job(
     assert await queue.cancel_appointment("appt-1") == []
 
 
+async def test_a_cancelled_job_s_sends_that_its_stopped_run_made_are_recorded(
+    queue: JobQueue,
+) -> None:
+    job = parse_job(
+        json.dumps(email("reminder-1", appointment="appt-1", to=["a@x.example", "b@x.example"]))
+    )
+    await queue.enqueue(job)
+    [delivery] = await queue.read("dead-worker", 10, 100)
+    await queue.claim(job, delivery)
+    # The relay took the message to a@, then the worker died before recording it; b@ had
+    # been recorded (as a retry's reached outcome writes its status).
+    await queue.redis.hset(
+        queue.keys.delivered("reminder-1"), mapping={"a@x.example": "<t1@d>", "b@x.example": "sent"}
+    )
+    await queue.cancel_appointment("appt-1")
+    await asyncio.sleep(0.25)
+    [taken] = await queue.reclaim("w2", 10)
+    assert (await queue.claim(job, taken)).action == "skip"
+    sent, skipped = await events(queue)
+    assert {k: sent[k] for k in ("job", "status", "channel", "recipient", "message_id")} == {
+        "job": "reminder-1",
+        "status": "sent",
+        "channel": "email",
+        "recipient": "a@x.example",
+        "message_id": "<t1@d>",
+    }
+    assert sent["reason"] == "sent by a run that stopped before recording it"
+    assert (skipped["status"], skipped["reason"]) == ("skipped", "cancelled before it was done")
+    assert await queue.redis.hgetall(queue.keys.delivered("reminder-1")) == {
+        "a@x.example": "sent",
+        "b@x.example": "sent",
+    }
+
+
+async def test_a_dead_lettered_job_s_unrecorded_sends_are_recorded(queue: JobQueue) -> None:
+    plain = {k: v for k, v in email("sms-like").items() if k not in ("subject", "text")}
+    job = parse_job(json.dumps({**plain, "template": "reminder", "context": {}}))
+    await queue.enqueue(job)
+    [delivery] = await queue.read("w1", 10, 100)
+    await queue.claim(job, delivery)
+    await queue.redis.hset(queue.keys.delivered("sms-like"), "zoe@example.com", "<t2@d>")
+    await queue.dead_letter(delivery, "delivered 6 times and never finished", job)
+    sent, failed = await events(queue)
+    assert (sent["status"], sent["kind"], sent["message_id"]) == ("sent", "reminder", "<t2@d>")
+    assert failed["status"] == "failed"
+
+
 async def test_retry_after_cancellation_drops_the_job(queue: JobQueue) -> None:
     job = parse_job(json.dumps(email("job-1", appointment="appt-1")))
     await queue.enqueue(job)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -618,6 +619,29 @@ async def test_maildir(build: Any, tmp_path: Path) -> None:
         b"Return-Path: <b-0123@studio.example>\r\nDelivered-To: a@example.com\r\n"
         b"Delivered-To: b@example.com\r\n" + MESSAGE
     ) in content
+
+
+async def test_maildir_tells_whether_it_has_an_envelope_s_message(
+    build: Any, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "Maildir"
+    relay = build(relay_settings(transport="maildir", maildir={"path": str(maildir)}))
+    taken = envelope("a@example.com")
+    assert await relay.has(taken) is False  # no Maildir yet
+    await relay.deliver(taken)
+    assert await relay.has(taken) is True
+    assert await relay.has(replace(taken, recipients=("b@example.com",))) is False
+    assert await relay.has(replace(taken, sender="b-4567@studio.example")) is False
+    # A reader moved it to cur/, flags added: still there.
+    [path] = (maildir / "new").iterdir()
+    path.rename(maildir / "cur" / f"{path.name}:2,S")
+    assert await relay.has(taken) is True
+
+
+async def test_smtp_transports_cannot_tell_what_a_server_took(build: Any) -> None:
+    relay = build(relay_settings(transport="smarthost", smarthost={"host": "127.0.0.1"}))
+    assert await relay.has(envelope()) is None
+    await relay.close()
 
 
 def test_maildir_names_are_unique(tmp_path: Path) -> None:
