@@ -2,6 +2,7 @@
 of their own (tests/fault_harness.py), printing what became of every job:
 
     python bench/faults.py [--jobs 10000] [--kills 10] [--hostile 1000] [--rounds 3]
+                           [--relay maildir|smtp-sink] [--only kills|restart|hostile]
 
 - kills: workers SIGKILLed (and started again) at even steps while `--jobs` e-mails go
   out: jobs lost, second copies per 10,000, worker exits;
@@ -11,6 +12,10 @@ of their own (tests/fault_harness.py), printing what became of every job:
 - hostile: `--hostile` entries no parser can read (bytes that are not UTF-8, JSON
   nested 50,000 deep, numbers of 5,000 digits, fields without `job`) among `--jobs`
   valid ones: dead-lettered, delivered, worker exits, and the workers' memory.
+Mail goes to a Maildir (which the gateway can ask whether it took a message: a run
+interrupted while sending is settled without a second copy), or through Postfix's
+smtp-sink, which cannot be asked (SMTP has no way to): a second copy then carries the same
+Message-ID, and its `sent` event says the relay may have both ("flagged" below).
 Each scenario runs `--rounds` times; figures are per round, then the median.
 """
 
@@ -28,9 +33,11 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from outbound.email_handler import SENT_AGAIN  # noqa: E402
 from tests.fault_harness import (  # noqa: E402
     GatewayProcess,
     RedisProcess,
+    SmtpSink,
     email_job,
     enqueue,
     maildir_recipients,
@@ -53,18 +60,21 @@ HOSTILE = [
 class Figures:
     lost: int
     copies: int
+    flagged: int
     exits: int
     extra: dict[str, float]
 
 
 class Run:
-    """A Redis server and WORKERS gateway processes in a folder of their own."""
+    """A Redis server, a relay and WORKERS gateway processes in a folder of their own."""
 
-    def __init__(self, directory: Path, queue: str = "") -> None:
+    def __init__(self, directory: Path, relay: str, queue: str = "") -> None:
         self.directory = directory
         self.redis = RedisProcess(directory / "redis")
         self.redis.start()
-        config = write_config(directory, self.redis.url, queue)
+        self.sink = SmtpSink(directory) if relay == "smtp-sink" else None
+        relay_config = self.sink.relay_config() if self.sink else ""
+        config = write_config(directory, self.redis.url, queue, relay_config)
         self.gateways = [GatewayProcess(config, directory / "gateway-0.log")]
         self.gateways[0].wait_ready()  # it makes the keys the others read
         for number in range(1, WORKERS):
@@ -80,21 +90,31 @@ class Run:
         wait_for(lambda: self.sent() >= count, f"{count} messages sent", timeout)
 
     def figures(self, jobs: int, **extra: float) -> Figures:
-        delivered = maildir_recipients(self.directory / "state")
+        if self.sink is not None:
+            delivered = self.sink.recipients()
+        else:
+            delivered = maildir_recipients(self.directory / "state")
         wanted = {email_job(n)["to"][0] for n in range(jobs)}
         lost = len(wanted - set(delivered))
         copies = sum(count - 1 for address, count in delivered.items() if address in wanted)
+        with self.redis.client() as client:
+            flagged = sum(
+                SENT_AGAIN in json.loads(fields["event"]).get("reason", "")
+                for _, fields in client.xrange("mailgw:events")
+            )
         exits = self.exits + sum(not g.alive for g in self.gateways)
-        return Figures(lost, copies, exits, dict(extra))
+        return Figures(lost, copies, flagged, exits, dict(extra))
 
     def close(self) -> None:
         for gateway in self.gateways:
             gateway.stop()
+        if self.sink is not None:
+            self.sink.close()
         self.redis.close()
 
 
-def kills(directory: Path, jobs: int, count: int) -> Figures:
-    run = Run(directory, 'visibility_timeout = "5s"')
+def kills(directory: Path, relay: str, jobs: int, count: int) -> Figures:
+    run = Run(directory, relay, 'visibility_timeout = "5s"')
     try:
         with run.redis.client() as client:
             enqueue(client, (email_job(n) for n in range(jobs)))
@@ -109,8 +129,8 @@ def kills(directory: Path, jobs: int, count: int) -> Figures:
         run.close()
 
 
-def restart(directory: Path, jobs: int) -> Figures:
-    run = Run(directory)
+def restart(directory: Path, relay: str, jobs: int) -> Figures:
+    run = Run(directory, relay)
     try:
         with run.redis.client() as client:
             enqueue(client, (email_job(n) for n in range(jobs)))
@@ -128,8 +148,8 @@ def restart(directory: Path, jobs: int) -> Figures:
         run.close()
 
 
-def hostile(directory: Path, jobs: int, entries: int) -> Figures:
-    run = Run(directory)
+def hostile(directory: Path, relay: str, jobs: int, entries: int) -> Figures:
+    run = Run(directory, relay)
     try:
         rss_before = max(g.rss_kb() for g in run.gateways)
         with run.redis.client() as client:
@@ -158,8 +178,8 @@ def report(name: str, rounds: list[Figures], jobs: int) -> None:
         extra = ", ".join(f"{key} {value:.1f}" for key, value in figures.extra.items())
         print(
             f"  round {number}: lost {figures.lost}, second copies {figures.copies}"
-            f" ({figures.copies * 10_000 / jobs:.1f} per 10,000), worker exits"
-            f" {figures.exits}, {extra}"
+            f" ({figures.copies * 10_000 / jobs:.1f} per 10,000; flagged {figures.flagged}),"
+            f" worker exits {figures.exits}, {extra}"
         )
     median = statistics.median(f.copies * 10_000 / jobs for f in rounds)
     print(
@@ -175,13 +195,17 @@ def main() -> None:
     parser.add_argument("--hostile", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["kills", "restart", "hostile"])
+    parser.add_argument("--relay", choices=["maildir", "smtp-sink"], default="maildir")
     args = parser.parse_args()
     scenarios: dict[str, Callable[[Path], Figures]] = {
-        "kills": lambda d: kills(d, args.jobs, args.kills),
-        "restart": lambda d: restart(d, args.jobs),
-        "hostile": lambda d: hostile(d, args.jobs, args.hostile),
+        "kills": lambda d: kills(d, args.relay, args.jobs, args.kills),
+        "restart": lambda d: restart(d, args.relay, args.jobs),
+        "hostile": lambda d: hostile(d, args.relay, args.jobs, args.hostile),
     }
-    print(f"{args.jobs} e-mails per round, {WORKERS} `mailgw run --role outbound` processes")
+    print(
+        f"{args.jobs} e-mails per round, {WORKERS} `mailgw run --role outbound` processes,"
+        f" relay: {args.relay}"
+    )
     for name, scenario in scenarios.items():
         if args.only and name != args.only:
             continue

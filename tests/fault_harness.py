@@ -4,9 +4,13 @@ with its data, `mailgw run` processes, and the count of what became of each job
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,6 +78,55 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+class SmtpSink:
+    """Postfix's smtp-sink on a free loopback port, every transaction it takes appended to
+    one dump file: an independent relay that counts what it was given."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.dump = directory / f"smtp-sink-{self.port}.dump"
+        binary = shutil.which("smtp-sink")
+        assert binary is not None, "smtp-sink (Debian: postfix) is not installed"
+        self.process = subprocess.Popen(
+            [binary, "-u", getpass.getuser(), "-D", str(self.dump), f"127.0.0.1:{self.port}",
+             "100"],
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert self.process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+
+    def relay_config(self) -> str:
+        """The [relay] section of a gateway sending through it."""
+        return (
+            f'[relay]\ntransport = "smarthost"\n[relay.smarthost]\nhost = "127.0.0.1"\n'
+            f'port = {self.port}\nstarttls = "none"\n'
+        )
+
+    def transactions(self) -> list[bytes]:
+        """Each transaction taken: smtp-sink's X- lines, then the message."""
+        if not self.dump.exists():
+            return []
+        text = self.dump.read_bytes()
+        return [part for part in re.split(rb"(?m)^(?=X-Client-Addr: )", text) if part]
+
+    def recipients(self) -> Counter[str]:
+        """How many messages each recipient was given."""
+        counts: Counter[str] = Counter()
+        for transaction in self.transactions():
+            for found in re.findall(rb"(?m)^X-Rcpt-Args: <([^>]*)>", transaction):
+                counts[found.decode()] += 1
+        return counts
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
 def write_config(directory: Path, redis_url: str, queue: str = "", extra: str = "") -> Path:
