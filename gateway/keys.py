@@ -72,11 +72,11 @@ class Keys:
         found again from its Message-ID or bounce address."""
         return self.prefix + "msg:" + token
 
-    def in_flight(self, job_id: str, attempt: int) -> str:
-        """Hash of the recipients one attempt of a job began sending to (to the message
-        token), so that a run of the same attempt after its worker died knows a message
-        may be out already, and sends it again only with the same Message-ID."""
-        return f"{self.prefix}inflight:{attempt}:{job_id}"
+    def in_flight(self, job_id: str) -> str:
+        """Hash of the recipients a run of a job began sending to and has not settled (to
+        the message token), so that the run after one that died, hung or timed out knows
+        a message may be out already, and sends it again only with the same Message-ID."""
+        return self.prefix + "inflight:" + job_id
 
     def delivered(self, job_id: str) -> str:
         """Hash of the recipients a job has reached (to the Message-ID sent, or the final

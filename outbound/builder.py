@@ -117,6 +117,10 @@ class MessageBuilder:
         spec = await self.spec(job, account, appointment, address, identity)
         if spec is None:
             return None
+        return self.signed(spec, identity)
+
+    def signed(self, spec: MailSpec, identity: MessageIdentity) -> bytes:
+        """The message `spec` says, composed and DKIM-signed for its sender domain."""
         return self.signer().sign(compose(spec), identity.sender_domain)
 
     async def spec(

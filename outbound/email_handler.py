@@ -42,19 +42,13 @@ def relay_elapsed(attempts: int, initial: float, maximum: float) -> float:
     return sum(retry_delay(n, initial, maximum) for n in range(1, attempts + 1))
 
 
-# What a run of an attempt whose worker died in the middle of sending records.
-TAKEN_BY_INTERRUPTED = "taken by the relay at an interrupted run of this attempt"
+# What the run after one interrupted in the middle of sending (its worker died, or it
+# timed out) records.
+TAKEN_BY_INTERRUPTED = "taken by the relay at an interrupted earlier run"
 SENT_AGAIN = (
-    "sent again after a run of this attempt was interrupted while sending:"
+    "sent again after an earlier run was interrupted while sending:"
     " the relay may have both copies (same Message-ID)"
 )
-
-
-def _in_flight_ttl(settings: Settings) -> int:
-    """How long a mark of a send begun is kept: as long as the same attempt may run again
-    (each reclaim after a visibility timeout, up to queue.max_deliveries)."""
-    queue = settings.queue
-    return int(queue.visibility_timeout.total_seconds() * (queue.max_deliveries + 1))
 
 
 class EmailHandler:
@@ -82,6 +76,11 @@ class EmailHandler:
         self.clock = clock
         self.jitter = jitter
         self.suppressions = SuppressionList(redis, keys)
+        # One message signed at a time, after the loop has run what was ready: signing
+        # queued behind the signing of every job in hand kept replies waiting, a relay's
+        # 250 among them, whose record is the window in which a worker's death makes a
+        # second copy.
+        self._signing = asyncio.Semaphore(1)
 
     async def handle(self, job: Job, attempt: int) -> list[Event]:
         if not isinstance(job, EmailJob):
@@ -97,7 +96,7 @@ class EmailHandler:
             done = set(await self.redis.hkeys(self.keys.delivered(job.id)))  # type: ignore[arg-type]
         recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
         outcomes = await asyncio.gather(
-            *(self._send_one(job, attempt, account, kind, appointment, r) for r in recipients)
+            *(self._send_one(job, account, kind, appointment, r) for r in recipients)
         )
         final = [o.event for o in outcomes if o.final]
         waiting = [o.event for o in outcomes if not o.final]
@@ -135,7 +134,6 @@ class EmailHandler:
     async def _send_one(
         self,
         job: EmailJob,
-        attempt: int,
         account: Account,
         kind: str,
         appointment: Appointment | None,
@@ -144,19 +142,18 @@ class EmailHandler:
         """One recipient's outcome: an address the composer refuses fails alone, not the
         other recipients' messages (a template error still fails the whole job)."""
         try:
-            outcome = await self._send(job, attempt, account, kind, appointment, address)
+            outcome = await self._send(job, account, kind, appointment, address)
         except AddressRefused as exc:
             outcome = self._outcome(job, account, address, "failed", exc.reason, None)
         if outcome.event.status != "sent":
-            # Nothing of this attempt is out to that recipient: a run of it again after
-            # its worker died has no copy to fear.
-            await self.redis.hdel(self.keys.in_flight(job.id, attempt), address)
+            # Settled, and nothing is out to that recipient: the next run (a retry) has no
+            # copy to fear. A run that dies, hangs or times out leaves the mark.
+            await self.redis.hdel(self.keys.in_flight(job.id), address)
         return outcome
 
     async def _send(
         self,
         job: EmailJob,
-        attempt: int,
         account: Account,
         kind: str,
         appointment: Appointment | None,
@@ -173,9 +170,9 @@ class EmailHandler:
             appointment=job.appointment_id or (appointment.id if appointment else ""),
             calendar=appointment.calendar if appointment else "",
         )
-        in_flight = self.keys.in_flight(job.id, attempt)
+        in_flight = self.keys.in_flight(job.id)
         # One round trip: what may stop this message, the mark of a send begun (kept if
-        # one of this attempt is there already: its run was interrupted), and the
+        # one is there already: an earlier run was interrupted), and the
         # message's record for bounces and replies (written before sending, since a
         # bounce can come back at once).
         rebooked = appointment is not None and bool(job.context.get("only_if_not_rebooked"))
@@ -185,7 +182,8 @@ class EmailHandler:
             pipe.hget(self.keys.opted_out(account.id), address)
             pipe.hsetnx(in_flight, address, identity.token)
             pipe.hget(in_flight, address)
-            pipe.expire(in_flight, _in_flight_ttl(settings))
+            # As long as the job may come back (the relay's schedule, then a day).
+            pipe.expire(in_flight, int(settings.relay.max_lifetime.total_seconds()) + 86400)
             record_message(
                 pipe,
                 self.keys,
@@ -222,11 +220,15 @@ class EmailHandler:
             # The same message as the interrupted send, Message-ID included: a mailbox
             # that got both can tell them for one.
             identity = self.builder.identity(account, begun)
-        message = await self.builder.build(job, account, appointment, address, identity)
-        if message is None:
+        spec = await self.builder.spec(job, account, appointment, address, identity)
+        if spec is None:
             return self._outcome(
                 job, account, address, "skipped", "its template renders empty", None
             )
+        async with self._signing:
+            # What was ready on the loop runs first (see __init__).
+            await asyncio.sleep(0)
+            message = self.builder.signed(spec, identity)
         envelope = Envelope(identity.bounce_address, (address,), message, require_tls=account.hipaa)
         if interrupted and await self.transport.has(envelope):
             result = RecipientResult(address, "sent", 250, TAKEN_BY_INTERRUPTED, None)

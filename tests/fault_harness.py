@@ -4,6 +4,8 @@ with its data, `mailgw run` processes, and the count of what became of each job
 
 from __future__ import annotations
 
+import email
+import email.policy
 import getpass
 import json
 import os
@@ -16,9 +18,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+import icalendar
 from redis import Redis
 
 from gateway.embedded_redis import executable
@@ -269,3 +275,189 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- an interleaved booking / move / cancel load, and what a relay got of it ---
+
+
+@dataclass(frozen=True)
+class AppointmentStory:
+    """One appointment as the upstream application tells it: booked at the first start,
+    moved to each later one, perhaps cancelled; every event at once, in that order."""
+
+    id: str
+    starts: tuple[datetime, ...]
+    cancelled: bool
+
+    def jobs(self) -> list[dict[str, Any]]:
+        kinds = ["appointment.booked"] + ["appointment.rescheduled"] * (len(self.starts) - 1)
+        events = [(kind, start) for kind, start in zip(kinds, self.starts, strict=True)]
+        if self.cancelled:
+            events.append(("appointment.cancelled", self.starts[-1]))
+        return [
+            _appointment_job(
+                f"{self.id}-{number}-{kind.split('.')[1]}", kind, self.id, start, number
+            )
+            for number, (kind, start) in enumerate(events)
+        ]
+
+
+def _appointment_job(
+    job_id: str, kind: str, appointment: str, start: datetime, sequence: int
+) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": job_id,
+        "kind": kind,
+        "account": "salon",
+        "appointment": {
+            "id": appointment,
+            "calendar": "cal-1",
+            "type": "cut",
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=45)).isoformat(),
+            "timezone": "Europe/Paris",
+            "clients": [{"name": "Zoé Martin", "emails": [f"{appointment}@example.com"]}],
+            "sequence": sequence,
+        },
+    }
+
+
+# The example account's one reminder (the default).
+REMINDER = timedelta(hours=24)
+
+
+def appointment_stories(
+    count: int, moves: int, cancels: int, now: datetime
+) -> list[AppointmentStory]:
+    """`count` appointments, every other one starting 20 h ahead (its 24 h reminder is due
+    at once: the late-booking rule), the others 30 h ahead (theirs waits); `moves` of them
+    moved an hour later, `cancels` cancelled (moved ones among them)."""
+    stories = []
+    for number in range(count):
+        ahead = timedelta(hours=20 if number % 2 else 30, minutes=number)
+        start = (now + ahead).replace(microsecond=0)
+        starts = (start, start + timedelta(hours=1)) if number < moves else (start,)
+        stories.append(AppointmentStory(f"appt{number}", starts, count - number <= cancels))
+    return stories
+
+
+def interleaved(stories: list[AppointmentStory]) -> list[dict[str, Any]]:
+    """Every story's jobs in its own order, the stories' taken in turns: each appointment's
+    later events come while its earlier ones are still being handled."""
+    jobs = [story.jobs() for story in stories]
+    return [job for turn in zip_longest(*jobs) for job in turn if job is not None]
+
+
+@dataclass(frozen=True)
+class RelayedMessage:
+    """What the relay got: one message to one recipient, read from its .ics part."""
+
+    message_id: str
+    appointment: str
+    method: str
+    sequence: int
+    start: datetime | None
+
+
+def relayed(sink: SmtpSink) -> list[RelayedMessage]:
+    """The messages the relay took, in the order it took them (those with an .ics)."""
+    found = []
+    for transaction in sink.transactions():
+        message = email.message_from_bytes(transaction, policy=email.policy.default)
+        for part in message.walk():
+            if part.get_content_type() == "text/calendar":
+                calendar = icalendar.Calendar.from_ical(part.get_content())
+                [event] = calendar.walk("VEVENT")
+                uid = str(event["UID"])
+                start = event.get("DTSTART")
+                found.append(
+                    RelayedMessage(
+                        message_id=str(message["Message-ID"]),
+                        appointment=uid.split("@")[0],
+                        method=str(calendar["METHOD"]),
+                        sequence=int(event["SEQUENCE"]),
+                        start=start.dt if start is not None else None,
+                    )
+                )
+    return found
+
+
+@dataclass
+class AppointmentFindings:
+    """What the relay and the history say of an appointment load, counted."""
+
+    appointments: int = 0
+    messages: int = 0
+    lost: int = 0
+    old_time: int = 0
+    after_cancel: int = 0
+    copies: int = 0
+    unflagged_copies: int = 0
+    unrecorded: int = 0
+    recorded_not_relayed: int = 0
+    stale_waiting: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, what: str, problem: str) -> None:
+        setattr(self, what, getattr(self, what) + 1)
+        if len(self.problems) < 20:
+            self.problems.append(problem)
+
+
+def check_appointments(
+    stories: list[AppointmentStory],
+    messages: list[RelayedMessage],
+    histories: dict[str, list[dict[str, Any]]],
+    waiting: dict[str, list[int]],
+    again: str,
+) -> AppointmentFindings:
+    """Each appointment's messages against its story and its history: none lost (a
+    message for its last start, or its cancellation), none for an older start after one
+    for a newer, none after its cancellation, each relayed message recorded `sent` and
+    each `sent` relayed, a second copy only where its event says so (`again`), and nothing
+    left waiting but the reminder of its last start. `waiting` is each appointment's
+    waiting notifications' due times (epoch ms)."""
+    findings = AppointmentFindings(appointments=len(stories), messages=len(messages))
+    by_appointment: dict[str, list[RelayedMessage]] = {}
+    for message in messages:
+        by_appointment.setdefault(message.appointment, []).append(message)
+    for story in stories:
+        got = by_appointment.get(story.id, [])
+        final = story.starts[-1]
+        if story.cancelled:
+            if not any(m.method == "CANCEL" for m in got):
+                findings.add("lost", f"{story.id}: no cancellation")
+        elif not any(m.method == "REQUEST" and m.start == final for m in got):
+            findings.add("lost", f"{story.id}: nothing for its start {final}")
+        highest = -1
+        cancelled = False
+        seen: set[str] = set()
+        for message in got:
+            if message.message_id in seen:
+                continue  # a second copy: counted below, with its flag
+            seen.add(message.message_id)
+            if cancelled:
+                findings.add("after_cancel", f"{story.id}: {message} after its cancellation")
+            if message.sequence < highest:
+                findings.add("old_time", f"{story.id}: {message} after SEQUENCE {highest}")
+            highest = max(highest, message.sequence)
+            cancelled = cancelled or message.method == "CANCEL"
+        sent = [e for e in histories.get(story.id, []) if e["status"] == "sent"]
+        recorded = {e["message_id"] for e in sent if e.get("channel") == "email"}
+        flagged = {e["message_id"] for e in sent if again in (e.get("reason") or "")}
+        counts = Counter(m.message_id for m in got)
+        for message_id, count in counts.items():
+            if message_id not in recorded:
+                findings.add("unrecorded", f"{story.id}: {message_id} relayed, never recorded")
+            if count > 1:
+                findings.copies += count - 1
+                if message_id not in flagged:
+                    findings.add("unflagged_copies", f"{story.id}: {message_id} x{count}")
+        for message_id in recorded - set(counts):
+            findings.add("recorded_not_relayed", f"{story.id}: {message_id} recorded only")
+        reminder = int((final - REMINDER).timestamp() * 1000)
+        stale = [due for due in waiting.get(story.id, []) if story.cancelled or due != reminder]
+        if stale:
+            findings.add("stale_waiting", f"{story.id}: still waiting {stale}")
+    return findings

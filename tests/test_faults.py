@@ -12,21 +12,31 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis import Redis
 
+from gateway.keys import Keys
+from gateway.waiting import waiting_in
 from outbound.email_handler import SENT_AGAIN
 from tests.fault_harness import (
     ROOT,
     GatewayProcess,
     RedisProcess,
+    SmtpSink,
+    appointment_stories,
+    check_appointments,
     email_job,
     enqueue,
+    interleaved,
     maildir_recipients,
+    relayed,
     statuses,
     wait_for,
     write_config,
@@ -313,3 +323,66 @@ starttls = "none"
     [sent_event] = [e for e in events if e["status"] == "sent"]
     assert sent_event["message_id"] == ids[0]
     assert SENT_AGAIN in sent_event["reason"]
+
+
+def test_bookings_moves_and_cancellations_through_kills_and_a_redis_restart(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    sink = SmtpSink(tmp_path)
+    # Long enough that a loaded machine does not time jobs out: the faults are the kills.
+    queue = 'visibility_timeout = "10s"'
+    config = write_config(tmp_path, redis_process.url, queue, sink.relay_config())
+    first = GatewayProcess(config, tmp_path / "gateway-1.log")
+    first.wait_ready()
+    gateways = [
+        first,
+        GatewayProcess(config, tmp_path / "gateway-2.log"),
+        GatewayProcess(config, tmp_path / "scheduler.log", role="scheduler"),
+    ]
+    stories = appointment_stories(120, 40, 25, datetime.now(UTC))
+    kills = 0
+    try:
+        for gateway in gateways[1:]:
+            gateway.wait_ready()
+        with redis_process.client() as client:
+            enqueue(client, interleaved(stories))
+        for step, relayed_count in enumerate((30, 60, 90, 120, 150)):
+            wait_for(lambda n=relayed_count: len(sink.transactions()) >= n, "messages", 60)
+            if step == 2:
+                redis_process.kill()
+                time.sleep(2)
+                redis_process.start()
+            else:
+                victim = gateways[step % 2]
+                victim.kill()
+                victim.restart()
+                kills += 1
+        wait_for(partial(settled, redis_process), "every job settled", 120)
+        with redis_process.client() as client:
+            histories = {s.id: history(client, s.id) for s in stories}
+            waiting = {s.id: waiting_dues(client, s.id) for s in stories}
+        findings = check_appointments(stories, relayed(sink), histories, waiting, SENT_AGAIN)
+        print(f"{kills} kills, 1 Redis restart: {findings}")
+        assert findings.problems == [], findings
+        assert [g.alive for g in gateways] == [True] * 3
+        for gateway in gateways:
+            assert "Traceback" not in gateway.output(), gateway.output()[-3000:]
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        sink.close()
+
+
+def settled(redis_process: RedisProcess) -> bool:
+    """Nothing on the stream, in flight or waiting for a retry."""
+    with redis_process.client() as client:
+        return client.xlen("mailgw:jobs") == 0 and client.zcard("mailgw:retry") == 0
+
+
+def history(client: Redis, appointment: str) -> list[dict[str, Any]]:
+    return [json.loads(f["event"]) for _, f in client.xrange(f"mailgw:history:{appointment}")]
+
+
+def waiting_dues(client: Redis, appointment: str) -> list[int]:
+    data = client.get(Keys().appointment_data(appointment))
+    return [w.due_ms for w in waiting_in(data)]

@@ -242,7 +242,7 @@ async def test_a_run_of_an_attempt_interrupted_while_sending_sends_the_same_mess
 ) -> None:
     # What a worker killed after the relay took the message, before recording it, leaves:
     # the mark of the send it began, and nothing delivered.
-    await redis.hset("mailgw:inflight:1:c3", "zoe@example.com", "abcdefghijklmnopqrstuvwxyz")
+    await redis.hset("mailgw:inflight:c3", "zoe@example.com", "abcdefghijklmnopqrstuvwxyz")
     await gateway.run(confirmation("c3", "zoe@example.com"))
     [received] = smtp.messages
     message_id = f"<abcdefghijklmnopqrstuvwxyz@{DOMAIN}>"
@@ -257,7 +257,7 @@ async def test_a_send_that_ends_otherwise_than_sent_leaves_no_mark(
     gateway: Gateway, smtp: SmtpServer, redis: Redis
 ) -> None:
     await gateway.run(confirmation("c4", "defer@example.com", "zoe@example.com"))
-    assert await redis.hkeys("mailgw:inflight:1:c4") == ["zoe@example.com"]
+    assert await redis.hkeys("mailgw:inflight:c4") == ["zoe@example.com"]
 
 
 async def test_temporary_failure_is_retried_on_the_relay_schedule(
