@@ -9,6 +9,11 @@ of their own (tests/fault_harness.py), printing what became of every job:
 - restart: Redis SIGKILLed mid-load and started again 2 s later on its port and data:
   jobs lost, second copies, worker exits (must be 0), the time from Redis answering
   again to the next message sent;
+- appointments: `--appointments` bookings, a third of them moved and a fifth cancelled,
+  interleaved (tests/fault_harness.py), through smtp-sink, with `--kills` worker
+  SIGKILLs and one Redis restart: each appointment's messages against its story and its
+  history (lost, sends for an old time or after a cancellation, copies and whether they
+  are flagged, sends not recorded, notifications left waiting for an old time);
 - hostile: `--hostile` entries no parser can read (bytes that are not UTF-8, JSON
   nested 50,000 deep, numbers of 5,000 digits, fields without `job`) among `--jobs`
   valid ones: dead-lettered, delivered, worker exits, and the workers' memory.
@@ -29,18 +34,26 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from gateway.keys import Keys  # noqa: E402
+from gateway.waiting import waiting_in  # noqa: E402
 from outbound.email_handler import SENT_AGAIN  # noqa: E402
 from tests.fault_harness import (  # noqa: E402
+    AppointmentFindings,
     GatewayProcess,
     RedisProcess,
     SmtpSink,
+    appointment_stories,
+    check_appointments,
     email_job,
     enqueue,
+    interleaved,
     maildir_recipients,
+    relayed,
     statuses,
     wait_for,
     write_config,
@@ -172,6 +185,55 @@ def hostile(directory: Path, relay: str, jobs: int, entries: int) -> Figures:
         run.close()
 
 
+def appointments(directory: Path, count: int, kills: int) -> AppointmentFindings:
+    run = Run(directory, "smtp-sink", 'visibility_timeout = "10s"')
+    run.gateways.append(
+        GatewayProcess(run.gateways[0].config, directory / "scheduler.log", role="scheduler")
+    )
+    assert run.sink is not None
+    sink = run.sink
+    try:
+        stories = appointment_stories(count, count * 3 // 10, count // 5, datetime.now(UTC))
+        with run.redis.client() as client:
+            enqueue(client, interleaved(stories))
+        # Fewer messages than it makes (a confirmation or notice for most, a reminder for
+        # half): the kills fall while they go out.
+        expected = count
+        for step in range(kills):
+            wait_for(
+                lambda s=step: len(sink.transactions()) >= expected * (s + 1) // (kills + 1),
+                "messages",
+                600,
+            )
+            if step == kills // 2:
+                run.redis.kill()
+                time.sleep(2)
+                run.redis.start()
+            victim = run.gateways[step % WORKERS]
+            victim.kill()
+            victim.restart()
+        wait_for(lambda: _settled(run), "every job settled", 900)
+        with run.redis.client() as client:
+            histories = {
+                s.id: [json.loads(f["event"]) for _, f in client.xrange(f"mailgw:history:{s.id}")]
+                for s in stories
+            }
+            waiting = {
+                s.id: [w.due_ms for w in waiting_in(client.get(Keys().appointment_data(s.id)))]
+                for s in stories
+            }
+        findings = check_appointments(stories, relayed(sink), histories, waiting, SENT_AGAIN)
+        findings.problems = findings.problems[:5]
+        return findings
+    finally:
+        run.close()
+
+
+def _settled(run: Run) -> bool:
+    with run.redis.client() as client:
+        return client.xlen("mailgw:jobs") == 0 and client.zcard("mailgw:retry") == 0
+
+
 def report(name: str, rounds: list[Figures], jobs: int) -> None:
     print(f"\n{name}")
     for number, figures in enumerate(rounds, 1):
@@ -193,8 +255,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--hostile", type=int, default=1000)
+    parser.add_argument("--appointments", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["kills", "restart", "hostile"])
+    parser.add_argument("--only", choices=["kills", "restart", "hostile", "appointments"])
     parser.add_argument("--relay", choices=["maildir", "smtp-sink"], default="maildir")
     args = parser.parse_args()
     scenarios: dict[str, Callable[[Path], Figures]] = {
@@ -206,6 +269,11 @@ def main() -> None:
         f"{args.jobs} e-mails per round, {WORKERS} `mailgw run --role outbound` processes,"
         f" relay: {args.relay}"
     )
+    if args.only in (None, "appointments"):
+        for number in range(1, args.rounds + 1):
+            with tempfile.TemporaryDirectory() as directory:
+                found = appointments(Path(directory), args.appointments, args.kills)
+            print(f"\nappointments, round {number} ({args.kills} kills, 1 Redis restart): {found}")
     for name, scenario in scenarios.items():
         if args.only and name != args.only:
             continue
