@@ -4,15 +4,20 @@ when it throttles (its Retry-After bounded, the attempts limited)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from outbound.sms.kannel import KannelOptions, kannel_config
+from outbound.sms.service import provider_context
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
+from tests.kannel_server import start_kannel
 from tests.redis_server import free_port
 from tests.smsc import PASSWORD, SYSTEM_ID, running_smsc
 from tests.smtp_server import SmtpServer
@@ -204,6 +209,94 @@ response_timeout = "0.3s"
     assert statuses == ["deferred", "failed"]
     [(_, dead)] = await redis.xrange("mailgw:dead")
     assert "may already be out" in dead["reason"] and "not sent again" in dead["reason"]
+
+
+@asynccontextmanager
+async def answer_dropping_proxy(port: int) -> AsyncIterator[tuple[int, list[int]]]:
+    """A loopback port passing HTTP to `port`, except that the first request's answer is
+    read from there and not passed back: its connection is closed instead. Yields the port
+    and the list of answers dropped (their length)."""
+    dropped: list[int] = []
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        finally:
+            sink.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        if not dropped:
+            upstream_writer.write(await reader.readuntil(b"\r\n\r\n"))
+            answer = await upstream_reader.read(65536)
+            dropped.append(len(answer))
+            upstream_writer.close()
+            writer.transport.abort()
+            return
+        await asyncio.gather(
+            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], dropped
+
+
+async def test_a_kannel_text_whose_answer_is_lost_is_known_by_its_report_and_not_sent_again(
+    tmp_path: Path, redis_url: str, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    """Kannel cannot be asked what it took, but its delivery reports carry the text's
+    reference: the first copy's report finds the text, which is then not sent again."""
+    (tmp_path / "kannel.password").write_text("kannel-pass\n")
+    port = free_port()
+    table = f"""
+[sms]
+provider = "kannel"
+webhook_listen = "127.0.0.1:{port}"
+webhook_url = "http://127.0.0.1:{port}"
+[sms.kannel]
+password_file = "{tmp_path}/kannel.password"
+sender = "Atelier"
+"""
+    probe = gateway_with(tmp_path / "probe", redis_url, redis, smtp, clock, table)
+    await probe.close()
+    assert isinstance(probe.config.sms_options, KannelOptions)
+    groups = kannel_config(probe.config.sms_options, provider_context(probe.config.settings))
+    (tmp_path / "kannel").mkdir()
+    kannel = start_kannel(tmp_path / "kannel", groups)
+    try:
+        async with answer_dropping_proxy(kannel.sendsms_port) as (proxy, dropped):
+            sendsms = f'sendsms_url = "http://127.0.0.1:{proxy}/cgi-bin/sendsms"\n'
+            gateway = gateway_with(tmp_path / "gw", redis_url, redis, smtp, clock, table + sendsms)
+            gateway.serve_webhook(port)
+            try:
+                await gateway.run(sms_job("k1", to=NUMBER, text="Bonjour"))
+                assert dropped and dropped[0] > 0
+                # (the first copy's report may be in already)
+                [deferred] = [
+                    e for e in await job_events(gateway, "k1") if e["status"] == "deferred"
+                ]
+                assert "may already be out" in deferred["reason"]
+                await kannel.smsc.text_to(NUMBER)
+                # the first copy's report, matched by its reference
+                async with asyncio.timeout(10):
+                    while not [
+                        e for e in await job_events(gateway, "k1") if e["status"] == "delivered"
+                    ]:
+                        await asyncio.sleep(0.05)
+                await settle(gateway, clock)
+                await asyncio.sleep(1)
+            finally:
+                await gateway.close()
+    finally:
+        kannel.stop()
+    assert [sms.text for sms in kannel.smsc.received] == ["Bonjour"]
+    outcomes = {e["status"]: e for e in await job_events(gateway, "k1")}
+    assert outcomes.keys() == {"deferred", "delivered", "sent"}
+    assert outcomes["sent"]["message_id"] == f"k1/{NUMBER}"
+    assert "a delivery report of kannel names it" in outcomes["sent"]["reason"]
 
 
 # --- throttled ---
