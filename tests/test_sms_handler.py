@@ -136,6 +136,22 @@ async def test_a_text_whose_answer_is_lost_is_found_at_twilio_and_not_sent_again
     assert outcomes["delivered"]["recipient"] == NUMBER
 
 
+async def test_an_answer_lost_at_the_last_attempt_is_looked_for_at_once(
+    twilio_gateway: MakeGateway, api: TwilioApi, clock: FixedClock
+) -> None:
+    """No attempt comes after the last one to ask Twilio: it asks at once."""
+    gateway = await twilio_gateway()
+    api.fail_next(503, 20503, "Service Unavailable", times=9)
+    api.drop_next()
+    await gateway.run(sms_job("s7", to=NUMBER, text="Bonjour"))
+    await settle(gateway, clock)
+    [taken] = api.requests
+    assert len(api.posts) == 10 and len(api.lookups) == 1
+    events = await job_events(gateway, "s7")
+    assert [e["status"] for e in events] == ["deferred"] * 9 + ["sent"]
+    assert events[-1]["message_id"] == taken.sid
+
+
 async def test_a_text_lost_before_twilio_took_it_is_sent_once_after_the_lookup(
     twilio_gateway: MakeGateway, api: TwilioApi, clock: FixedClock
 ) -> None:

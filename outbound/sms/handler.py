@@ -29,7 +29,7 @@ from outbound.sms.provider import (
     TextMessage,
     sent_lookup,
 )
-from outbound.sms.records import SentText, SmsRecords, TextState
+from outbound.sms.records import SentText, SmsRecords
 from outbound.sms.retry_after import bounded_retry_after
 from outbound.sms.segments import TextTooLong, check_length
 
@@ -100,33 +100,64 @@ class SmsHandler:
         described = _describe(message, composed)
         provider = self.provider()
         if state.in_flight_since is not None:
-            found = await self._found(text, message, state, provider, described)
+            found = await self._found(
+                text, message, state.in_flight_since, state.reported, provider, described
+            )
             if found is not None:
                 return found
             if state.opted_out:
                 await self.records.not_in_flight(job.id, number, reference)
                 return [self._event(job, number, "suppressed", "the number answered STOP")]
-        made = await self.records.in_flight(text, reference, self.clock.now())
+        now = self.clock.now()
+        made = await self.records.in_flight(text, reference, now)
         try:
             accepted = await provider.send(message)
         except ProviderError as exc:
+            if exc.temporary and exc.maybe_sent:
+                since = now if state.in_flight_since is None else state.in_flight_since
+                return await self._lost(text, message, since, provider, described, exc, attempt)
             return await self._refused(job, account, text, reference, exc, made, attempt)
         metrics.record_sms(self.context.name, message.encoding, message.parts)
         return await self._sent(text, accepted.provider_id, reference, described)
+
+    async def _lost(
+        self,
+        text: SentText,
+        message: TextMessage,
+        since: float,
+        provider: SmsProvider,
+        described: str,
+        exc: ProviderError,
+        attempt: int,
+    ) -> list[Event]:
+        """The answer was lost: the next attempt asks the provider before sending again,
+        or this one does if it is the last."""
+        lost = TemporaryFailure(
+            f"{text.number}: {exc}; the text may already be out: before sending it again, the"
+            f" next attempt asks {self.context.name} whether it took it"
+        )
+        if attempt < self.settings().queue.max_attempts:
+            raise lost
+        reported = (await self.records.state(text.job, text.number, message.reference)).reported
+        found = await self._found(text, message, since, reported, provider, described)
+        if found is None:
+            raise lost
+        return found
 
     async def _found(
         self,
         text: SentText,
         message: TextMessage,
-        state: TextState,
+        since: float,
+        reported: bool,
         provider: SmsProvider,
         described: str,
     ) -> list[Event] | None:
-        """The events of a text an earlier attempt sent without hearing back, if the
+        """The events of a text an earlier request sent without hearing back, if the
         provider has it; None if it has not (the text is sent again)."""
         name, reference = self.context.name, message.reference
         earlier = "sent by an earlier attempt whose answer was lost"
-        if state.reported:
+        if reported:
             # A delivery report named it by its reference: the provider took it under that.
             reason = f"{described}; {earlier} (a delivery report of {name} names it)"
             return await self._sent(text, reference, reference, reason)
@@ -138,9 +169,8 @@ class SmsHandler:
                 " cannot be asked whether it took the text: not sent again, as it may already"
                 " be out (replaying this dead letter sends it)"
             )
-        assert state.in_flight_since is not None
         try:
-            candidates = await lookup.find_sent(message, state.in_flight_since)
+            candidates = await lookup.find_sent(message, since)
         except ProviderError as exc:
             raise TemporaryFailure(
                 f"{text.number}: the text may already be out (an earlier attempt's answer was"
@@ -181,12 +211,7 @@ class SmsHandler:
         attempt: int,
     ) -> list[Event]:
         number = text.number
-        if exc.temporary and exc.maybe_sent:
-            raise TemporaryFailure(
-                f"{number}: {exc}; the text may already be out: before sending it again, the"
-                f" next attempt asks {self.context.name} whether it took it"
-            )
-        # The provider said no: what this attempt marked in flight is not.
+        # The provider said no to this request: what it marked in flight is not.
         if made:
             await self.records.not_in_flight(job.id, number, reference)
         if exc.temporary:
@@ -199,6 +224,8 @@ class SmsHandler:
             )
             raise TemporaryFailure(f"{number}: {exc}", retry_after=wait)
         if not made:
+            # The job ends here: an earlier attempt's mark goes too (its record stays, for a
+            # report that may still come).
             await self.records.not_in_flight(job.id, number, None)
         if exc.opted_out:
             await self.optouts.opt_out(number, f"the provider refuses it: {exc}", account.id)
