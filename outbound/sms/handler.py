@@ -100,11 +100,11 @@ class SmsHandler:
         described = _describe(message, composed)
         provider = self.provider()
         if state.in_flight_since is not None:
-            found = await self._found(
-                text, message, state.in_flight_since, state.reported, provider, described
+            found = await self._look_up(
+                text, message, state.in_flight_since, state.reported, provider
             )
             if found is not None:
-                return found
+                return await self._taken(text, message, found[0], f"{described}; {found[1]}")
             if state.opted_out:
                 await self.records.not_in_flight(job.id, number, reference)
                 return [self._event(job, number, "suppressed", "the number answered STOP")]
@@ -117,8 +117,7 @@ class SmsHandler:
                 since = now if state.in_flight_since is None else state.in_flight_since
                 return await self._lost(text, message, since, provider, described, exc, attempt)
             return await self._refused(job, account, text, reference, exc, made, attempt)
-        metrics.record_sms(self.context.name, message.encoding, message.parts)
-        return await self._sent(text, accepted.provider_id, reference, described)
+        return await self._taken(text, message, accepted.provider_id, described)
 
     async def _lost(
         self,
@@ -139,28 +138,26 @@ class SmsHandler:
         if attempt < self.settings().queue.max_attempts:
             raise lost
         reported = (await self.records.state(text.job, text.number, message.reference)).reported
-        found = await self._found(text, message, since, reported, provider, described)
+        found = await self._look_up(text, message, since, reported, provider)
         if found is None:
             raise lost
-        return found
+        return await self._taken(text, message, found[0], f"{described}; {found[1]}")
 
-    async def _found(
+    async def _look_up(
         self,
         text: SentText,
         message: TextMessage,
         since: float,
         reported: bool,
         provider: SmsProvider,
-        described: str,
-    ) -> list[Event] | None:
-        """The events of a text an earlier request sent without hearing back, if the
-        provider has it; None if it has not (the text is sent again)."""
-        name, reference = self.context.name, message.reference
+    ) -> tuple[str, str] | None:
+        """The provider's id of a text an earlier request sent without hearing back, and
+        how it was found, if the provider has it; None if it has not (it is sent again)."""
+        name = self.context.name
         earlier = "sent by an earlier attempt whose answer was lost"
         if reported:
             # A delivery report named it by its reference: the provider took it under that.
-            reason = f"{described}; {earlier} (a delivery report of {name} names it)"
-            return await self._sent(text, reference, reference, reason)
+            return message.reference, f"{earlier} (a delivery report of {name} names it)"
         lookup = sent_lookup(provider)
         if lookup is None:
             await self.records.not_in_flight(text.job, text.number, None)
@@ -181,16 +178,17 @@ class SmsHandler:
         for candidate, owner in zip(candidates, owners, strict=True):
             # another job's identical text to the same number is not this one
             if owner is None or owner == (text.job, text.number):
-                reason = f"{described}; found at {name}: {earlier}"
-                return await self._sent(text, candidate.provider_id, reference, reason)
+                return candidate.provider_id, f"found at {name}: {earlier}"
         return None
 
-    async def _sent(
-        self, text: SentText, provider_id: str, reference: str, reason: str
+    async def _taken(
+        self, text: SentText, message: TextMessage, provider_id: str, reason: str
     ) -> list[Event]:
-        """The text recorded under `provider_id` (Redis away is waited out, not a failure:
-        the provider has it), with the report that came for it before, if one did."""
-        record = partial(self.records.sent, text, provider_id, reference)
+        """The text the provider took, recorded under `provider_id` (Redis away is waited
+        out, not a failure: the provider has it), with the report that came for it
+        before, if one did."""
+        metrics.record_sms(self.context.name, message.encoding, message.parts)
+        record = partial(self.records.sent, text, provider_id, message.reference)
         early = await PROCESS.retried("SMS handler", record)
         events = [self._event(text, text.number, "sent", reason, provider_id)]
         if early is not None:
