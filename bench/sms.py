@@ -4,11 +4,18 @@ the real handler (number check, opt-out check, text, segments, Redis records) an
 what composing the text and counting its segments cost per message.
 
     python bench/sms.py [--messages 5000] [--concurrency 32]
+    python bench/sms.py --faults [--texts 2000] [--rate 0.3] [--forever 20]
 
 Each figure comes with a reference measured in the same run, on the same machine:
 - file: the same JSON lines appended with one os.write each, nothing else;
 - twilio: bare treq POSTs of the same form to the same stand-in, same concurrency;
 - segments: encoding each text to UTF-16 (what any length check must at least do).
+
+With --faults: `--texts` texts through two `mailgw run` processes and a loopback Twilio
+that fails `--rate` of its requests in every way a provider fails, the first `--forever`
+texts answered 429 for ever (tests/sms_faults.py); prints what the endpoint took per
+text against the events: second copies, attempts, sent events with the provider's id,
+delivery reports matched.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from outbound.rendering import Renderer  # noqa: E402
 from outbound.sms.compose import compose_text  # noqa: E402
 from outbound.sms.segments import count  # noqa: E402
 from outbound.sms.service import SmsService  # noqa: E402
+from tests import sms_faults  # noqa: E402
 from tests.redis_server import start_redis  # noqa: E402
 from tests.twilio_api import TwilioApi  # noqa: E402
 
@@ -222,11 +230,41 @@ async def measure(redis_url: str, messages: int, concurrency: int) -> dict[str, 
     return figures
 
 
+def faults(texts: int, rate: float, forever: int) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        server, port = start_redis(Path(directory))
+        loop = asyncio.new_event_loop()
+
+        async def scenario() -> sms_faults.Figures:
+            install_reactor(asyncio.get_running_loop())
+            url = f"redis://127.0.0.1:{port}/0"
+            return await sms_faults.run(Path(directory), url, texts, rate, forever, within=900)
+
+        try:
+            figures = loop.run_until_complete(scenario())
+        finally:
+            from twisted.internet import reactor
+
+            stop_reactor_threads(reactor)
+            loop.close()
+            server.terminate()
+            server.wait()
+    print(f"faults at rate {rate:.0%}, queue.max_attempts {sms_faults.MAX_ATTEMPTS}")
+    print("\n".join(figures.lines()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--faults", action="store_true", help="the fault scenario instead")
+    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=0.3)
+    parser.add_argument("--forever", type=int, default=20)
     args = parser.parse_args()
+    if args.faults:
+        faults(args.texts, args.rate, args.forever)
+        return
     with tempfile.TemporaryDirectory() as directory:
         server, port = start_redis(Path(directory))
         loop = asyncio.new_event_loop()

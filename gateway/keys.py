@@ -147,6 +147,17 @@ class Keys:
         again from the provider's id when its delivery report comes."""
         return self.prefix + "smsmsg:" + provider_id
 
+    def sms_in_flight(self, job_id: str) -> str:
+        """Hash of the numbers an `sms.send` job's text went to without an answer yet (the
+        request made, its outcome unknown) to when the first such request was made (epoch
+        s): a retry asks the provider before sending again."""
+        return self.prefix + "smsflight:" + job_id
+
+    def sms_report(self, provider_id: str) -> str:
+        """A final delivery report (JSON) for a text not known yet by that id: kept until the
+        text whose answer was lost is found under it."""
+        return self.prefix + "smsreport:" + provider_id
+
     def sms_last_account(self, number: str) -> str:
         """The account that last texted a number: the automatic answer speaks for it."""
         return self.prefix + "smslast:" + number

@@ -23,6 +23,8 @@ from outbound.sms.provider import (
     SmsProvider,
     TextMessage,
 )
+from outbound.sms.queued import QueuedTexts
+from outbound.sms.records import EarlyReport, SmsRecords
 from outbound.sms.segments import check_length
 
 log = logging.getLogger(__name__)
@@ -54,24 +56,38 @@ class SmsInbox:
         self.optouts = SmsOptOuts(
             redis, keys, clock, lambda: int(settings().queue.history_ttl.total_seconds())
         )
+        self.records = SmsRecords(
+            redis, keys, lambda: int(settings().inbound.message_id_ttl.total_seconds())
+        )
+        self.queued = QueuedTexts(redis, keys, directory)
 
     async def receipt(self, receipt: DeliveryReceipt) -> Event | None:
-        """A final delivery report becomes a `delivered` or `failed` event of the text's job."""
-        if receipt.delivered is None:
+        """A final delivery report becomes a `delivered` or `failed` event of the text's job;
+        one for a text not known by that id yet (its answer was lost) is kept for it, and
+        becomes its event when the text is found."""
+        at = rfc3339(self.clock.now())
+        final = receipt.delivered is not None
+        early = EarlyReport(bool(receipt.delivered), receipt.detail, at) if final else None
+        sent = await self.records.report(receipt.provider_id, early)
+        if sent is None:
+            if final:
+                log.info(
+                    "delivery report for a text not known (yet) as %s, kept: %s",
+                    receipt.provider_id,
+                    receipt.detail,
+                )
             return None
-        sent: Any = await self.redis.hgetall(self.keys.sms_message(receipt.provider_id))
-        if not sent:
-            log.info("delivery report for unknown text %s: %s", receipt.provider_id, receipt.detail)
+        if not final:
             return None
         event = Event(
-            job=sent["job"],
-            kind=sent["kind"],
+            job=sent.job,
+            kind=sent.kind,
             status="delivered" if receipt.delivered else "failed",
-            at=rfc3339(self.clock.now()),
-            account=sent["account"],
-            appointment=sent["appointment"] or None,
+            at=at,
+            account=sent.account,
+            appointment=sent.appointment,
             channel="sms",
-            recipient=sent["number"],
+            recipient=sent.number,
             reason=receipt.detail,
             message_id=receipt.provider_id,
         )
@@ -89,7 +105,12 @@ class SmsInbox:
             return None
         if what == "opt_out":
             dropped = await self.optouts.opt_out(number, f"answered {text.text.strip()!r}", account)
-            reason = f"answered {text.text.strip()!r}; {dropped} waiting text(s) dropped"
+            # Counted once the opt-out is in place: each of them meets it when its turn comes.
+            queued = await self.queued.count(number)
+            reason = (
+                f"answered {text.text.strip()!r}; {dropped} waiting text(s) dropped,"
+                f" {queued} queued text(s) to be suppressed"
+            )
         else:
             await self.optouts.opt_in(number)
             reason = f"answered {text.text.strip()!r}"

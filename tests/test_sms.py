@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from redis.asyncio import Redis
 
+from gateway.jobs import parse_job
 from inbound.sms_inbox import SmsInbox
 from outbound.sms.provider import IncomingText
 from outbound.sms.text import default_text
@@ -105,7 +106,9 @@ async def test_stop_drops_the_waiting_text_and_start_lets_the_next_one_through(
     ]
     assert (await gateway.queue.depths()).scheduled == len(waiting) - 1
     assert stop.account == "atelier-elodie" or stop.account is None
-    assert stop.reason == "answered 'Stop'; 1 waiting text(s) dropped"
+    assert stop.reason == (
+        "answered 'Stop'; 1 waiting text(s) dropped, 0 queued text(s) to be suppressed"
+    )
     dropped = [e for e in await history(redis) if e["status"] == "dropped"]
     assert [n["channel"] for n in dropped[0]["notifications"]] == ["sms"]
     await run_until(gateway, clock, START)
@@ -159,3 +162,38 @@ def _context() -> dict[str, Any]:
             {"appointment": appointment_job("x", "appointment.booked", START)["appointment"]}
         )
     )
+
+
+async def test_stop_counts_the_queued_texts_it_stops_with_the_waiting_ones(
+    gateway: Gateway, clock: FixedClock, redis: Redis
+) -> None:
+    """The opted_out event counts every text the STOP stops: the reminder waiting in the
+    planner, and the `sms.send` jobs already queued to that number however it was written
+    (on the stream, or waiting for their send_at), but not those to other numbers or done."""
+    await gateway.run(appointment_job("b4", "appointment.booked", START))
+    await gateway.queue.ensure_group()
+    await gateway.run(sms_job("done-before", to="0612345678", text="Déjà envoyé"))
+    later = (NOW + timedelta(hours=5)).isoformat()
+    forms = ["06 12 34 56 78", "+33 6 12 34 56 78", "0612345678", "+33612345678"]
+    jobs = [
+        sms_job(
+            f"q{n}", to=forms[n % 4], text=f"Texte {n}", **({"send_at": later} if n % 2 else {})
+        )
+        for n in range(50)
+    ]
+    jobs.append(sms_job("other", to="06 98 76 54 32", text="Pour un autre"))
+    for job in jobs:
+        await gateway.queue.enqueue(parse_job(json.dumps(job)))
+    # A job done already, put on the stream again as any Redis client could: a duplicate,
+    # skipped when its turn comes, not suppressed.
+    again = sms_job("done-before", to="0612345678", text="Un doublon")
+    await redis.xadd("mailgw:jobs", {"job": json.dumps(again)})
+
+    stop = await inbox(gateway).incoming(IncomingText("+33612345678", "STOP"))
+    assert stop is not None
+    assert stop.reason == (
+        "answered 'STOP'; 1 waiting text(s) dropped, 50 queued text(s) to be suppressed"
+    )
+    await run_until(gateway, clock, NOW + timedelta(hours=6))
+    statuses = [s for s, to, _ in sms_events(await gateway.events()) if to == "+33612345678"]
+    assert statuses.count("suppressed") == 50

@@ -227,6 +227,7 @@ async def test_unreachable_smsc_is_temporary(tmp_path: Path) -> None:
         with pytest.raises(ProviderError) as refused:
             await provider.send(text_message("Bonjour"))
         assert refused.value.temporary and refused.value.code == "connect"
+        assert not refused.value.maybe_sent
         assert "cannot connect to SMSC 127.0.0.1:" in refused.value.detail
     finally:
         await provider.close()
@@ -256,6 +257,8 @@ async def test_no_answer_is_a_temporary_timeout(smsc: Smsc, make_provider: MakeP
     with pytest.raises(ProviderError) as refused:
         await provider.send(text_message("Bonjour"))
     assert refused.value.temporary and refused.value.code == "timeout"
+    # the SMSC got the submit_sm: it may have taken the text
+    assert refused.value.maybe_sent
     assert "no answer to submit_sm from SMSC 127.0.0.1:" in refused.value.detail
     assert "within 0.3 s" in refused.value.detail
 
@@ -365,6 +368,7 @@ async def test_a_drop_fails_the_texts_waiting_for_an_answer(
     with pytest.raises(ProviderError) as lost:
         await sending
     assert lost.value.temporary and lost.value.code == "connection_lost"
+    assert lost.value.maybe_sent
     assert "the SMSC closed the connection" in lost.value.detail
 
 

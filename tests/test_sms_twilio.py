@@ -455,3 +455,93 @@ async def test_an_empty_settings_header_is_the_auth_token(make_provider: MakePro
     request = signed(STATUS_URL, STATUS)
     headers = {**request.headers, "x-twilio-webhooks-signature-settings": " "}
     assert provider.receipt(WebhookRequest("POST", STATUS_URL, headers, STATUS)).delivered
+
+
+# --- answers lost, and looking for the text ---
+
+
+async def test_an_answer_lost_after_the_request_may_have_sent_the_text(
+    make_provider: MakeProvider, api: TwilioApi, silent_server: str
+) -> None:
+    api.drop_next()
+    dropped = await refusal(await make_provider())
+    assert dropped.temporary and dropped.maybe_sent
+    late = await refusal(await make_provider(base_url=silent_server, timeout="0.3s"))
+    assert late.temporary and late.maybe_sent
+
+
+async def test_refusals_and_unreachable_say_the_text_was_not_sent(
+    make_provider: MakeProvider, api: TwilioApi
+) -> None:
+    api.fail_next(503, 20503, "Service Unavailable")
+    assert not (await refusal(await make_provider())).maybe_sent
+    unreachable = await make_provider(base_url=f"http://127.0.0.1:{free_port()}")
+    assert not (await refusal(unreachable)).maybe_sent
+
+
+async def test_find_sent_matches_number_and_body_from_the_time_given(
+    make_provider: MakeProvider, api: TwilioApi
+) -> None:
+    provider = await make_provider()
+    clock = [1_800_000_000.0]
+    api.now = lambda: clock[0]
+    old = await provider.send(text(body="Rappel"))
+    clock[0] += 3600
+    await provider.send(text(to="+33698765432", body="Rappel"))
+    await provider.send(text(body="Autre chose"))
+    wanted = await provider.send(text(body="Rappel"))
+    clock[0] += 5
+    again = await provider.send(text(body="Rappel"))
+
+    found = await provider.find_sent(text(body="Rappel"), since=clock[0] - 5)
+    assert [a.provider_id for a in found] == [wanted.provider_id, again.provider_id]
+    assert api.lookups[-1] == {"To": "+33612345678", "From": FROM, "PageSize": "50"}
+    # Twilio's clock may be behind ours by up to a minute; an hour is another text.
+    assert old.provider_id not in {a.provider_id for a in found}
+    assert [
+        a.provider_id for a in await provider.find_sent(text(body="Rappel"), clock[0] + 50)
+    ] == [
+        wanted.provider_id,
+        again.provider_id,
+    ]
+    assert await provider.find_sent(text(body="Rappel"), clock[0] + 70) == []
+
+
+async def test_find_sent_reads_further_pages_while_they_are_recent(
+    make_provider: MakeProvider, api: TwilioApi
+) -> None:
+    provider = await make_provider()
+    clock = [1_800_000_000.0]
+    api.now = lambda: clock[0]
+    first = await provider.send(text(body="Le bon"))
+    for n in range(120):
+        clock[0] += 1
+        await provider.send(text(body=f"Un autre {n}"))
+    [found] = await provider.find_sent(text(body="Le bon"), since=1_800_000_000.0)
+    assert found.provider_id == first.provider_id
+    assert [q.get("Page", "0") for q in api.lookups] == ["0", "1", "2"]
+    # Pages are not read past the messages older than the time asked about.
+    api.lookups.clear()
+    assert await provider.find_sent(text(body="Le bon"), since=clock[0] + 30) == []
+    assert len(api.lookups) == 1
+
+
+async def test_find_sent_skips_what_twilio_did_not_send(
+    make_provider: MakeProvider, api: TwilioApi
+) -> None:
+    provider = await make_provider()
+    api.now = lambda: 1_800_000_000.0
+    failed = await provider.send(text(body="Rappel"))
+    api.statuses[failed.provider_id] = "failed"
+    assert await provider.find_sent(text(body="Rappel"), since=1_800_000_000.0) == []
+
+
+async def test_find_sent_that_cannot_list_is_a_temporary_error(
+    make_provider: MakeProvider, api: TwilioApi
+) -> None:
+    provider = await make_provider()
+    api.fail_lookups(500, 20500, "Internal Server Error")
+    with pytest.raises(ProviderError) as failed:
+        await provider.find_sent(text(), since=0.0)
+    assert failed.value.temporary
+    assert "listing messages: Internal Server Error (HTTP 500" in failed.value.detail

@@ -1,10 +1,10 @@
-"""`sms.send` jobs: check the number and the opt-outs, compose the text, hand it to the provider."""
+"""`sms.send` jobs: check the number and the opt-outs, compose the text, hand it to the provider
+once (a text whose answer was lost is looked for there first)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -22,12 +22,21 @@ from outbound.owner_templates import OwnerTemplates
 from outbound.sms.compose import ComposedText, TextRefused, compose_text
 from outbound.sms.numbers import NumberRefused, to_e164
 from outbound.sms.optouts import SmsOptOuts
-from outbound.sms.provider import ProviderContext, ProviderError, SmsProvider, TextMessage
+from outbound.sms.provider import (
+    ProviderContext,
+    ProviderError,
+    SmsProvider,
+    TextMessage,
+    sent_lookup,
+)
+from outbound.sms.records import SentText, SmsRecords
+from outbound.sms.retry_after import bounded_retry_after
 from outbound.sms.segments import TextTooLong, check_length
 
 
 class SmsHandler:
-    """One text per `sms.send` job, to one number, at most once."""
+    """One text per `sms.send` job, to one number, at most once: a text whose provider's
+    answer was lost is looked for at the provider before it is sent again."""
 
     def __init__(
         self,
@@ -40,9 +49,7 @@ class SmsHandler:
         clock: Clock,
         templates: Callable[[], OwnerTemplates],
     ) -> None:
-        self.redis = redis
         self.templates = templates
-        self.keys = keys
         self.directory = directory
         self.settings = settings
         self.provider = provider
@@ -50,6 +57,9 @@ class SmsHandler:
         self.clock = clock
         self.optouts = SmsOptOuts(
             redis, keys, clock, lambda: int(settings().queue.history_ttl.total_seconds())
+        )
+        self.records = SmsRecords(
+            redis, keys, lambda: int(settings().inbound.message_id_ttl.total_seconds())
         )
 
     async def handle(self, job: Job, attempt: int) -> list[Event]:
@@ -62,16 +72,16 @@ class SmsHandler:
             number = to_e164(job.to, account.country)
         except NumberRefused as exc:
             return [self._event(job, job.to, "failed", exc.reason)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.delivered(job.id), number)
-            pipe.hget(self.keys.sms_opted_out, number)
-            earlier, opted_out = await pipe.execute()
-        if earlier:
+        reference = f"{job.id}/{number}"
+        state = await self.records.state(job.id, number, reference)
+        if state.sent:
             # The provider took it at an attempt whose worker died before recording it.
             return [
-                self._event(job, number, "sent", "sent by an interrupted earlier attempt", earlier)
+                self._event(
+                    job, number, "sent", "sent by an interrupted earlier attempt", state.sent
+                )
             ]
-        if opted_out:
+        if state.opted_out and state.in_flight_since is None:
             return [self._event(job, number, "suppressed", "the number answered STOP")]
         try:
             composed = await compose_text(job, account, self.templates())
@@ -81,68 +91,165 @@ class SmsHandler:
         message = TextMessage(
             to=number,
             text=composed.text,
-            reference=f"{job.id}/{number}",
+            reference=reference,
             encoding=segments.encoding,
             parts=segments.parts,
             status_callback=self.context.callback_url("status"),
         )
+        text = SentText(job.id, account.id, job.appointment_id, number, job.template or job.kind)
+        described = _describe(message, composed)
+        provider = self.provider()
+        if state.in_flight_since is not None:
+            found = await self._look_up(
+                text, message, state.in_flight_since, state.reported, provider
+            )
+            if found is not None:
+                return await self._taken(text, message, found[0], f"{described}; {found[1]}")
+            if state.opted_out:
+                await self.records.not_in_flight(job.id, number, reference)
+                return [self._event(job, number, "suppressed", "the number answered STOP")]
+        now = self.clock.now()
+        made = await self.records.in_flight(text, reference, now)
         try:
-            accepted = await self.provider().send(message)
+            accepted = await provider.send(message)
         except ProviderError as exc:
-            return await self._refused(job, account, number, exc)
+            if exc.temporary and exc.maybe_sent:
+                since = now if state.in_flight_since is None else state.in_flight_since
+                return await self._lost(text, message, since, provider, described, exc, attempt)
+            return await self._refused(job, account, text, reference, exc, made, attempt)
+        return await self._taken(text, message, accepted.provider_id, described)
+
+    async def _lost(
+        self,
+        text: SentText,
+        message: TextMessage,
+        since: float,
+        provider: SmsProvider,
+        described: str,
+        exc: ProviderError,
+        attempt: int,
+    ) -> list[Event]:
+        """The answer was lost: the next attempt asks the provider before sending again,
+        or this one does if it is the last."""
+        lost = TemporaryFailure(
+            f"{text.number}: {exc}; the text may already be out: before sending it again, the"
+            f" next attempt asks {self.context.name} whether it took it"
+        )
+        if attempt < self.settings().queue.max_attempts:
+            raise lost
+        reported = (await self.records.state(text.job, text.number, message.reference)).reported
+        found = await self._look_up(text, message, since, reported, provider)
+        if found is None:
+            raise lost
+        return await self._taken(text, message, found[0], f"{described}; {found[1]}")
+
+    async def _look_up(
+        self,
+        text: SentText,
+        message: TextMessage,
+        since: float,
+        reported: bool,
+        provider: SmsProvider,
+    ) -> tuple[str, str] | None:
+        """The provider's id of a text an earlier request sent without hearing back, and
+        how it was found, if the provider has it; None if it has not (it is sent again)."""
+        name = self.context.name
+        earlier = "sent by an earlier attempt whose answer was lost"
+        if reported:
+            # A delivery report named it by its reference: the provider took it under that.
+            return message.reference, f"{earlier} (a delivery report of {name} names it)"
+        lookup = sent_lookup(provider)
+        if lookup is None:
+            await self.records.not_in_flight(text.job, text.number, None)
+            raise PermanentFailure(
+                f"{text.number}: the answer of {name} to an earlier attempt was lost, and {name}"
+                " cannot be asked whether it took the text: not sent again, as it may already"
+                " be out (replaying this dead letter sends it)"
+            )
+        try:
+            candidates = await lookup.find_sent(message, since)
+        except ProviderError as exc:
+            raise TemporaryFailure(
+                f"{text.number}: the text may already be out (an earlier attempt's answer was"
+                f" lost) and {name} could not be asked whether it took it: {exc}; not sent"
+                " again before it can be"
+            ) from exc
+        owners = await self.records.owners([c.provider_id for c in candidates])
+        for candidate, owner in zip(candidates, owners, strict=True):
+            # another job's identical text to the same number is not this one
+            if owner is None or owner == (text.job, text.number):
+                return candidate.provider_id, f"found at {name}: {earlier}"
+        return None
+
+    async def _taken(
+        self, text: SentText, message: TextMessage, provider_id: str, reason: str
+    ) -> list[Event]:
+        """The text the provider took, recorded under `provider_id` (Redis away is waited
+        out, not a failure: the provider has it), with the report that came for it
+        before, if one did."""
         metrics.record_sms(self.context.name, message.encoding, message.parts)
-        # The provider has it: Redis away is waited out, not a failure.
-        record = partial(self._record, job, account, number, accepted.provider_id)
-        await PROCESS.retried("SMS handler", record)
-        return [
-            self._event(job, number, "sent", _describe(message, composed), accepted.provider_id)
-        ]
+        record = partial(self.records.sent, text, provider_id, message.reference)
+        early = await PROCESS.retried("SMS handler", record)
+        events = [self._event(text, text.number, "sent", reason, provider_id)]
+        if early is not None:
+            status: Status = "delivered" if early.delivered else "failed"
+            events.append(
+                self._event(text, text.number, status, early.detail, provider_id, early.at)
+            )
+        return events
 
     async def _refused(
-        self, job: SmsJob, account: Account, number: str, exc: ProviderError
+        self,
+        job: SmsJob,
+        account: Account,
+        text: SentText,
+        reference: str,
+        exc: ProviderError,
+        made: bool,
+        attempt: int,
     ) -> list[Event]:
+        number = text.number
+        # The provider said no to this request: what it marked in flight is not.
+        if made:
+            await self.records.not_in_flight(job.id, number, reference)
         if exc.temporary:
-            # Without the provider's own delay, the queue's backoff applies.
-            raise TemporaryFailure(f"{number}: {exc}", retry_after=exc.retry_after)
+            queue = self.settings().queue
+            wait = bounded_retry_after(
+                exc.retry_after,
+                attempt,
+                queue.backoff_initial.total_seconds(),
+                queue.backoff_max.total_seconds(),
+            )
+            raise TemporaryFailure(f"{number}: {exc}", retry_after=wait)
+        if not made:
+            # The job ends here: an earlier attempt's mark goes too (its record stays, for a
+            # report that may still come).
+            await self.records.not_in_flight(job.id, number, None)
         if exc.opted_out:
             await self.optouts.opt_out(number, f"the provider refuses it: {exc}", account.id)
         return [self._event(job, number, "failed", str(exc))]
 
-    async def _record(self, job: SmsJob, account: Account, number: str, provider_id: str) -> None:
-        """Kept for a retry (not sent twice), the delivery report (matched to the job)
-        and the automatic answer (in the account's name)."""
-        inbound = self.settings().inbound
-        ttl = int(inbound.message_id_ttl.total_seconds())
-        record: Any = {  # redis-py wants a Mapping of its own key union
-            "job": job.id,
-            "account": account.id,
-            "appointment": job.appointment_id or "",
-            "number": number,
-            "kind": job.template or job.kind,
-        }
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.delivered(job.id), number, provider_id)
-            pipe.expire(self.keys.delivered(job.id), ttl)
-            pipe.hset(self.keys.sms_message(provider_id), mapping=record)
-            pipe.expire(self.keys.sms_message(provider_id), ttl)
-            pipe.set(self.keys.sms_last_account(number), account.id, ex=ttl)
-            await pipe.execute()
-
     def _event(
         self,
-        job: SmsJob,
+        job: SmsJob | SentText,
         number: str,
         status: Status,
         reason: str | None,
         provider_id: str | None = None,
+        at: str | None = None,
     ) -> Event:
+        if isinstance(job, SentText):
+            job_id, kind, account, appointment = job.job, job.kind, job.account, job.appointment
+        else:
+            job_id, kind = job.id, job.template or job.kind
+            account, appointment = job.account, job.appointment_id
         return Event(
-            job=job.id,
-            kind=job.template or job.kind,
+            job=job_id,
+            kind=kind,
             status=status,
-            at=rfc3339(self.clock.now()),
-            account=job.account,
-            appointment=job.appointment_id,
+            at=at or rfc3339(self.clock.now()),
+            account=account,
+            appointment=appointment,
             channel="sms",
             recipient=number,
             reason=reason,

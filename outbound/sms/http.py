@@ -1,5 +1,6 @@
 """The HTTP client of the HTTP SMS providers: treq on the daemon's reactor, pooled
-connections, one time limit per call, and transport failures as temporary errors."""
+connections, one time limit per call, and transport failures as temporary errors, those
+after the request may have reached the provider told apart (`maybe_sent`)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class ProviderHttp:
         self._http = HTTPClient(_Agent(reactor, pool=self._pool))
 
     async def request(self, method: str, url: str, **options: Any) -> tuple[Any, bytes]:
-        """The response and its body; ProviderError (temporary) when none came in time."""
+        """The response and its body; ProviderError (temporary) when none came in time,
+        `maybe_sent` unless the request surely did not reach the provider."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
@@ -48,10 +50,12 @@ class ProviderHttp:
                 ).asFuture(loop)
                 body: bytes = await response.content().asFuture(loop)
         except TimeoutError:
+            # Whether the request had gone out when time ran out cannot be known here.
             raise ProviderError(
                 "",
                 f"{self.name} ({self.where}) did not answer within {self.timeout:g}s",
                 temporary=True,
+                maybe_sent=True,
             ) from None
         except (ConnectError, DNSLookupError) as exc:
             raise ProviderError(
@@ -60,7 +64,12 @@ class ProviderHttp:
         except (ResponseFailed, RequestTransmissionFailed) as exc:
             reasons = "; ".join(reason.getErrorMessage() for reason in exc.reasons)
             raise ProviderError(
-                "", f"connection to {self.name} at {self.where} failed: {reasons}", temporary=True
+                "",
+                f"connection to {self.name} at {self.where} failed: {reasons}",
+                temporary=True,
+                # The whole request was sent, the answer lost: the provider may have acted on
+                # it. A request not sent whole (RequestTransmissionFailed) cannot have been.
+                maybe_sent=isinstance(exc, ResponseFailed),
             ) from exc
         return response, body
 

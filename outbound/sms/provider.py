@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -40,9 +40,12 @@ class Accepted:
 
 
 class ProviderError(GatewayError):
-    """The provider did not take a message. `temporary`: try again later (throttling,
-    5xx, unreachable); else never (bad number, opted out at the carrier). `opted_out`:
-    the provider says the number refuses our texts."""
+    """The provider did not take a message, or did not say. `temporary`: try again later
+    (throttling, 5xx, unreachable); else never (bad number, opted out at the carrier).
+    `opted_out`: the provider says the number refuses our texts. `maybe_sent`: the request
+    may have reached the provider and its answer was lost (the connection dropped after it
+    was sent, no answer in time): the text may be out, so it is not sent again before the
+    provider is asked (temporary errors only)."""
 
     def __init__(
         self,
@@ -52,12 +55,14 @@ class ProviderError(GatewayError):
         temporary: bool,
         retry_after: float | None = None,
         opted_out: bool = False,
+        maybe_sent: bool = False,
     ) -> None:
         self.code = code
         self.detail = detail
         self.temporary = temporary
         self.retry_after = retry_after
         self.opted_out = opted_out
+        self.maybe_sent = maybe_sent
         super().__init__(f"{code}: {detail}" if code else detail)
 
 
@@ -128,6 +133,23 @@ class SmsProvider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SentTextLookup(Protocol):
+    """What a provider offers, besides `SmsProvider`, if it can be asked which texts it
+    took: before a text whose answer was lost is sent again, the gateway asks it."""
+
+    async def find_sent(self, message: TextMessage, since: float) -> list[Accepted]:
+        """The texts it took to `message.to` with `message.text` (or `message.reference`,
+        if it keeps one) from `since` (epoch seconds, the gateway's clock: allow for the
+        provider's) on, oldest first; [] if none. ProviderError when it cannot tell now."""
+        ...
+
+
+def sent_lookup(provider: SmsProvider) -> SentTextLookup | None:
+    """The provider, if it can be asked which texts it took."""
+    return provider if isinstance(provider, SentTextLookup) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -332,6 +332,9 @@ class Session:
         self.sequence = sequence = self.sequence % 0x7FFFFFFF + 1
         answer: asyncio.Future[Pdu] = self.loop.create_future()
         self.pending[sequence] = answer
+        # Once written, a submit_sm may have reached the SMSC: without its answer, whether
+        # the SMSC took the text is unknown.
+        posted = command == Command.SUBMIT_SM
         try:
             self.post(Pdu(command, 0, sequence, body))
             async with asyncio.timeout(self.timeout):
@@ -343,19 +346,26 @@ class Session:
                 f"no answer to {command.name.lower()} from SMSC {self.endpoint} "
                 f"within {self.timeout:g} s",
                 temporary=True,
+                maybe_sent=posted,
             ) from None
         except OSError as exc:
             self.drop(f"cannot write: {exc}")
-            raise self.lost(f"cannot write: {exc}") from exc
+            raise self.lost(f"cannot write: {exc}", maybe_sent=posted) from exc
+        except ProviderError as exc:
+            # the session ended while the answer was awaited (drop())
+            raise ProviderError(exc.code, exc.detail, temporary=True, maybe_sent=posted) from None
         finally:
             self.pending.pop(sequence, None)
 
     def post(self, pdu: Pdu) -> None:
         self.writer.write(pdu.encode())
 
-    def lost(self, reason: str) -> ProviderError:
+    def lost(self, reason: str, *, maybe_sent: bool = False) -> ProviderError:
         return ProviderError(
-            "connection_lost", f"SMPP session with {self.endpoint} ended: {reason}", temporary=True
+            "connection_lost",
+            f"SMPP session with {self.endpoint} ended: {reason}",
+            temporary=True,
+            maybe_sent=maybe_sent,
         )
 
     async def read(self) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -66,6 +66,15 @@ OUTCOMES = {
 }
 
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+# Looking for a text whose answer was lost: messages created this long before the first
+# request count too (Twilio's clock and ours differ, its times are whole seconds), and at
+# most this many pages of the number's messages, newest first, are read.
+CLOCK_MARGIN = 60.0
+LOOKUP_PAGE_SIZE = 50
+LOOKUP_PAGES = 5
+# Twilio did not send these: a text found in them is not out.
+NOT_SENT = frozenset({"failed", "canceled"})
 
 
 def _holding(what: str) -> Callable[[Path], Path]:
@@ -205,6 +214,42 @@ class TwilioProvider:
         retry_after = response.headers.getRawHeaders(b"retry-after")
         raise _refusal(response.code, body, _seconds(retry_after[0]) if retry_after else None)
 
+    async def find_sent(self, message: TextMessage, since: float) -> list[Accepted]:
+        """Twilio's messages to the number (from our number when it is one) with the same
+        body, created from `since` on, oldest first. Listed by To and From rather than by
+        DateSent: date_sent stays empty until Twilio hands a message on, so a text still
+        queued there would not be listed."""
+        query = [("To", message.to), ("PageSize", str(LOOKUP_PAGE_SIZE))]
+        if self._options.from_number is not None:
+            query.insert(1, ("From", self._options.from_number))
+        url: str | None = f"{self._url}?{urlencode(query)}"
+        start = since - CLOCK_MARGIN
+        found: list[Accepted] = []
+        for _ in range(LOOKUP_PAGES):
+            if url is None:
+                break
+            response, body = await self._http.request("GET", url, auth=self._auth)
+            if response.code != 200:
+                error = _refusal(response.code, body, None)
+                raise ProviderError(error.code, f"listing messages: {error.detail}", temporary=True)
+            page = _json_object(body)
+            listed = page.get("messages")
+            if not isinstance(listed, list):
+                raise ProviderError(
+                    "", f"Twilio listed messages without a list: {body[:300]!r}", temporary=True
+                )
+            older = False
+            for item in listed:
+                created = _created(item)
+                if created is None or created < start:
+                    older = older or created is not None
+                    continue
+                if _same_text(item, message):
+                    found.append(Accepted(provider_id=item["sid"]))
+            next_page = page.get("next_page_uri")
+            url = f"{self._options.base_url}{next_page}" if next_page and not older else None
+        return found[::-1]
+
     def receipt(self, request: WebhookRequest) -> DeliveryReceipt:
         self._check_signature(request, "status callback")
         sid = _field(request, "MessageSid", "status callback")
@@ -273,6 +318,24 @@ def _refusal(status: int, body: bytes, retry_after: float | None) -> ProviderErr
         or code in TEMPORARY_CODES,
         retry_after=retry_after,
         opted_out=code == OPTED_OUT,
+    )
+
+
+def _created(item: Any) -> float | None:
+    """When Twilio created a listed message (epoch seconds), if it says."""
+    try:
+        return parsedate_to_datetime(item["date_created"]).timestamp()
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _same_text(item: Any, message: TextMessage) -> bool:
+    return (
+        isinstance(item.get("sid"), str)
+        and item.get("to") == message.to
+        and item.get("body") == message.text
+        and str(item.get("direction", "")).startswith("outbound")
+        and item.get("status") not in NOT_SENT
     )
 
 
