@@ -7,16 +7,17 @@ in the same command.
 Each appointment of the example French account (3 e-mail reminders, an SMS reminder,
 2 follow-ups) is booked ten days ahead, so all but the confirmation wait in Redis.
 One process plans, with `--concurrency` jobs in hand as a worker keeps them (each
-slot takes the next job when its own is done): the planning jobs in hand at one
-moment leave for Redis together, as one script call.
+slot takes the next job when its own is done, and gives the planner where the job first
+arrived, as a worker's claim gives it): the planning jobs in hand at one moment leave for
+Redis together, as one script call.
 
 The reference is Redis alone: the same writes (each appointment's data with its waiting
-entries and context, its place in the notifications set, the client's booking, the SMS
-number's waiting set, the waiting count, the confirmation's job and its state), as plain
-commands made before its clock starts and sent down one connection as fast as Redis takes
-them, to a Redis server of its own. No rules, no scripts, nothing read: the most this machine's
-Redis does of that work at that moment, which no planner storing the same state in it can
-pass. The two take turns, `--rounds` times, so that a change of the machine's speed (it
+entries, order key and context, its place in the notifications set, the client's booking,
+the SMS number's waiting set, the waiting count, the confirmation's job and its state), as
+plain commands made before its clock starts and sent down one connection as fast as Redis
+takes them, to a Redis server of its own. No rules, no scripts, nothing read: the most this
+machine's Redis does of that work at that moment, which no planner storing the same state
+in it can pass. The two take turns, `--rounds` times, so that a change of the machine's speed (it
 is shared) weighs on both. Dispatching is compared in the same way with Redis taking the
 same jobs and their states, one XADD and one SET each.
 

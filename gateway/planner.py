@@ -219,7 +219,8 @@ class Planner:
                 continue
             for address in _addresses(job.appointment.clients):
                 made = email_job(job, item.kind, address, context, job.appointment.id)
-                jobs.append((made["id"], json.dumps(made, ensure_ascii=False).encode()))
+                text = json.dumps(made, ensure_ascii=False, separators=(",", ":"))
+                jobs.append((made["id"], text.encode()))
         if jobs:
             # Not for a cancelled appointment, nor the details an event since has changed.
             arrival = ARRIVAL.get() or await self.queue.arrival_now()
