@@ -7,16 +7,17 @@ in the same command.
 Each appointment of the example French account (3 e-mail reminders, an SMS reminder,
 2 follow-ups) is booked ten days ahead, so all but the confirmation wait in Redis.
 One process plans, with `--concurrency` jobs in hand as a worker keeps them (each
-slot takes the next job when its own is done): the planning jobs in hand at one
-moment leave for Redis together, as one script call.
+slot takes the next job when its own is done, and gives the planner where the job first
+arrived, as a worker's claim gives it): the planning jobs in hand at one moment leave for
+Redis together, as one script call.
 
 The reference is Redis alone: the same writes (each appointment's data with its waiting
-entries and context, its place in the notifications set, the client's booking, the SMS
-number's waiting set, the waiting count, the confirmation's job and its state), as plain
-commands made before its clock starts and sent down one connection as fast as Redis takes
-them, to a Redis server of its own. No rules, no scripts, nothing read: the most this machine's
-Redis does of that work at that moment, which no planner storing the same state in it can
-pass. The two take turns, `--rounds` times, so that a change of the machine's speed (it
+entries, order key and context, its place in the notifications set, the client's booking,
+the SMS number's waiting set, the waiting count, the confirmation's job and its state), as
+plain commands made before its clock starts and sent down one connection as fast as Redis
+takes them, to a Redis server of its own. No rules, no scripts, nothing read: the most this
+machine's Redis does of that work at that moment, which no planner storing the same state
+in it can pass. The two take turns, `--rounds` times, so that a change of the machine's speed (it
 is shared) weighs on both. Dispatching is compared in the same way with Redis taking the
 same jobs and their states, one XADD and one SET each.
 
@@ -44,8 +45,10 @@ from redis.asyncio import Redis  # noqa: E402
 
 from gateway.config import load_config  # noqa: E402
 from gateway.directory import AccountDirectory  # noqa: E402
+from gateway.handlers import ARRIVAL  # noqa: E402
 from gateway.jobs import AppointmentJob, parse_job  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
+from gateway.ordering import order_key  # noqa: E402
 from gateway.planner import Planner, appointment_context  # noqa: E402
 from gateway.queue import JobQueue, QueueOptions  # noqa: E402
 from gateway.redis_conn import connect  # noqa: E402
@@ -61,6 +64,7 @@ from tests.redis_server import start_redis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+ARRIVED_MS = int(NOW.timestamp() * 1000)
 ACCOUNT = "atelier-elodie"
 PHONE = "+33612345678"
 # What the example account leaves waiting: (kind, index, channel, only if not rebooked,
@@ -110,6 +114,11 @@ def booking(index: int) -> AppointmentJob:
     return job
 
 
+# A booking job, with where it first reached the gateway (the stream entry id a worker's
+# claim gives back): the bench's bookings arrive in order.
+Booking = tuple[AppointmentJob, str]
+
+
 def resp(*args: str | bytes | int) -> bytes:
     """One command in Redis's protocol, as a client sends it."""
     parts = [arg if isinstance(arg, bytes) else str(arg).encode() for arg in args]
@@ -144,7 +153,7 @@ class Reference:
         self.port = port
         self.keys = keys
 
-    def planning(self, job: AppointmentJob) -> list[bytes]:
+    def planning(self, job: AppointmentJob, arrival: str) -> list[bytes]:
         """The commands that write what planning `job` writes."""
         keys, appointment = self.keys, job.appointment
         address = appointment.clients[0].emails[0]
@@ -153,8 +162,9 @@ class Reference:
         booking, texts = keys.bookings(ACCOUNT, address), keys.sms_waiting(PHONE)
         confirmation, confirmation_job = job_json(job, "confirmation", 0, "email", address)
         pending = ENTRIES_SEP.join(entries(job))
+        order = order_key(job.kind, appointment.sequence, arrival)
         value = appointment_data(
-            ACCOUNT, job.id, pending, confirmation, appointment_context(appointment)
+            ACCOUNT, job.id, pending, confirmation, order, appointment_context(appointment)
         )
         return [
             resp("SET", data, value, "EX", HISTORY_TTL),
@@ -234,7 +244,7 @@ class Figures:
     reference_dispatching: Side
 
 
-def chunks(items: list[AppointmentJob], rounds: int) -> Iterator[list[AppointmentJob]]:
+def chunks(items: list[Booking], rounds: int) -> Iterator[list[Booking]]:
     size = -(-len(items) // rounds)
     for first in range(0, len(items), size):
         yield items[first : first + size]
@@ -252,22 +262,23 @@ async def planner_on(redis: Redis, clock: FixedClock) -> tuple[Planner, JobQueue
     return Planner(redis, keys, queue, directory, clock, lambda: HISTORY_TTL), queue
 
 
-def prepared(appointments: int, first: int = 0) -> list[AppointmentJob]:
+def prepared(appointments: int, first: int = 0) -> list[Booking]:
     """The booking jobs, parsed. They are the bench's, not the planner's (a worker holds a
     few at a time): kept out of the garbage collector's rounds, which would otherwise walk
     millions of them again and again."""
-    jobs = [booking(i) for i in range(first, first + appointments)]
+    jobs = [(booking(i), f"{ARRIVED_MS}-{i}") for i in range(first, first + appointments)]
     gc.collect()
     gc.freeze()
     return jobs
 
 
-async def plan(planner: Planner, jobs: list[AppointmentJob], concurrency: int) -> None:
+async def plan(planner: Planner, jobs: list[Booking], concurrency: int) -> None:
     """Plan the jobs with `concurrency` in hand, each slot taking the next when it is done."""
     waiting = iter(jobs)
 
     async def slot() -> None:
-        for job in waiting:
+        for job, arrival in waiting:
+            ARRIVAL.set(arrival)  # as a worker does for the job it runs
             await planner.handle(job, 1)
 
     await asyncio.gather(*(slot() for _ in range(concurrency)))
@@ -288,7 +299,7 @@ async def measure(ports: list[int], appointments: int, rounds: int, concurrency:
     for chunk in chunks(jobs, rounds):
         await planning.measure(redis, len(chunk), plan(planner, chunk, concurrency))
         # Made before its clock starts, as the planner's jobs are.
-        commands = [command for job in chunk for command in reference.planning(job)]
+        commands = [command for job in chunk for command in reference.planning(*job)]
         await reference_planning.measure(reference_redis, len(chunk), reference.send(commands))
         del commands
 
@@ -309,7 +320,7 @@ async def measure(ports: list[int], appointments: int, rounds: int, concurrency:
 
     await dispatching.measure(redis, pending, promote())
     for chunk in chunks(jobs, rounds):
-        commands = [command for job in chunk for command in reference.dispatching(job)]
+        commands = [command for job, _ in chunk for command in reference.dispatching(job)]
         await reference_dispatching.measure(
             reference_redis, len(commands) // 2, reference.send(commands)
         )

@@ -102,8 +102,8 @@ async def count(ports: list[int], pids: list[int], appointments: int, concurrenc
     await redis.aclose()
     reference = Reference(ports[1], Keys())
     await reference.send([command for job in prepared(WARM_UP, first=appointments)
-                          for command in reference.planning(job)])  # fmt: skip
-    commands = [command for job in jobs for command in reference.planning(job)]
+                          for command in reference.planning(*job)])  # fmt: skip
+    commands = [command for job in jobs for command in reference.planning(*job)]
     counting(pids[1], True)
     await reference.send(commands)
     counting(pids[1], False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Protocol
 
 from gateway.clock import Clock, rfc3339
@@ -12,6 +13,13 @@ from gateway.errors import ConfigError, PermanentFailure
 from gateway.events import Event
 from gateway.jobs import KNOWN_KINDS, AccountDeleteJob, AccountUpsertJob, Job
 from gateway.settings import Settings
+
+# Where the job a handler runs first reached the gateway (the stream entry id it came as),
+# for the jobs whose order of arrival counts (Job.ordered: the events of an appointment,
+# gateway/ordering.py): set by the worker for the length of the run, from what the queue
+# recorded when it claimed the job; None outside a worker. A context variable rather than
+# an argument of `handle`: only the planner reads it.
+ARRIVAL: ContextVar[str | None] = ContextVar("arrival", default=None)
 
 
 class Handler(Protocol):

@@ -209,6 +209,12 @@ class JobBase(_Model):
         return None
 
     @property
+    def ordered(self) -> bool:
+        """Whether the order in which the job reached the gateway counts (the events of an
+        appointment: gateway/ordering.py), so the queue records where it arrived."""
+        return False
+
+    @property
     def pending_appointment(self) -> str | None:
         """The appointment whose cancellation or move drops this job while it waits:
         only notifications (e-mail, SMS), never the scheduling service's own jobs."""
@@ -229,6 +235,10 @@ class AppointmentJob(JobBase):
     @property
     def appointment_id(self) -> str | None:
         return self.appointment.id
+
+    @property
+    def ordered(self) -> bool:
+        return True
 
 
 class OrderJob(JobBase):

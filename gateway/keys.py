@@ -127,6 +127,11 @@ class Keys:
         """String holding where a job id stands, for idempotency (expires)."""
         return self.job_state_prefix + job_id
 
+    def arrival(self, job_id: str) -> str:
+        """String holding the stream entry id an appointment job first came as: its place in
+        the order of its appointment's events (gateway/ordering.py); expires as its state."""
+        return self.prefix + "arrival:" + job_id
+
     def appointment(self, appointment_id: str) -> str:
         """Set of pending job ids enqueued for one appointment, so they can be cancelled at
         once (the planner's own are listed in the appointment's data)."""

@@ -16,6 +16,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure
 from gateway.events import Event
+from gateway.handlers import ARRIVAL
 from gateway.jobs import (
     Appointment,
     AppointmentJob,
@@ -28,6 +29,7 @@ from gateway.jobs import (
     parse_job,
 )
 from gateway.keys import Keys
+from gateway.ordering import Applied, order_key, position
 from gateway.planning import Channel, Kind, Skipped, Timetable, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
 from gateway.waiting import Waiting, entry_middle, notification_id, notification_job
@@ -145,6 +147,10 @@ class Planner:
         now = datetime.fromtimestamp(self.clock.now(), UTC)
         if kind == "appointment.confirmation.resend":
             return await self._resend(job, now)
+        # Ordered by what the scheduling service says, not by the gateway's own SEQUENCE. A
+        # job no worker claimed (the planner called on its own) arrives as it is planned.
+        arrival = ARRIVAL.get() or await self.queue.arrival_now()
+        order = order_key(kind, appointment.sequence, arrival)
         # Nothing stays planned for the old time, nor after a cancellation.
         replace = kind != "appointment.booked"
         if replace:
@@ -174,7 +180,7 @@ class Planner:
             for recipient in recipients[channel]:
                 entries.append(head + recipient)
                 dues.append(due)
-        replaced, dropped = await self.queue.plan_notifications(
+        planning = await self.queue.plan_notifications(
             NotificationPlan(
                 appointment=appointment.id,
                 account=account_id,
@@ -189,10 +195,13 @@ class Planner:
                 dues=dues,
                 made_now=made_now,
                 texted=texted,
+                order=order,
             )
         )
-        if dropped or replaced:
-            await self._record_dropped(job, dropped, replaced)
+        if planning.applied is not None:
+            return [self._changes_nothing(job, planning.applied, arrival)]
+        if planning.dropped or planning.replaced:
+            await self._record_dropped(job, planning.dropped, planning.replaced)
         return events
 
     async def _resend(self, job: AppointmentJob, now: datetime) -> list[Event]:
@@ -203,14 +212,22 @@ class Planner:
         details = job.appointment.model_copy(update={"sequence": sequence})
         context = {"appointment": json.loads(details.model_dump_json())}
         events: list[Event] = []
-        jobs: list[dict[str, Any]] = []
+        jobs: list[tuple[str, bytes]] = []
         for item in plan_resend(account, job.appointment, now):
             if isinstance(item, Skipped):
                 events.append(self._skipped(job, item))
                 continue
             for address in _addresses(job.appointment.clients):
-                jobs.append(email_job(job, item.kind, address, context, job.appointment.id))
-        await self._enqueue(jobs)
+                made = email_job(job, item.kind, address, context, job.appointment.id)
+                text = json.dumps(made, ensure_ascii=False, separators=(",", ":"))
+                jobs.append((made["id"], text.encode()))
+        if jobs:
+            # Not for a cancelled appointment, nor the details an event since has changed.
+            arrival = ARRIVAL.get() or await self.queue.arrival_now()
+            place = position(job.appointment.sequence, arrival)
+            applied = await self.queue.resend_confirmation(job.appointment.id, place, jobs)
+            if applied is not None:
+                return [self._changes_nothing(job, applied, arrival)]
         return events
 
     def _phone(self, job: AppointmentJob, country: str, events: list[Event]) -> str | None:
@@ -238,7 +255,7 @@ class Planner:
             return None
 
     async def _record_dropped(
-        self, job: AppointmentJob, dropped: list[str], replaced: list[Waiting]
+        self, job: AppointmentJob, dropped: Sequence[str], replaced: Sequence[Waiting]
     ) -> None:
         notifications: list[dict[str, Any]] = [{"job": job_id} for job_id in dropped]
         notifications += [waiting.fields() for waiting in replaced]
@@ -306,6 +323,22 @@ class Planner:
     async def _enqueue(self, jobs: Sequence[dict[str, Any]]) -> None:
         # Concurrent calls leave for Redis together (the queue batches its scripts).
         await asyncio.gather(*(self.queue.enqueue(parse_job(json.dumps(j))) for j in jobs))
+
+    def _changes_nothing(
+        self, job: AppointmentJob, applied: tuple[str, str], arrival: str
+    ) -> Event:
+        """The one event of a job that came before the event the appointment's plan follows
+        (or after its cancellation): nothing of it is planned nor sent."""
+        event = Applied.read(*applied)
+        return Event(
+            job=job.id,
+            kind=job.kind,
+            status="skipped",
+            at=rfc3339(self.clock.now()),
+            account=job.account,
+            appointment=job.appointment.id,
+            reason=event.why_not(job.kind, job.appointment.sequence, arrival),
+        )
 
     def _skipped(self, job: AppointmentJob, item: Skipped) -> Event:
         return Event(

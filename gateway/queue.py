@@ -80,8 +80,25 @@ class NotificationPlan:
     dues: Sequence[int]
     # The notifications made at once: (id, job) each (see waiting.notification_job).
     made_now: Sequence[tuple[str, bytes]]
+    # The event's order key (gateway/ordering.py): a later event's planning stays.
+    order: str
     # The number the appointment's SMS reminder goes to, if it has one.
     texted: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Planning:
+    """What a planning job's script call did: the waiting notifications it replaced and
+    the made jobs it cancelled; or, when a later event is planned already (`applied`:
+    its order key and job), nothing."""
+
+    replaced: Sequence[Waiting] = ()
+    dropped: Sequence[str] = ()
+    applied: tuple[str, str] | None = None
+
+
+# What most plannings do, made once (the first planning of an appointment replaces nothing).
+_PLANNED = Planning()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +120,8 @@ class Claim:
     action: Literal["run", "deferred", "skip"]
     attempts: int = 0
     state: str = ""
+    # For a job run whose order counts (Job.ordered): the stream entry id it first came as.
+    arrival: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +222,7 @@ class JobQueue:
                 self.keys.scheduled,
                 self.keys.payloads,
                 self.keys.appointment(appointment or ""),
+                self.keys.arrival(job.id),
             ],
             args=[
                 job.id,
@@ -211,13 +231,14 @@ class JobQueue:
                 str(_ms(now)),
                 self._state_ttl,
                 "1" if appointment else "0",
+                "1" if job.ordered else "0",
             ],
         )
         return Enqueued(job.id, bool(queued), str(where))
 
-    async def plan_notifications(self, plan: NotificationPlan) -> tuple[list[Waiting], list[str]]:
-        """Keep an appointment's notifications, making at once the jobs of those due now;
-        returns the waiting notifications it replaced and the made jobs it cancelled."""
+    async def plan_notifications(self, plan: NotificationPlan) -> Planning:
+        """Keep an appointment's notifications, making at once the jobs of those due now,
+        unless a later event is planned already (see Planning)."""
         now = _ms(self.clock.now())
         dues = plan.dues
         # Kept until the last one is made, however far ahead, then as long as a history.
@@ -234,6 +255,7 @@ class JobQueue:
                     plan.source,
                     ENTRIES_SEP.join(plan.entries),
                     ENTRIES_SEP.join([job_id for job_id, _ in plan.made_now]),
+                    plan.order,
                     plan.context,
                 ),
                 "cancel" if plan.cancelled else "replace" if plan.replace else "add",
@@ -245,15 +267,43 @@ class JobQueue:
                 self.keys.sms_waiting(plan.texted) if plan.texted else "",
                 len(dues),
                 str(min(dues)) if dues else "",
+                now,
+                plan.ttl,
                 len(plan.clients),
                 *[self.keys.bookings(plan.account, address) for address in plan.clients],
                 *[part for made in plan.made_now for part in made],
             ],
         )
         if reply is None:
-            return [], []
+            return _PLANNED
+        if isinstance(reply, list):
+            return Planning(applied=(str(reply[0]), str(reply[1])))
         dropped, _, cancelled = str(reply).partition("\x1d")
-        return parse_entries(dropped), _split(cancelled)
+        return Planning(parse_entries(dropped), _split(cancelled))
+
+    async def resend_confirmation(
+        self, appointment: str, position: str, jobs: Sequence[tuple[str, bytes]]
+    ) -> tuple[str, str] | None:
+        """Queue the confirmation jobs ((id, job) each) of a resend at `position` (see
+        gateway/ordering.py), unless the appointment is cancelled or a later event is
+        planned; then returns that event's order key and job."""
+        reply = await self._run(
+            scripts.RESEND_CONFIRMATION,
+            keys=[self.keys.appointment_data(appointment), self.keys.jobs],
+            args=[
+                appointment,
+                position,
+                self.options.prefix,
+                self._state_ttl,
+                *[part for made in jobs for part in made],
+            ],
+        )
+        return (str(reply[0]), str(reply[1])) if reply else None
+
+    async def arrival_now(self) -> str:
+        """A place in the order of arrivals now (a stream entry id), for an appointment's
+        event handed to the planner by no worker."""
+        return str(await self._run(scripts.RESERVE_ARRIVAL, keys=[self.keys.jobs], args=[]))
 
     async def sequence(self, appointment: str, job_id: str, step: int, ttl: int) -> int:
         """The calendar SEQUENCE the job gives the appointment (see scripts.SEQUENCE)."""
@@ -379,7 +429,7 @@ class JobQueue:
         due = _ms(job.send_at.timestamp()) if job.send_at else 0
         appointment = job.pending_appointment
         skipped = self._event(job, "skipped", None, now)
-        action, detail = await self._run(
+        action, detail, *arrived = await self._run(
             scripts.CLAIM,
             keys=[
                 self.keys.jobs,
@@ -390,6 +440,7 @@ class JobQueue:
                 self.keys.attempts,
                 self.keys.events,
                 self.keys.delivered(job.id),
+                self.keys.arrival(job.id),
             ],
             args=[
                 self.options.group,
@@ -405,10 +456,12 @@ class JobQueue:
                 *self._history,
                 event_kind(job),
                 channel_of(job) or "",
+                "1" if job.ordered else "0",
             ],
         )
         if action == "run":
-            return Claim("run", attempts=int(detail))
+            arrival = str(arrived[0]) if arrived and arrived[0] else None
+            return Claim("run", attempts=int(detail), arrival=arrival)
         if action == "deferred":
             return Claim("deferred")
         return Claim("skip", state=str(detail))

@@ -73,12 +73,43 @@ local function publish_sends(delivered, template, kind, channel, events, maxlen,
 end
 """
 
+# Shared by the scripts that record where a job arrived: for the events of an appointment,
+# whose order counts (gateway/ordering.py), the id of the stream entry the job came as when
+# the gateway first saw it (the id changes when the job is retried or waits for its
+# send_at, so it is recorded then), kept in `<prefix>arrival:<job id>` as long as the job's
+# state.
+ARRIVAL = """
+-- A place in the order of arrivals for a job that does not go on the jobs stream now: the
+-- id the stream gives an entry added now, taken back at once (no worker can read it: the
+-- script is atomic).
+local function reserve_arrival(jobs)
+  local id = redis.call('XADD', jobs, '*', 'arrival', '')
+  redis.call('XDEL', jobs, id)
+  return id
+end
+
+-- The job's arrival: the one recorded, its time to live renewed, or (none recorded, or
+-- `first`: the gateway sees the job for the first time) `entry`, recorded now.
+local function arrival(key, entry, ttl, first)
+  if not first then
+    local known = redis.call('GETEX', key, 'EX', ttl)
+    if known then
+      return known
+    end
+  end
+  redis.call('SET', key, entry, 'EX', ttl)
+  return entry
+end
+"""
+
 # Enqueue a validated job: onto the stream, or into the scheduled set when its
-# send_at is in the future. A job id seen before is refused (idempotency).
-# KEYS: jobs, state, scheduled, payloads, appointment
-# ARGV: id, job json, due ms, now ms, state ttl s, has appointment (1/0)
+# send_at is in the future. A job id seen before is refused (idempotency). An
+# appointment's event records its arrival (see ARRIVAL).
+# KEYS: jobs, state, scheduled, payloads, appointment, arrival
+# ARGV: id, job json, due ms, now ms, state ttl s, has appointment (1/0), ordered (1/0)
 # Returns {1, entry id or 's'} when queued, {0, existing state} for a duplicate.
-ENQUEUE = Script("""
+ENQUEUE = Script(
+    """
 local state = redis.call('GET', KEYS[2])
 if state then
   return {0, state}
@@ -96,21 +127,29 @@ end
 if ARGV[6] == '1' then
   redis.call('SADD', KEYS[5], ARGV[1])
 end
+if ARGV[7] == '1' then
+  arrival(KEYS[6], where == 's' and reserve_arrival(KEYS[1]) or where, ARGV[5], true)
+end
 return {1, where}
-""")
+""",
+    helpers=ARRIVAL,
+)
 
 # Take ownership of a job read from the stream before running it. An entry
 # added with a plain XADD is first seen here: its id is recorded, or it is
 # parked in the scheduled set if its send_at is still ahead. An entry whose id
 # already belongs to another entry, or is finished, is a duplicate (or was
-# cancelled): it is acknowledged and removed with a `skipped` event.
-# A cancelled job's sends made by a run that stopped before recording them are
-# published first (see SENDS).
-# KEYS: jobs, state, scheduled, payloads, appointment, attempts, events, delivered
+# cancelled): it is acknowledged and removed with a `skipped` event. A cancelled
+# job's sends made by a run that stopped before recording them are published first
+# (see SENDS). An appointment's event gets its arrival, recorded when the gateway
+# first sees it (see ARRIVAL).
+# KEYS: jobs, state, scheduled, payloads, appointment, attempts, events, delivered,
+#       arrival
 # ARGV: group, entry id, job id, job json, due ms, now ms, state ttl s,
 #       has appointment (1/0), events maxlen, skipped-event json (reason unset),
-#       history key prefix, history ttl s, notification kind, channel or ''
-# Returns {'run', attempts so far}, {'deferred', ''} or {'skip', state}
+#       history key prefix, history ttl s, notification kind, channel or '',
+#       ordered (1/0)
+# Returns {'run', attempts so far, arrival or ''}, {'deferred', ''} or {'skip', state}
 # ({'skip', 'settled'} when the entry was already settled).
 CLAIM = Script(
     """
@@ -119,10 +158,13 @@ if settled(KEYS[1], ARGV[1], ARGV[2]) then
 end
 local state = redis.call('GET', KEYS[2])
 local mine = 'q:' .. ARGV[2]
+local ordered = ARGV[15] == '1'
 if state == mine then
-  return {'run', redis.call('HGET', KEYS[6], ARGV[3]) or '0'}
+  local arrived = ordered and arrival(KEYS[9], ARGV[2], ARGV[7], false) or ''
+  return {'run', redis.call('HGET', KEYS[6], ARGV[3]) or '0', arrived}
 end
 if not state then
+  local arrived = ordered and arrival(KEYS[9], ARGV[2], ARGV[7], true) or ''
   if ARGV[8] == '1' then
     redis.call('SADD', KEYS[5], ARGV[3])
   end
@@ -135,7 +177,7 @@ if not state then
     return {'deferred', ''}
   end
   redis.call('SET', KEYS[2], mine, 'EX', ARGV[7])
-  return {'run', redis.call('HGET', KEYS[6], ARGV[3]) or '0'}
+  return {'run', redis.call('HGET', KEYS[6], ARGV[3]) or '0', arrived}
 end
 local reason
 if state == 'cancelled' then
@@ -155,7 +197,7 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return {'skip', state}
 """,
-    helpers=PUBLISH + SETTLED + SENDS,
+    helpers=PUBLISH + SETTLED + SENDS + ARRIVAL,
 )
 
 # Record a job's outcome and acknowledge it in one step: its events are
@@ -388,7 +430,7 @@ local function dispatch(prefix, jobs, ttl, appointment, entry, data)
   local job = '{"v":1,"id":' .. cjson.encode(id) .. ',"kind":"' .. job_kind ..
     '","account":' .. cjson.encode(data[1]) .. ',"appointment":' ..
     cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
-    cjson.encode(kind) .. ',"context":' .. job_context(data[5], flag) .. '}'
+    cjson.encode(kind) .. ',"context":' .. job_context(data[6], flag) .. '}'
   return make_job(prefix, jobs, ttl, id, job)
 end
 
@@ -429,12 +471,12 @@ end
 
 -- An appointment's data is one string (one allocation, where a hash of its parts took
 -- a dozen): its account, the planning job whose id its jobs carry, its waiting entries
--- and the jobs made from them (each list joined by \\30), and its context, joined by
--- \\29, a byte no id, entry nor JSON text holds. Read as a table of these five, false
--- when there is none.
+-- and the jobs made from them (each list joined by \\30), the order key of the event its
+-- plan follows (gateway/ordering.py), and its context, joined by \\29, a byte no id,
+-- entry, key nor JSON text holds. Read as a table of these six, false when there is none.
 local function read_data(key)
   local data = redis.call('GET', key)
-  return data and split(data, '\\29', 5)
+  return data and split(data, '\\29', 6)
 end
 
 -- Writes what read_data reads, for `ttl` seconds, or keeping the key's own time to live.
@@ -520,6 +562,23 @@ if #gone > 0 then
 end
 """
 
+# Shared by PLAN_NOTIFICATIONS: what an event that comes too late does.
+STALE = """
+-- Puts back an appointment's data (as read_data reads it) that a planning overwrote, to
+-- last as a planning would make it last now: `keep` seconds past its last waiting entry's
+-- due time (ms, as `now`), or past now when none waits.
+local function put_back(key, data, now, keep)
+  local last = now
+  for entry in string.gmatch(data[3], '[^\\30]+') do
+    local due = tonumber(string.match(entry, '^%d+'))
+    if due and due > last then
+      last = due
+    end
+  end
+  redis.call('SET', key, table.concat(data, '\\29'), 'EX', keep + math.ceil((last - now) / 1000))
+end
+"""
+
 # Keep what an appointment has planned: its waiting notifications are entries in its
 # data (see APPOINTMENT_DATA), with the context they share, and the appointment waits
 # once in the notifications set, scored by its next due entry; the job of each is made
@@ -533,38 +592,52 @@ end
 # time): the bookings and SMS-wait keys that other appointments share are never
 # shortened. The count and the notifications set are written once for the batch (see
 # PLAN_BATCH).
+# The data keeps the order key of the event planned (gateway/ordering.py): an event of
+# another job whose key is not greater came before it (or after the cancellation), and
+# changes nothing, checked in the same step as the write.
 # KEYS: notifications, appointment data, jobs, waiting count
 # ARGV: appointment id, source job id, the appointment's data as a first planning leaves
-#       it (waiting.appointment_data), what ('add' for a booking, 'replace' for a move,
-#       'cancel'), ttl s, the same as a number, key prefix, state ttl s, booking score
-#       (start, epoch s), the SMS-wait key of the number the SMS reminder goes to ('' for
-#       none), how many entries wait (a number), the first one's due ms ('' for none),
-#       client count c (a number), c clients' booking keys, then for each notification
-#       made now its job's id and its job (waiting.notification_job)
+#       it (waiting.appointment_data, with its order key), what ('add' for a booking,
+#       'replace' for a move, 'cancel'), ttl s, the same as a number, key prefix, state
+#       ttl s, booking score (start, epoch s), the SMS-wait key of the number the SMS
+#       reminder goes to ('' for none), how many entries wait (a number), the first one's
+#       due ms ('' for none), now ms and the history's ttl s (numbers: what lasts past
+#       the last due entry), client count c (a number), c clients' booking keys, then for
+#       each notification made now its job's id and its job (waiting.notification_job)
 # Returns the dropped entries and the cancelled job ids, each list joined by \x1e,
 # the two joined by \x1d (a flat string: cheaper for Redis than nested replies); nothing
-# when there are none.
+# when there are none; for an event that changes nothing, {the order key, the job} of the
+# event planned.
 PLAN_NOTIFICATIONS = Script(
     """
 local appointment, source, what, ttl, prefix = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7]
 -- Written as a first planning leaves it, the earlier data read in the same command: the
--- other cases (a replacement, a planning run again) are the rare ones, mended below.
+-- other cases (a replacement, a planning run again, a late event) are the rare ones,
+-- mended below.
 local earlier = redis.call('SET', KEYS[2], ARGV[3], 'EX', ttl, 'GET')
-earlier = earlier and split(earlier, '\\29', 5)
+earlier = earlier and split(earlier, '\\29', 6)
 local dropped, cancelled = '', ''
 if not earlier then
   waiting_change = waiting_change + ARGV[11]
 else
+  -- Keys of digits compare as strings (gateway/ordering.py).
+  if earlier[2] ~= source and split(ARGV[3], '\\29', 6)[5] <= earlier[5] then
+    put_back(KEYS[2], earlier, ARGV[13], ARGV[14])
+    return {earlier[5], earlier[2]}
+  end
   waiting_change = waiting_change + ARGV[11] - count_entries(earlier[3])
   -- The same job run again (a worker died before recording it done) finds its own
-  -- planning, as does a booking: what it made is kept, and nothing is dropped.
+  -- planning, as does a later booking: what it made is kept, and nothing is dropped.
   if what ~= 'add' and earlier[2] ~= source then
     dropped = earlier[3]
     cancelled = table.concat(cancel_made(prefix, appointment, earlier[4], ARGV[8]), '\\30')
-  elseif earlier[4] ~= '' then
-    -- The jobs made before stay listed, before those made now (a rerun's are listed).
-    local data = split(ARGV[3], '\\29', 5)
-    if earlier[2] == source or data[4] == '' then
+  elseif earlier[4] ~= '' or earlier[2] == source then
+    -- The jobs made before stay listed, before those made now (a rerun's are listed);
+    -- a rerun keeps the order of its first run.
+    local data = split(ARGV[3], '\\29', 6)
+    if earlier[2] == source then
+      data[4], data[5] = earlier[4], earlier[5]
+    elseif data[4] == '' then
       data[4] = earlier[4]
     else
       data[4] = earlier[4] .. '\\30' .. data[4]
@@ -572,8 +645,8 @@ else
     write_data(KEYS[2], data, ttl)
   end
 end
-local clients = ARGV[13]
-for i = 14, 13 + clients do
+local clients = ARGV[15]
+for i = 16, 15 + clients do
   local key = ARGV[i]
   if what == 'cancel' then
     redis.call('ZREM', key, appointment)
@@ -582,7 +655,7 @@ for i = 14, 13 + clients do
   end
   keep_for(key, ttl, ARGV[6])
 end
-for i = 14 + clients, #ARGV, 2 do
+for i = 16 + clients, #ARGV, 2 do
   make_job(prefix, KEYS[3], ARGV[8], ARGV[i], ARGV[i + 1])
 end
 next_due[appointment] = ARGV[12] ~= '' and ARGV[12]
@@ -594,9 +667,39 @@ if dropped ~= '' or cancelled ~= '' then
   return dropped .. '\\29' .. cancelled
 end
 """,
-    helpers=APPOINTMENT_DATA + PLAN_BATCH,
+    helpers=APPOINTMENT_DATA + PLAN_BATCH + STALE,
     finish=PLAN_BATCH_FINISH,
 )
+
+# Make the jobs of a confirmation sent again, unless the appointment's plan follows a
+# cancellation or an event that came after the resend (the order key in its data, see
+# PLAN_NOTIFICATIONS): then nothing is made. Each job made is listed with the
+# appointment's pending jobs, so that a later move or cancellation cancels it.
+# KEYS: appointment data, jobs
+# ARGV: appointment id, the resend's position (gateway/ordering.py), key prefix, state
+#       ttl s, then each job's id and job
+# Returns nothing when it made them, else {the order key, the job} of the event planned.
+RESEND_CONFIRMATION = Script(
+    """
+local data = read_data(KEYS[1])
+-- A key's first digit is its kind's rank: '2', a cancellation (gateway/ordering.py).
+if data and (string.sub(data[5], 1, 1) == '2' or ARGV[2] < string.sub(data[5], 2)) then
+  return {data[5], data[2]}
+end
+for i = 5, #ARGV, 2 do
+  if make_job(ARGV[3], KEYS[2], ARGV[4], ARGV[i], ARGV[i + 1]) ~= true then
+    redis.call('SADD', ARGV[3] .. 'appt:' .. ARGV[1], ARGV[i])
+  end
+end
+""",
+    helpers=APPOINTMENT_DATA,
+)
+
+# A place in the order of arrivals now, for an appointment's event that no queue claimed
+# (see ARRIVAL).
+# KEYS: jobs
+# Returns the place: a stream entry id.
+RESERVE_ARRIVAL = Script("return reserve_arrival(KEYS[1])", helpers=ARRIVAL)
 
 # Shared by the scripts that take entries out of an appointment's waiting ones: keep
 # the rest (joined by \x1e) in its data (see APPOINTMENT_DATA) and wait again for the

@@ -53,18 +53,23 @@ def parse_entries(joined: str | None) -> list[Waiting]:
     return [Waiting.parse(entry) for entry in (joined or "").split(ENTRIES_SEP) if entry]
 
 
-def appointment_data(account: str, source: str, entries: str, made: str, context: bytes) -> bytes:
+def appointment_data(
+    account: str, source: str, entries: str, made: str, order: str, context: bytes
+) -> bytes:
     """An appointment's data (see read_data in scripts.APPOINTMENT_DATA): its account, the
     planning job whose id its jobs carry, its waiting entries and the ids of the jobs made
-    from them (each list joined by ENTRIES_SEP), and its context."""
+    from them (each list joined by ENTRIES_SEP), the order key of the planning job's event
+    (gateway/ordering.py), and its context."""
     return (
-        f"{account}{DATA_SEP}{source}{DATA_SEP}{entries}{DATA_SEP}{made}{DATA_SEP}".encode()
+        f"{account}{DATA_SEP}{source}{DATA_SEP}{entries}{DATA_SEP}{made}{DATA_SEP}{order}"
+        f"{DATA_SEP}".encode()
         + context
     )
 
 
 def waiting_in(data: str | None) -> list[Waiting]:
-    """The entries an appointment's data holds (account, source, entries, made jobs, context)."""
+    """The entries an appointment's data holds (account, source, entries, made jobs, order,
+    context)."""
     return parse_entries(data.split(DATA_SEP, 3)[2] if data else None)
 
 

@@ -18,7 +18,7 @@ from gateway.backoff import retry_delay
 from gateway.directory import AccountDirectory
 from gateway.errors import JobFailure, MalformedJob, TemporaryFailure
 from gateway.events import Event
-from gateway.handlers import Handler
+from gateway.handlers import ARRIVAL, Handler
 from gateway.jobs import Job, parse_job
 from gateway.metrics import JobOutcome
 from gateway.outage import PROCESS, Outage, is_outage, lost_group
@@ -185,7 +185,11 @@ class Worker:
         claim = await self._recorded(partial(self.queue.claim, job, delivery), deadline)
         if claim.action != "run":
             return job.kind, "deferred" if claim.action == "deferred" else "skipped"
-        return job.kind, await self._run(job, delivery, claim.attempts + 1, deadline)
+        arrived = ARRIVAL.set(claim.arrival)
+        try:
+            return job.kind, await self._run(job, delivery, claim.attempts + 1, deadline)
+        finally:
+            ARRIVAL.reset(arrived)
 
     async def _recorded(self, step: Callable[[], Awaitable[T]], deadline: float) -> T:
         """`step`'s result, run again while Redis is out of reach and the job's time lasts

@@ -13,7 +13,10 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.clock import rfc3339
-from gateway.jobs import parse_job
+from gateway.events import Event
+from gateway.handlers import ARRIVAL, Handler
+from gateway.jobs import Job, parse_job
+from gateway.ordering import order_key
 from gateway.queue import NotificationPlan
 from gateway.waiting import entry_middle, notification_job, waiting_in
 from tests.conftest import FixedClock
@@ -208,6 +211,7 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
             entries=entries,
             dues=[due] * len(entries),
             made_now=made_now,
+            order=order_key("appointment.booked", 0, "1-0"),
         )
         await gateway.queue.plan_notifications(plan)
     clock.current += 1
@@ -367,6 +371,15 @@ def booking(job_id: str, kind: str, appointment: str, start: datetime, **extra: 
     return parse_job(json.dumps(job))
 
 
+async def arrived(planner: Handler, job: Job, arrival: str) -> list[Event]:
+    """What a worker's run of `job` does, with the arrival its claim recorded."""
+    token = ARRIVAL.set(arrival)
+    try:
+        return await planner.handle(job, 1)
+    finally:
+        ARRIVAL.reset(token)
+
+
 async def snapshot(redis: Redis) -> dict[str, Any]:
     """Every key, what it holds and whether it expires; stream entries without their ids,
     which tell when they were added, and a job's state without the entry it names."""
@@ -413,14 +426,19 @@ async def test_jobs_planned_together_do_what_they_do_one_by_one(
         ],
     ]
     stages[1] += stages[0][1:]
+    # Each job with the place in the order of arrivals its claim recorded.
+    arrivals: dict[str, str] = {}
+    for job in (job for jobs in stages for job in jobs):
+        arrivals.setdefault(job.id, f"{len(arrivals) + 1}-0")
 
     async def run(together: bool) -> list[Any]:
         outcomes: list[Any] = []
         for jobs in stages:
+            runs = [arrived(gateway.planner, job, arrivals[job.id]) for job in jobs]
             if together:
-                events = await asyncio.gather(*(gateway.planner.handle(j, 1) for j in jobs))
+                events = await asyncio.gather(*runs)
             else:
-                events = [await gateway.planner.handle(j, 1) for j in jobs]
+                events = [await run for run in runs]
             outcomes.append((events, await snapshot(redis)))
         return outcomes
 
