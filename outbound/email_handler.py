@@ -45,6 +45,8 @@ def relay_elapsed(attempts: int, initial: float, maximum: float) -> float:
 # What the run after one interrupted in the middle of sending (its worker died, or it
 # timed out) records.
 TAKEN_BY_INTERRUPTED = "taken by the relay at an interrupted earlier run"
+# The mark of a send begun again after an interrupted one (see keys.in_flight).
+AGAIN = "again"
 SENT_AGAIN = (
     "sent again after an earlier run was interrupted while sending:"
     " the relay may have both copies (same Message-ID)"
@@ -197,13 +199,16 @@ class EmailHandler:
                     self.keys.bookings(account.id, address), appointment.start.timestamp(), "+inf"
                 )
             replies = await pipe.execute()
-        earlier, hard, opt_out, _, begun = replies[:5]
+        earlier, hard, opt_out, _, mark = replies[:5]
+        begun, _, again = mark.partition(" ")
         if earlier:
             # An attempt interrupted after the server took the message (the worker died
-            # before recording it): sending again would be a second copy.
-            return self._outcome(
-                job, account, address, "sent", "sent by an interrupted earlier attempt", earlier
-            )
+            # before recording it): sending again would be a second copy. If that was
+            # itself a second send, the history says so as the lost run would have.
+            reason = "sent by an interrupted earlier attempt"
+            if again:
+                reason = f"{reason}; {SENT_AGAIN}"
+            return self._outcome(job, account, address, "sent", reason, earlier)
         if rebooked and appointment is not None and set(replies[-1]) - {appointment.id}:
             return self._outcome(
                 job, account, address, "skipped", "the client has booked again since", None
@@ -220,6 +225,10 @@ class EmailHandler:
             # The same message as the interrupted send, Message-ID included: a mailbox
             # that got both can tell them for one.
             identity = self.builder.identity(account, begun)
+            if not again:
+                # Kept for the run after this one, should it stop before recording: a
+                # second send has begun.
+                await self.redis.hset(in_flight, address, f"{begun} {AGAIN}")
         spec = await self.builder.spec(job, account, appointment, address, identity)
         if spec is None:
             return self._outcome(

@@ -251,6 +251,25 @@ async def test_a_run_of_an_attempt_interrupted_while_sending_sends_the_same_mess
     [event] = await gateway.events()
     assert (event["status"], event["message_id"]) == ("sent", message_id)
     assert event["reason"].endswith(SENT_AGAIN)
+    # Kept, should the run after this one find the message delivered but not recorded.
+    assert await redis.hget("mailgw:inflight:c3", "zoe@example.com") == (
+        "abcdefghijklmnopqrstuvwxyz again"
+    )
+
+
+async def test_a_second_send_whose_run_stopped_before_recording_it_is_said(
+    gateway: Gateway, smtp: SmtpServer, redis: Redis
+) -> None:
+    # What a worker killed after sending again, and recording delivered, leaves.
+    await redis.hset("mailgw:inflight:c5", "zoe@example.com", "abcdefghijklmnopqrstuvwxyz again")
+    await redis.hset(
+        "mailgw:delivered:c5", "zoe@example.com", f"<abcdefghijklmnopqrstuvwxyz@{DOMAIN}>"
+    )
+    await gateway.run(confirmation("c5", "zoe@example.com"))
+    assert smtp.messages == []
+    [event] = await gateway.events()
+    assert event["status"] == "sent"
+    assert event["reason"] == f"sent by an interrupted earlier attempt; {SENT_AGAIN}"
 
 
 async def test_a_send_that_ends_otherwise_than_sent_leaves_no_mark(
