@@ -35,12 +35,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from gateway.keys import Keys  # noqa: E402
-from gateway.waiting import waiting_in  # noqa: E402
 from outbound.email_handler import SENT_AGAIN  # noqa: E402
 from tests.fault_harness import (  # noqa: E402
     AppointmentFindings,
@@ -51,11 +50,14 @@ from tests.fault_harness import (  # noqa: E402
     check_appointments,
     email_job,
     enqueue,
+    histories,
     interleaved,
     maildir_recipients,
     relayed,
+    settled,
     statuses,
     wait_for,
+    waiting_dues,
     write_config,
 )
 
@@ -212,26 +214,15 @@ def appointments(directory: Path, count: int, kills: int) -> AppointmentFindings
             victim = run.gateways[step % WORKERS]
             victim.kill()
             victim.restart()
-        wait_for(lambda: _settled(run), "every job settled", 900)
         with run.redis.client() as client:
-            histories = {
-                s.id: [json.loads(f["event"]) for _, f in client.xrange(f"mailgw:history:{s.id}")]
-                for s in stories
-            }
-            waiting = {
-                s.id: [w.due_ms for w in waiting_in(client.get(Keys().appointment_data(s.id)))]
-                for s in stories
-            }
-        findings = check_appointments(stories, relayed(sink), histories, waiting, SENT_AGAIN)
+            wait_for(partial(settled, client), "every job settled", 900)
+            told = histories(client, stories)
+            waiting = waiting_dues(client, stories)
+        findings = check_appointments(stories, relayed(sink), told, waiting, SENT_AGAIN)
         findings.problems = findings.problems[:5]
         return findings
     finally:
         run.close()
-
-
-def _settled(run: Run) -> bool:
-    with run.redis.client() as client:
-        return client.xlen("mailgw:jobs") == 0 and client.zcard("mailgw:retry") == 0
 
 
 def report(name: str, rounds: list[Figures], jobs: int) -> None:

@@ -69,6 +69,19 @@ class Outage:
         log.error("Redis is out of reach (%s, seen by %s); retrying with backoff", self.cause, part)
         systemd.notify(f"STATUS={self.status()}")
 
+    def step_failed(self, part: str, doing: str, exc: Exception) -> bool:
+        """Say why a step of `part`'s loop failed: Redis out of reach (once, see failed),
+        a consumer group lost with Redis's data, or anything else with its traceback.
+        True when the group is lost and must be made again."""
+        if is_outage(exc):
+            self.failed(part, exc)
+            return False
+        if lost_group(exc):
+            log.warning("%s: the consumer group is gone (Redis lost its data?)", part)
+            return True
+        log.error("%s: cannot %s; trying again", part, doing, exc_info=exc)
+        return False
+
     def ended(self) -> None:
         if self.since is None:
             return

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from gateway.outage import PROCESS, Outage, is_outage
+from gateway.outage import PROCESS, Outage
 from gateway.queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,7 @@ class Scheduler:
                 moved = await self.queue.promote_due(self.batch)
             except Exception as exc:
                 failures += 1
-                if is_outage(exc):
-                    self.outage.failed("scheduler", exc)
-                else:
-                    log.exception("cannot promote due jobs; trying again")
+                self.outage.step_failed("scheduler", "promote due jobs", exc)
                 await self.outage.wait(failures, self._stopping)
                 continue
             failures = 0

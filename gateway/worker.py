@@ -21,7 +21,7 @@ from gateway.events import Event
 from gateway.handlers import ARRIVAL, Handler
 from gateway.jobs import Job, parse_job
 from gateway.metrics import JobOutcome
-from gateway.outage import PROCESS, Outage, is_outage, lost_group
+from gateway.outage import PROCESS, Outage, is_outage
 from gateway.queue import Delivery, JobQueue
 
 log = logging.getLogger(__name__)
@@ -113,13 +113,8 @@ class Worker:
                         )
                 except Exception as exc:
                     failures += 1
-                    if is_outage(exc):
-                        self.outage.failed("worker", exc)
-                    elif lost_group(exc):
-                        log.warning("the jobs' consumer group is gone (Redis lost its data?)")
+                    if self.outage.step_failed("worker", "read jobs", exc):
                         group_made = False
-                    else:
-                        log.exception("cannot read jobs; trying again")
                     await self.outage.wait(failures, self._stopping)
                     continue
                 failures = 0

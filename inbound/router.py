@@ -21,7 +21,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.directory import AccountDirectory
 from gateway.events import Event, Status
 from gateway.keys import Keys
-from gateway.outage import PROCESS, Outage, is_outage, lost_group
+from gateway.outage import PROCESS, Outage, is_outage
 from gateway.queue import JobQueue
 from gateway.settings import Settings
 from inbound.authentication import authenticate
@@ -107,13 +107,8 @@ class InboundRouter:
                 batch += await self.queue.read(consumer, 10, block_ms)
             except Exception as exc:
                 failures += 1
-                if is_outage(exc):
-                    self.outage.failed("inbound router", exc)
-                elif lost_group(exc):
-                    log.warning("the inbound consumer group is gone (Redis lost its data?)")
+                if self.outage.step_failed("inbound router", "read received mail", exc):
                     group_made = False
-                else:
-                    log.exception("cannot read the inbound stream; trying again")
                 await self.outage.wait(failures, self._stopping)
                 continue
             failures = 0

@@ -28,6 +28,8 @@ import icalendar
 from redis import Redis
 
 from gateway.embedded_redis import executable
+from gateway.keys import Keys
+from gateway.waiting import waiting_in
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,6 +383,27 @@ def relayed(sink: SmtpSink) -> list[RelayedMessage]:
                     )
                 )
     return found
+
+
+def settled(redis: Redis) -> bool:
+    """Nothing on the jobs stream, in flight or waiting for a retry."""
+    return redis.xlen("mailgw:jobs") == 0 and redis.zcard("mailgw:retry") == 0
+
+
+def histories(redis: Redis, stories: list[AppointmentStory]) -> dict[str, list[dict[str, Any]]]:
+    """Each appointment's history, as `mailgw history` reads it."""
+    return {
+        s.id: [json.loads(f["event"]) for _, f in redis.xrange(f"mailgw:history:{s.id}")]
+        for s in stories
+    }
+
+
+def waiting_dues(redis: Redis, stories: list[AppointmentStory]) -> dict[str, list[int]]:
+    """Each appointment's notifications still waiting: their due times (epoch ms)."""
+    return {
+        s.id: [w.due_ms for w in waiting_in(redis.get(Keys().appointment_data(s.id)))]
+        for s in stories
+    }
 
 
 @dataclass

@@ -15,15 +15,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis import Redis
 
-from gateway.keys import Keys
-from gateway.waiting import waiting_in
 from outbound.email_handler import SENT_AGAIN
 from tests.fault_harness import (
     ROOT,
@@ -34,11 +30,14 @@ from tests.fault_harness import (
     check_appointments,
     email_job,
     enqueue,
+    histories,
     interleaved,
     maildir_recipients,
     relayed,
+    settled,
     statuses,
     wait_for,
+    waiting_dues,
     write_config,
 )
 from tests.smtp_server import SmtpServer
@@ -357,11 +356,11 @@ def test_bookings_moves_and_cancellations_through_kills_and_a_redis_restart(
                 victim.kill()
                 victim.restart()
                 kills += 1
-        wait_for(partial(settled, redis_process), "every job settled", 120)
         with redis_process.client() as client:
-            histories = {s.id: history(client, s.id) for s in stories}
-            waiting = {s.id: waiting_dues(client, s.id) for s in stories}
-        findings = check_appointments(stories, relayed(sink), histories, waiting, SENT_AGAIN)
+            wait_for(partial(settled, client), "every job settled", 120)
+            told = histories(client, stories)
+            waiting = waiting_dues(client, stories)
+        findings = check_appointments(stories, relayed(sink), told, waiting, SENT_AGAIN)
         print(f"{kills} kills, 1 Redis restart: {findings}")
         assert findings.problems == [], findings
         assert [g.alive for g in gateways] == [True] * 3
@@ -371,18 +370,3 @@ def test_bookings_moves_and_cancellations_through_kills_and_a_redis_restart(
         for gateway in gateways:
             gateway.stop()
         sink.close()
-
-
-def settled(redis_process: RedisProcess) -> bool:
-    """Nothing on the stream, in flight or waiting for a retry."""
-    with redis_process.client() as client:
-        return client.xlen("mailgw:jobs") == 0 and client.zcard("mailgw:retry") == 0
-
-
-def history(client: Redis, appointment: str) -> list[dict[str, Any]]:
-    return [json.loads(f["event"]) for _, f in client.xrange(f"mailgw:history:{appointment}")]
-
-
-def waiting_dues(client: Redis, appointment: str) -> list[int]:
-    data = client.get(Keys().appointment_data(appointment))
-    return [w.due_ms for w in waiting_in(data)]
