@@ -43,7 +43,7 @@ from redis import Redis  # noqa: E402
 from bench.private_postfix import running_postfix, tool, wait_port  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
-from inbound.reply_tokens import (  # noqa: E402
+from gateway.reply_tokens import (  # noqa: E402
     MessageReference,
     ReplyTarget,
     make_local_part,
@@ -229,7 +229,7 @@ def gateway(
         config = gateway_config(directory, redis_port, port, sessions, processes)
         log = directory / "mailgw.log"
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "--config", str(config),
+            [sys.executable, "-m", "gateway", "--config", str(config),
              "run", "--role", "inbound"],
             cwd=ROOT,
             stderr=log.open("w"),

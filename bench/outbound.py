@@ -166,7 +166,7 @@ def run_gateway(directory: Path, messages: int, workers: int) -> tuple[float, in
             [
                 sys.executable,
                 "-m",
-                "gateway.cli",
+                "gateway",
                 "--config",
                 str(config),
                 "run",

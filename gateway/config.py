@@ -83,7 +83,7 @@ def _sms_options(
 ) -> BaseModel | None:
     """The configured SMS provider's own table, checked by its plugin (errors at sms.<name>.*)."""
     # Imported here: the plugins are found through entry points of the outbound side.
-    from outbound.sms.provider import UnknownProvider, check_options, find_plugin
+    from gateway.sms_provider import UnknownProvider, check_options, find_plugin
 
     name = settings.sms.provider
     try:

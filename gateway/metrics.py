@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,11 +23,9 @@ from prometheus_client.samples import Sample
 
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.jobs import KNOWN_KINDS
-from gateway.outage import is_outage
 
 if TYPE_CHECKING:
     from gateway.events import Event
-    from gateway.queue import JobQueue
     from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -134,25 +130,6 @@ def record_inbound_reply(stage: InboundStage, reply: str) -> None:
     INBOUND_REPLIES.labels(stage, reply[:3]).inc()
 
 
-async def refresh_queue_depths(queue: JobQueue) -> None:
-    """Set the queue depth gauges from Redis."""
-    depths = await queue.depths()
-    for field in dataclasses.fields(depths):
-        QUEUE_DEPTH.labels(field.name).set(getattr(depths, field.name))
-
-
-async def watch_queue_depths(queue: JobQueue, interval: float = 15.0) -> None:
-    """Refresh the queue depth gauges every `interval` seconds, until cancelled; Redis
-    being out of reach is tried again, never fatal (the other parts say it once)."""
-    while True:
-        try:
-            await refresh_queue_depths(queue)
-        except Exception as exc:
-            if not is_outage(exc):
-                log.warning("cannot read the queue depths for the metrics: %s", exc)
-        await asyncio.sleep(interval)
-
-
 class _AllProcesses:
     """What the endpoint serves: REGISTRY's metrics, plus the counts of the processes that
     serve SMTP beside the daemon (inbound/smtp_children.py). Those run prometheus_client's
@@ -213,7 +190,7 @@ def serve_metrics(settings: Settings, config_file: str = "(defaults)", port_offs
     from twisted.internet.error import CannotListenError
     from twisted.web.resource import Resource
 
-    from inbound.web import listen
+    from gateway.http_listener import listen
 
     # A WSGI resource (run in the reactor's thread pool); mypy does not see that it
     # provides IResource.

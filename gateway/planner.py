@@ -30,10 +30,10 @@ from gateway.jobs import (
 )
 from gateway.keys import Keys
 from gateway.ordering import Applied, order_key, position
+from gateway.phone_numbers import NumberRefused, to_e164
 from gateway.planning import Channel, Kind, Skipped, Timetable, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
 from gateway.waiting import Waiting, entry_middle, notification_id, notification_job
-from outbound.sms.numbers import NumberRefused, to_e164
 
 
 def email_job(

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from gateway.clock import Clock
 from gateway.directory import AccountDirectory
 from gateway.keys import Keys
+from gateway.reply_tokens import MessageReference, TokenRefused, resolve
 from gateway.settings import Settings
 from inbound import smtp_replies as replies
 from inbound.recipients import (
@@ -20,7 +21,6 @@ from inbound.recipients import (
     UnsubscribeAddress,
     classify,
 )
-from inbound.reply_tokens import MessageReference, TokenRefused, resolve
 
 
 class RecipientCheck:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from inbound.reply_tokens import (
+from gateway.reply_tokens import (
     MESSAGE_TOKEN,
     PREFIX,
     MessageReference,

@@ -23,6 +23,7 @@ from gateway.events import Event, Status
 from gateway.keys import Keys
 from gateway.outage import PROCESS, Outage, is_outage
 from gateway.queue import JobQueue
+from gateway.reply_tokens import MessageReference, ReplyTarget, TokenRefused, resolve
 from gateway.settings import Settings
 from inbound.authentication import authenticate
 from inbound.forwarding import Forwarder, ForwardError
@@ -38,7 +39,6 @@ from inbound.recipients import (
     UnsubscribeAddress,
     message_tokens,
 )
-from inbound.reply_tokens import MessageReference, ReplyTarget, TokenRefused, resolve
 from inbound.reports import parse_arf, parse_dsn
 from inbound.unsubscribe import Unsubscriber, message_event, sent_message
 from outbound.headers import AddressRefused

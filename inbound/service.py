@@ -17,22 +17,22 @@ from twisted.internet.defer import maybeDeferred
 from gateway.clock import Clock
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.http_listener import listen
 from gateway.keys import Keys
 from gateway.outage import Outage
 from gateway.queue import JobQueue
+from gateway.reply_tokens import reply_secrets
 from gateway.settings import Settings
 from inbound.authentication import resolver_for
 from inbound.client_connections import ConnectionSlots
 from inbound.forwarding import Forwarder
 from inbound.policy import RecipientCheck
 from inbound.queue import InboundQueue
-from inbound.reply_tokens import reply_secrets
 from inbound.router import InboundRouter
 from inbound.smtp_children import SmtpChildren
 from inbound.smtp_server import InboundHandler, InboundServer, settle_for_sessions, start_server
 from inbound.unsubscribe import Unsubscriber
 from inbound.unsubscribe_web import UnsubscribeResource
-from inbound.web import listen
 from outbound.dkim import load_keys
 from outbound.relay import RelayTransport
 

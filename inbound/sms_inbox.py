@@ -14,15 +14,15 @@ from gateway.events import Event
 from gateway.keys import Keys
 from gateway.queue import JobQueue
 from gateway.settings import Settings
-from inbound.sms_rules import automatic_answer, meaning
-from outbound.sms.optouts import SmsOptOuts
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     DeliveryReceipt,
     IncomingText,
     ProviderError,
     SmsProvider,
     TextMessage,
 )
+from inbound.sms_rules import automatic_answer, meaning
+from outbound.sms.optouts import SmsOptOuts
 from outbound.sms.queued import QueuedTexts
 from outbound.sms.records import EarlyReport, SmsRecords
 from outbound.sms.segments import check_length

@@ -12,14 +12,14 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from inbound.sms_inbox import SmsInbox
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     CallbackRefused,
     MalformedCallback,
     SmsProvider,
     WebhookAnswer,
     WebhookRequest,
 )
+from inbound.sms_inbox import SmsInbox
 
 log = logging.getLogger(__name__)
 

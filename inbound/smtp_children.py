@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import metrics
-from inbound.smtp_child import REDIS_URL_VARIABLE
 
 log = logging.getLogger(__name__)
+
+# Where a child finds Redis (the daemon's [redis] url, or its embedded server's socket).
+REDIS_URL_VARIABLE = "MAILGW_REDIS_URL"
 
 # How long start() waits for the children to say they serve.
 READY_TIMEOUT = 30.0
@@ -103,7 +105,7 @@ class SmtpChildren:
         if self.stopping:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        command = [sys.executable, "-m", "inbound.smtp_child"]
+        command = [sys.executable, "-m", "gateway.commands.smtp_child"]
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
         command += [

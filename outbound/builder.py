@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from gateway.account import Account
 from gateway.clock import Clock
 from gateway.jobs import Appointment, EmailJob
+from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part, reply_secrets
 from gateway.settings import Settings
-from inbound.reply_tokens import MessageReference, ReplyTarget, make_local_part, reply_secrets
 from outbound.compose import MailSpec, compose
 from outbound.context import APPOINTMENT_KINDS, build_context, context_model
 from outbound.dkim import Signer

@@ -7,8 +7,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
-from gateway.settings import RelaySettings
-
 Status = Literal["sent", "deferred", "bounced"]
 
 
@@ -116,18 +114,3 @@ def wire_data(message: bytes) -> bytes:
     if data.startswith(b"."):
         data = b"." + data
     return data.replace(b"\r\n.", b"\r\n..")
-
-
-def build_transport(settings: RelaySettings) -> RelayTransport:
-    """The transport `settings.transport` names: smarthost, mx or maildir."""
-    if settings.transport == "maildir":
-        from outbound.maildir import MaildirTransport
-
-        return MaildirTransport(settings.maildir.path)
-    # twisted.mail.smtp imports (and so installs) the default reactor: it may be imported
-    # only once gateway.reactor has installed the asyncio reactor, hence here and not above
-    from outbound.smtp_client import MxTransport, SmarthostTransport
-
-    if settings.transport == "smarthost":
-        return SmarthostTransport(settings)
-    return MxTransport(settings)

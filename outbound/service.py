@@ -14,9 +14,10 @@ from outbound.builder import MessageBuilder
 from outbound.dkim import Signer, load_keys
 from outbound.email_handler import EmailHandler
 from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates
-from outbound.relay import RelayTransport, build_transport
+from outbound.relay import RelayTransport
 from outbound.render_pool import RenderPool
 from outbound.rendering import Renderer
+from outbound.transports import build_transport
 
 
 def signer_for(settings: Settings) -> Signer:

@@ -1,7 +1,7 @@
 """SMTP delivery with twisted.mail.smtp: persistent ESMTP sessions pooled per destination."""
 
 # Importing this module imports twisted.mail.smtp, which installs the default reactor if none
-# is installed yet: import it only after gateway.reactor.install_reactor (relay.build_transport
+# is installed yet: import it only after gateway.reactor.install_reactor (transports.build_transport
 # imports it lazily for that reason).
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ class GatewayProcess:
     def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "--config", str(self.config), "run",
+                [sys.executable, "-m", "gateway", "--config", str(self.config), "run",
                  "--role", self.role],
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},

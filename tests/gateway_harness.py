@@ -16,6 +16,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.directory import AccountDirectory
 from gateway.handlers import builtin_handlers
+from gateway.http_listener import listen
 from gateway.jobs import parse_job
 from gateway.keys import Keys
 from gateway.planner import Planner
@@ -24,7 +25,6 @@ from gateway.settings import Endpoint
 from gateway.worker import Worker, WorkerOptions
 from inbound.sms_inbox import SmsInbox
 from inbound.sms_webhook import SmsWebhook
-from inbound.web import listen
 from outbound.service import OutboundService
 from outbound.sms.service import SmsService
 from outbound.suppression import SuppressionList

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from gateway.daemon import METRICS_PORT_OFFSETS
+from gateway.commands.daemon import METRICS_PORT_OFFSETS
 from tests.redis_server import free_port, free_ports
 from tests.support import ACCOUNT
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def mailgw(
     config: Path | None, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "gateway.cli"]
+    command = [sys.executable, "-m", "gateway"]
     if config is not None:
         command += ["--config", str(config)]
     return subprocess.run(
@@ -86,7 +86,7 @@ class Daemon:
         self.log_path = tmp / f"daemon-{stamp}.log"
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "--config", str(config), "run", *args],
+            [sys.executable, "-m", "gateway", "--config", str(config), "run", *args],
             cwd=ROOT,
             env={**os.environ, "NOTIFY_SOCKET": str(self.notify_path)},
             stdout=self.log,
@@ -483,7 +483,15 @@ print(loop.run_until_complete(main()))
 def test_events_follow_prints_new_events(tmp_path: Path, redis_url: str) -> None:
     config = write_config(tmp_path, redis_url)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "--config", str(config), "events", "--follow"],
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config",
+            str(config),
+            "events",
+            "--follow",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -521,7 +529,7 @@ def test_scheduler_and_outbound_roles_in_separate_processes(
 def test_config_may_follow_the_command(tmp_path: Path) -> None:
     config = write_config(tmp_path, None)
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", "--config", str(config)],
+        [sys.executable, "-m", "gateway", "check-config", "--config", str(config)],
         capture_output=True,
         text=True,
         cwd=ROOT,

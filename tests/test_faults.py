@@ -244,7 +244,7 @@ def test_the_command_line_reads_what_hostile_entries_left(
     config = gateways[0].config
     for command in (["dead-letters", "list"], ["events", "--count", "100000"], ["queue"]):
         result = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "--config", str(config), *command],
+            [sys.executable, "-m", "gateway", "--config", str(config), *command],
             capture_output=True,
             cwd=ROOT,
             timeout=60,
@@ -252,7 +252,7 @@ def test_the_command_line_reads_what_hostile_entries_left(
         assert result.returncode == 0, result.stderr
         result.stdout.decode("utf-8")  # strict: nothing undecodable reaches a terminal
     listed = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "--config", str(config), "dead-letters", "list"],
+        [sys.executable, "-m", "gateway", "--config", str(config), "dead-letters", "list"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     ).stdout  # fmt: skip
     assert "field 'job' is not UTF-8 text (byte 13)" in listed

@@ -1,4 +1,5 @@
-"""The code's own checks run with the tests: ruff (lint and format) and mypy."""
+"""The code's own checks run with the tests: ruff (lint and format), mypy, and the package
+rules (import-linter's contracts in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Each the virtual environment's own, beside its Python.
+BIN = Path(sys.executable).parent
 CHECKS = {
-    "ruff check": ["ruff", "check", "."],
-    "ruff format": ["ruff", "format", "--check", "."],
-    "mypy": ["mypy"],
+    "ruff check": [sys.executable, "-m", "ruff", "check", "."],
+    "ruff format": [sys.executable, "-m", "ruff", "format", "--check", "."],
+    "mypy": [sys.executable, "-m", "mypy"],
+    "lint-imports": [str(BIN / "lint-imports")],
 }
 
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_code_passes(name: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", *CHECKS[name]], cwd=ROOT, capture_output=True, text=True
-    )
+    result = subprocess.run(CHECKS[name], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}{result.stderr}"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.commands.daemon import METRICS_PORT_OFFSETS
 from gateway.logs import LineFormatter, redact, writes_to_journal
-from tests.redis_server import free_port
+from tests.redis_server import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
@@ -147,7 +148,8 @@ state_dir = "state"
 [redis]
 url = "redis://default:hunter2@{host}"
 [metrics]
-listen = "127.0.0.1:{free_port()}"
+# the scheduler role listens at this port + 3 (METRICS_PORT_OFFSETS)
+listen = "127.0.0.1:{free_ports(max(METRICS_PORT_OFFSETS.values()) + 1)}"
 """,
         encoding="utf-8",
     )
@@ -159,7 +161,7 @@ listen = "127.0.0.1:{free_port()}"
             inode = status.st_ino if journal == "match" else status.st_ino + 1
             env["JOURNAL_STREAM"] = f"{status.st_dev}:{inode}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "--config", str(config), "run",
+            [sys.executable, "-m", "gateway", "--config", str(config), "run",
              "--role", "scheduler"],
             cwd=ROOT,
             env=env,
@@ -183,13 +185,15 @@ listen = "127.0.0.1:{free_port()}"
 
 def test_the_daemon_logs_for_journald_under_systemd(tmp_path: Path, redis_url: str) -> None:
     lines = run_daemon(tmp_path, redis_url, journal="match")
-    assert "<6>INFO gateway.daemon: mailgw running (role scheduler, config " in "\n".join(lines)
-    assert "<6>INFO gateway.daemon: mailgw stopped" in lines
+    assert "<6>INFO gateway.commands.daemon: mailgw running (role scheduler, config " in "\n".join(
+        lines
+    )
+    assert "<6>INFO gateway.commands.daemon: mailgw stopped" in lines
     assert all(re.match(r"<\d>[A-Z]+ [\w.]+: ", line) for line in lines), lines
     assert "hunter2" not in "\n".join(lines)
 
 
 def test_the_daemon_logs_with_the_time_elsewhere(tmp_path: Path, redis_url: str) -> None:
     lines = run_daemon(tmp_path, redis_url, journal="other")
-    assert lines[-1].endswith(" INFO gateway.daemon: mailgw stopped")
+    assert lines[-1].endswith(" INFO gateway.commands.daemon: mailgw stopped")
     assert all(re.match(ISO_TIME + r" [A-Z]+ [\w.]+: ", line) for line in lines), lines

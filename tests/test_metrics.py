@@ -22,6 +22,7 @@ from gateway import metrics
 from gateway.clock import SystemClock
 from gateway.errors import ConfigError
 from gateway.queue import JobQueue, QueueOptions
+from gateway.queue_depths import refresh_queue_depths, watch_queue_depths
 from gateway.settings import Endpoint, InboundSettings, Settings
 from inbound import smtp_replies as replies
 from inbound.received import ReceivedMessage
@@ -154,7 +155,7 @@ async def test_the_endpoint_counts_what_the_gateway_did(
         "mailgw:jobs", {"job": '{"v": 1, "id": "x1", "kind": "no.such.kind", "account": "a"}'}
     )
     await gateway.drain()
-    await metrics.refresh_queue_depths(gateway.queue)
+    await refresh_queue_depths(gateway.queue)
 
     text, after = await scrape(endpoint)
     for family in (
@@ -276,7 +277,7 @@ async def test_queue_depths_follow_the_queue(redis: Redis, endpoint: str) -> Non
     await queue.ensure_group()
     await redis.xadd(queue.keys.jobs, {"job": "{}"})
     await redis.xadd(queue.keys.dead, {"job": "{}", "reason": "test"})
-    watcher = asyncio.create_task(metrics.watch_queue_depths(queue, interval=0.05))
+    watcher = asyncio.create_task(watch_queue_depths(queue, interval=0.05))
     try:
         _, samples = await scrape(endpoint)
         for _ in range(100):
@@ -303,8 +304,8 @@ async def test_watching_survives_redis_out_of_reach(caplog: pytest.LogCaptureFix
         return await depths()
 
     queue.depths = counted  # type: ignore[method-assign]
-    with caplog.at_level(logging.WARNING, logger="gateway.metrics"):
-        watcher = asyncio.create_task(metrics.watch_queue_depths(queue, interval=0.05))
+    with caplog.at_level(logging.WARNING, logger="gateway.queue_depths"):
+        watcher = asyncio.create_task(watch_queue_depths(queue, interval=0.05))
         for _ in range(100):
             if attempts >= 3:
                 break

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from gateway.config import load_config
 from gateway.jobs import parse_job
-from inbound.reply_tokens import ReplyTarget, read_local_part, reply_secrets
+from gateway.reply_tokens import ReplyTarget, read_local_part, reply_secrets
 from outbound.dkim import load_keys
 from outbound.email_handler import SENT_AGAIN
 from tests.conftest import DnsZone, FixedClock

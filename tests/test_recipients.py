@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part
 from inbound.recipients import (
     BounceAddress,
     NotOurDomain,
@@ -16,7 +17,6 @@ from inbound.recipients import (
     classify,
     message_tokens,
 )
-from inbound.reply_tokens import MessageReference, ReplyTarget, make_local_part
 
 NOW = 1_800_000_000
 KEY = b"k" * 32

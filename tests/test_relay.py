@@ -21,12 +21,12 @@ from outbound.relay import (
     RecipientResult,
     RelayTransport,
     address_problem,
-    build_transport,
     classify,
     recipient_domain,
     split_invalid,
     wire_data,
 )
+from outbound.transports import build_transport
 from tests.conftest import DnsZone, need_tool
 from tests.redis_server import free_port
 from tests.smtp_server import Pki, RawServer, SmtpServer, make_pki

@@ -11,14 +11,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.jobs import EmailJob, parse_job
-from gateway.settings import Settings
-from inbound.reply_tokens import (
+from gateway.reply_tokens import (
     MessageReference,
     ReplyTarget,
     TokenRefused,
     read_local_part,
     reply_secrets,
 )
+from gateway.settings import Settings
 from outbound.builder import MessageBuilder, job_appointment
 from outbound.dkim import Signer, SigningKey
 from outbound.owner_templates import OwnerTemplates

@@ -13,8 +13,7 @@ from redis.asyncio import Redis
 
 from gateway.errors import ConfigError
 from gateway.keys import Keys
-from gateway.settings import Settings, read_secret
-from inbound.reply_tokens import (
+from gateway.reply_tokens import (
     KEY_FILE,
     MessageReference,
     ReplyTarget,
@@ -26,6 +25,7 @@ from inbound.reply_tokens import (
     reply_secrets,
     resolve,
 )
+from gateway.settings import Settings, read_secret
 from outbound.messages import MessageRecord, new_token, record_message
 
 NOW = 1_800_000_000  # a whole hour

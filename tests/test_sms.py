@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.jobs import parse_job
+from gateway.sms_provider import IncomingText
 from inbound.sms_inbox import SmsInbox
-from outbound.sms.provider import IncomingText
 from outbound.sms.text import default_text
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway

@@ -14,8 +14,7 @@ from twisted.internet import defer
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from outbound.sms.kannel import PLUGIN, KannelOptions, KannelProvider, kannel_config
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     CallbackRefused,
     DeliveryReceipt,
     IncomingText,
@@ -28,6 +27,7 @@ from outbound.sms.provider import (
     check_options,
     find_plugin,
 )
+from outbound.sms.kannel import PLUGIN, KannelOptions, KannelProvider, kannel_config
 from tests.kannel_server import Kannel, eventually, start_kannel
 from tests.redis_server import free_port
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import GatewayError
-from outbound.sms.numbers import NumberRefused, to_e164
+from gateway.phone_numbers import NumberRefused, to_e164
 
 
 @pytest.mark.parametrize(

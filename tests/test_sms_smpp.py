@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from outbound.sms import smpp_pdu
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     CallbackRefused,
     ProviderContext,
     ProviderError,
@@ -20,6 +19,7 @@ from outbound.sms.provider import (
     check_options,
     find_plugin,
 )
+from outbound.sms import smpp_pdu
 from outbound.sms.segments import check_length, gsm7_bytes, split
 from outbound.sms.smpp import PLUGIN, SmppOptions, SmppProvider
 from outbound.sms.smpp_pdu import Address, Command, Pdu

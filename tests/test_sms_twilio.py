@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     CallbackRefused,
     DeliveryReceipt,
     IncomingText,

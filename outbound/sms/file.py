@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from gateway.settings import SmsFileOptions
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     Accepted,
     CallbackRefused,
     DeliveryReceipt,

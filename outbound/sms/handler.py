@@ -17,18 +17,18 @@ from gateway.events import Event, Status
 from gateway.jobs import Job, SmsJob
 from gateway.keys import Keys
 from gateway.outage import PROCESS
+from gateway.phone_numbers import NumberRefused, to_e164
 from gateway.settings import Settings
-from outbound.owner_templates import OwnerTemplates
-from outbound.sms.compose import ComposedText, TextRefused, compose_text
-from outbound.sms.numbers import NumberRefused, to_e164
-from outbound.sms.optouts import SmsOptOuts
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     ProviderContext,
     ProviderError,
     SmsProvider,
     TextMessage,
     sent_lookup,
 )
+from outbound.owner_templates import OwnerTemplates
+from outbound.sms.compose import ComposedText, TextRefused, compose_text
+from outbound.sms.optouts import SmsOptOuts
 from outbound.sms.records import SentText, SmsRecords
 from outbound.sms.retry_after import bounded_retry_after
 from outbound.sms.segments import TextTooLong, check_length

@@ -16,7 +16,7 @@ from twisted.web.client import (
     ResponseFailed,
 )
 
-from outbound.sms.provider import ProviderError
+from gateway.sms_provider import ProviderError
 
 # twisted.web.client's pool and agent have no type hints, and mypy does not take zope
 # interfaces (IAgent) for types: both are used as Any

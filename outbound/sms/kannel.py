@@ -12,8 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.durations import PositiveDuration
 from gateway.settings import ReadableFile, SecretFile, read_secret
-from outbound.sms.http import ProviderHttp
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     Accepted,
     CallbackRefused,
     DeliveryReceipt,
@@ -26,6 +25,7 @@ from outbound.sms.provider import (
     WebhookAnswer,
     WebhookRequest,
 )
+from outbound.sms.http import ProviderHttp
 
 # Kannel's DLR types (the %d of a dlr-url): delivered (True/False when final) and meaning.
 DLR_TYPES: dict[int, tuple[bool | None, str]] = {

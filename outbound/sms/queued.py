@@ -12,7 +12,7 @@ from gateway.directory import AccountDirectory
 from gateway.errors import MalformedJob
 from gateway.jobs import SmsJob, parse_job
 from gateway.keys import Keys
-from outbound.sms.numbers import NumberRefused, to_e164
+from gateway.phone_numbers import NumberRefused, to_e164
 
 # Entries or payloads read per script call: each call holds Redis this long at most.
 STEP = 1000

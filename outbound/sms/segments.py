@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from typing import Final
 
-from outbound.sms.provider import Encoding
+from gateway.sms_provider import Encoding
 
 MAX_CHARACTERS: Final = 1600
 

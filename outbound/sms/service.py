@@ -12,9 +12,9 @@ from gateway.config import Config
 from gateway.directory import AccountDirectory
 from gateway.keys import Keys
 from gateway.settings import Settings
+from gateway.sms_provider import ProviderContext, SmsProvider, find_plugin
 from outbound.owner_templates import OwnerTemplates
 from outbound.sms.handler import SmsHandler
-from outbound.sms.provider import ProviderContext, SmsProvider, find_plugin
 
 
 def provider_context(settings: Settings) -> ProviderContext:

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.durations import PositiveDuration
 from gateway.settings import Loc, ReadableFile, invalid, read_secret
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     Accepted,
     CallbackRefused,
     DeliveryReceipt,

@@ -16,8 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.durations import PositiveDuration
 from gateway.settings import Loc, ReadableFile, invalid, read_secret
-from outbound.sms.http import ProviderHttp
-from outbound.sms.provider import (
+from gateway.sms_provider import (
     Accepted,
     CallbackRefused,
     DeliveryReceipt,
@@ -30,6 +29,7 @@ from outbound.sms.provider import (
     WebhookAnswer,
     WebhookRequest,
 )
+from outbound.sms.http import ProviderHttp
 from outbound.sms.twilio_signature import SIGNATURE, signature_problem
 
 # Connections kept open to Twilio, so that concurrent sends do not each pay a TLS handshake.

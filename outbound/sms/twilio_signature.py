@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 from urllib.parse import urlsplit
 
-from outbound.sms.provider import WebhookRequest
+from gateway.sms_provider import WebhookRequest
 
 SIGNATURE: Final = "x-twilio-signature"
 # Present when a Webhook Setting signs the request with one of its SharedKeys instead of

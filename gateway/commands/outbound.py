@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.account import Account
-from gateway.cli_support import CommandError, redis_for_cli
 from gateway.clock import SystemClock, rfc3339
+from gateway.commands.support import CommandError, redis_for_cli
 from gateway.config import Config
 from gateway.directory import AccountDirectory
 from gateway.jobs import EmailJob, SmsJob, parse_job

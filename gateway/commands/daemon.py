@@ -220,7 +220,7 @@ class Daemon:
             self._spawn(systemd.ping_watchdog())
             self._spawn(systemd.report_status(lambda: self._status(queue), STATUS_INTERVAL))
             if self.demo:
-                from gateway.demo import run_demo
+                from gateway.commands.demo import run_demo
 
                 self._spawn(run_demo(queue, settings, self.clock, sys.stdout))
             log.info(
@@ -250,11 +250,12 @@ class Daemon:
 
     async def _start_role(self, queue: JobQueue, settings: Settings) -> None:
         from gateway import metrics
+        from gateway.queue_depths import watch_queue_depths
 
         self.metrics_port = metrics.serve_metrics(
             settings, str(self.config.path or "(defaults)"), METRICS_PORT_OFFSETS[self.role]
         )
-        self._spawn(metrics.watch_queue_depths(queue))
+        self._spawn(watch_queue_depths(queue))
         if self.sms is not None and self.role in ("all", "inbound"):
             self._listen_webhook(queue, self.sms, settings)
         if self.inbound is not None and self.role in ("all", "inbound"):
@@ -310,9 +311,9 @@ class Daemon:
         return self.outbound.templates
 
     def _listen_webhook(self, queue: JobQueue, sms: SmsService, settings: Settings) -> None:
+        from gateway.http_listener import listen
         from inbound.sms_inbox import SmsInbox
         from inbound.sms_webhook import SmsWebhook
-        from inbound.web import listen
 
         def current() -> Settings:
             return self.config.settings

@@ -1,6 +1,6 @@
 """A process serving SMTP beside the daemon's own server (inbound.processes), which starts it.
 
-    python -m inbound.smtp_child [--config FILE] --listen FD[,FD...] --slots FD
+    python -m gateway.commands.smtp_child [--config FILE] --listen FD[,FD...] --slots FD
                                  --channel FD --number N
 
 It accepts on the daemon's listening sockets (inherited descriptors), counts connections in
@@ -33,17 +33,17 @@ from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError
 from gateway.keys import Keys
 from gateway.redis_conn import connect
+from gateway.reply_tokens import reply_secrets
 from gateway.settings import Settings
 from inbound.client_connections import ConnectionSlots
 from inbound.policy import RecipientCheck
 from inbound.queue import InboundQueue
-from inbound.reply_tokens import reply_secrets
+from inbound.smtp_children import REDIS_URL_VARIABLE
 from inbound.smtp_server import InboundHandler, InboundServer, settle_for_sessions, tls_context
 
 # by name: run with -m, the module is __main__
-log = logging.getLogger("inbound.smtp_child")
+log = logging.getLogger("gateway.commands.smtp_child")
 
-REDIS_URL_VARIABLE = "MAILGW_REDIS_URL"
 # Redis connections: one per session storing a message or resolving a recipient at once.
 REDIS_CONNECTIONS = 64
 
@@ -154,7 +154,7 @@ class _Numbered(logging.Filter):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inbound.smtp_child")
+    parser = argparse.ArgumentParser(prog="python -m gateway.commands.smtp_child")
     parser.add_argument("--config", type=Path, help="the daemon's file (default: none)")
     parser.add_argument("--listen", required=True, help="listening sockets' descriptors")
     parser.add_argument("--slots", type=int, required=True, help="the connections' file")

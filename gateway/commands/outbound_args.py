@@ -1,5 +1,5 @@
 """The outbound side's `mailgw` commands as the parser knows them (kept light: the
-commands themselves, in outbound.commands, are imported only when run)."""
+commands themselves, in gateway.commands.outbound, are imported only when run)."""
 
 from __future__ import annotations
 

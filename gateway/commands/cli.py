@@ -14,16 +14,16 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import __version__, logs
-from gateway.cli_support import CommandError, redis_for_cli
 from gateway.clock import SystemClock, rfc3339
+from gateway.commands import outbound_args
+from gateway.commands.daemon import ROLES, queue_options
+from gateway.commands.support import CommandError, redis_for_cli
 from gateway.config import Config, config_path, load_config
-from gateway.daemon import ROLES, queue_options
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, GatewayError, MalformedJob
 from gateway.jobs import Job, parse_job
 from gateway.keys import Keys
 from gateway.queue import NOT_REPLAYABLE, JobQueue
-from outbound import command_line as outbound_command_line
 
 
 def _queue(config: Config, redis: Redis) -> JobQueue:
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history = command("history", "everything planned, sent, skipped or dropped for one appointment")
     history.add_argument("appointment", metavar="APPOINTMENT_ID")
-    outbound_command_line.add_parsers(command)
+    outbound_args.add_parsers(command)
     return parser
 
 
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     logs.setup()
     path = config_path(args.config)
     if args.command == "run":
-        from gateway.daemon import run
+        from gateway.commands.daemon import run
 
         if args.demo and args.role != "all":
             print("mailgw: --demo needs --role all", file=sys.stderr)
@@ -364,13 +364,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         if args.command == "enqueue":
             args.text, args.source = read_input(args.file)
         config = load_config(path)
-        if args.command in outbound_command_line.COMMANDS:
-            from outbound import commands
+        if args.command in outbound_args.COMMANDS:
+            from gateway.commands import outbound
 
             if args.command == "dkim":
-                return commands.cmd_dkim(config, args, out)
+                return outbound.cmd_dkim(config, args, out)
             outbound_command = (
-                commands.cmd_render if args.command == "render" else commands.cmd_suppression
+                outbound.cmd_render if args.command == "render" else outbound.cmd_suppression
             )
             return asyncio.run(outbound_command(config, args, out))
         return asyncio.run(ASYNC_COMMANDS[args.command](config, args, out))
