@@ -15,9 +15,8 @@ from gateway.embedded_redis import executable
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port, below the outgoing connections' range (see free_ports)."""
+    return free_ports(1)
 
 
 def free_ports(count: int) -> int:
