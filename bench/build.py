@@ -28,10 +28,10 @@ from gateway.account import Account  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.jobs import Appointment, EmailJob, parse_job  # noqa: E402
-from outbound.builder import ICS_METHODS, MessageBuilder, job_appointment  # noqa: E402
+from gateway.notification_kinds import CATALOGUE, CalendarMethod  # noqa: E402
+from outbound.builder import MessageBuilder, job_appointment  # noqa: E402
 from outbound.compose import MailSpec, compose  # noqa: E402
 from outbound.dkim import Algorithm, Signer, SigningKey, generate_private_key  # noqa: E402
-from outbound.ics import Method  # noqa: E402
 from outbound.messages import MessageIdentity  # noqa: E402
 from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates  # noqa: E402
 from outbound.render_pool import RenderPool  # noqa: E402
@@ -65,7 +65,7 @@ class Sample:
     job: EmailJob
     appointment: Appointment | None
     identity: MessageIdentity
-    method: Method | None
+    method: CalendarMethod | None
     spec: MailSpec = field(init=False)
 
     def render(self) -> tuple[Rendered, str | None]:
@@ -119,7 +119,14 @@ def sample(kind: str = "confirmation", account_id: str = "atelier-elodie") -> Sa
     appointment = job_appointment(job)
     identity = builder.identity(account)
     made = Sample(
-        builder, signer, domain, account, job, appointment, identity, ICS_METHODS.get(kind)
+        builder,
+        signer,
+        domain,
+        account,
+        job,
+        appointment,
+        identity,
+        CATALOGUE[kind].calendar_method,
     )
     spec = finished(builder.spec(job, account, appointment, RECIPIENT, identity))
     assert spec is not None

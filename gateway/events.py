@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.notification_kinds import Channel
+
 Status = Literal[
     "sent",
     "delivered",
@@ -19,7 +21,6 @@ Status = Literal[
     "opted_in",
     "applied",
 ]
-Channel = Literal["email", "sms"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from functools import cache, lru_cache
-from typing import Annotated, Any, Literal, TypeAlias, get_args
+from typing import Annotated, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import (
@@ -26,6 +26,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gateway.errors import MalformedJob
 from gateway.header_text import HeaderText
+from gateway.notification_kinds import NotificationKind
 
 KNOWN_KINDS: tuple[str, ...] = (
     "appointment.booked",
@@ -42,18 +43,8 @@ KNOWN_KINDS: tuple[str, ...] = (
     "account.delete",
 )
 
-NotificationKind: TypeAlias = Literal[
-    "confirmation",
-    "reminder",
-    "cancellation",
-    "reschedule",
-    "follow_up",
-    "order",
-    "subscription_paid",
-    "subscription_renewal_reminder",
-    "subscription_cancelled",
-]
-NOTIFICATION_KINDS: tuple[str, ...] = get_args(NotificationKind)
+DIRECTORY_KINDS: frozenset[str] = frozenset({"account.upsert", "account.delete"})
+"""The job kinds that change the account directory rather than notify a client."""
 
 _MAX_REASON = 1000
 _EMAIL_CACHE_SIZE = 100_000

@@ -29,9 +29,10 @@ from gateway.jobs import (
     parse_job,
 )
 from gateway.keys import Keys
+from gateway.notification_kinds import AppointmentKind, Channel
 from gateway.ordering import Applied, order_key, position
 from gateway.phone_numbers import NumberRefused, to_e164
-from gateway.planning import Channel, Kind, Skipped, Timetable, Timetables, plan_resend
+from gateway.planning import Skipped, Timetable, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
 from gateway.waiting import Waiting, entry_middle, notification_id, notification_job
 
@@ -89,7 +90,7 @@ class Layout:
     and what waits (microseconds after the start, the entry's middle, channel)."""
 
     skipped: tuple[Skipped, ...]
-    at_once: tuple[tuple[Kind, Channel, int, bool], ...]
+    at_once: tuple[tuple[AppointmentKind, Channel, int, bool], ...]
     waiting: tuple[tuple[int, str, Channel], ...]
     # Whether an SMS goes out, at once or later: the client's number is needed.
     texts: bool

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Generic, Literal, TypeAlias, TypeVar
+from typing import Final, Generic, TypeAlias, TypeVar
 
 from gateway.account import Account
 from gateway.durations import format_duration
 from gateway.jobs import Appointment
-
-# The SMS reminder is kind "reminder" on channel "sms", as the events and the
-# SMS templates name it; (kind, channel, index) identifies one notification.
-Kind: TypeAlias = Literal["confirmation", "reminder", "follow_up", "cancellation", "reschedule"]
-Channel: TypeAlias = Literal["email", "sms"]
+from gateway.notification_kinds import AppointmentKind, Channel
 
 MIN_NOTICE: Final = timedelta(hours=1)
 """An appointment booked less than this before its start gets no reminder."""
@@ -27,7 +23,7 @@ STAFF_CHOSE: Final = "staff chose not to notify"
 class Planned:
     """A notification to send at `at` (UTC; equal to now when it goes out at once)."""
 
-    kind: Kind
+    kind: AppointmentKind
     channel: Channel
     index: int
     at: datetime
@@ -39,7 +35,7 @@ class Planned:
 class Skipped:
     """A notification that will not be sent, and why (recorded in the appointment's history)."""
 
-    kind: Kind
+    kind: AppointmentKind
     channel: Channel
     index: int
     reason: str
@@ -130,7 +126,7 @@ def _minutes(duration: timedelta) -> timedelta:
     return duration // timedelta(minutes=1) * timedelta(minutes=1)
 
 
-def _immediate(kind: Kind, enabled: bool, now: datetime) -> Planned | Skipped:
+def _immediate(kind: AppointmentKind, enabled: bool, now: datetime) -> Planned | Skipped:
     if enabled:
         return Planned(kind, "email", 0, now)
     return Skipped(kind, "email", 0, f"{kind} e-mails turned off")
@@ -254,7 +250,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # A planned notification as the planner keeps it: (kind, channel, index, only if not
 # rebooked, time), the time in whole microseconds after the appointment's start (negative
 # before it), or None when it goes out at once.
-Timed: TypeAlias = tuple[Kind, Channel, int, bool, int | None]
+Timed: TypeAlias = tuple[AppointmentKind, Channel, int, bool, int | None]
 
 
 Timetable: TypeAlias = Sequence[Timed | Skipped]

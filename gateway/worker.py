@@ -19,7 +19,7 @@ from gateway.directory import AccountDirectory
 from gateway.errors import JobFailure, MalformedJob, TemporaryFailure
 from gateway.events import Event
 from gateway.handlers import ARRIVAL, Handler
-from gateway.jobs import Job, parse_job
+from gateway.jobs import DIRECTORY_KINDS, Job, parse_job
 from gateway.metrics import JobOutcome
 from gateway.outage import PROCESS, Outage, is_outage
 from gateway.queue import Delivery, JobQueue
@@ -32,7 +32,6 @@ T = TypeVar("T")
 MIN_RETRY_DELAY = 1.0
 
 # Kinds that may name an account the directory does not hold yet.
-DIRECTORY_KINDS = frozenset({"account.upsert", "account.delete"})
 
 
 @dataclass(frozen=True, slots=True)

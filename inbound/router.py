@@ -43,7 +43,7 @@ from inbound.reports import parse_arf, parse_dsn
 from inbound.unsubscribe import Unsubscriber, message_event, sent_message
 from outbound.headers import AddressRefused
 from outbound.messages import MessageRecord, new_token, record_message
-from outbound.relay import Envelope, RelayTransport
+from outbound.relay import OutgoingMessage, RelayTransport
 from outbound.suppression import Suppression, SuppressionList
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class InboundRouter:
                 int(settings.inbound.message_id_ttl.total_seconds()),
             )
             await pipe.execute()
-        [result] = await self.transport.deliver(Envelope(bounce, (destination,), forwarded))
+        [result] = await self.transport.deliver(OutgoingMessage(bounce, (destination,), forwarded))
         if result.status == "deferred":
             raise Retry(f"{destination}: {result.code} {result.response}")
         status: Status = "forwarded" if result.status == "sent" else "failed"

@@ -8,26 +8,18 @@ from datetime import UTC, datetime
 from gateway.account import Account
 from gateway.clock import Clock
 from gateway.jobs import Appointment, EmailJob
+from gateway.notification_kinds import APPOINTMENT_KINDS, CATALOGUE, CalendarMethod
 from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part, reply_secrets
 from gateway.settings import Settings
 from outbound.compose import MailSpec, compose
-from outbound.context import APPOINTMENT_KINDS, build_context, context_model
+from outbound.context import build_context, context_model
 from outbound.dkim import Signer
-from outbound.ics import Method, invitation
+from outbound.ics import invitation
 from outbound.messages import MessageIdentity, new_token
 from outbound.owner_templates import OwnerTemplates
 from outbound.rendering import Rendered
 from outbound.suppression import normalise
 
-# Kinds whose mail carries the appointment as a calendar invitation, and how.
-ICS_METHODS: dict[str, Method] = {
-    "confirmation": "REQUEST",
-    "reminder": "REQUEST",
-    "reschedule": "REQUEST",
-    "cancellation": "CANCEL",
-}
-# Kinds that carry an unsubscribe link and List-Unsubscribe (PRODUCT.md).
-UNSUBSCRIBABLE = frozenset({"reminder", "follow_up"})
 CUSTOM = "custom"
 
 
@@ -134,11 +126,12 @@ class MessageBuilder:
         """What the message to `address` says, or None when its template renders empty."""
         kind = job_kind(job)
         domain = identity.sender_domain
-        unsubscribe = identity if kind in UNSUBSCRIBABLE else None
+        rules = CATALOGUE.get(kind)
+        unsubscribe = identity if rules is not None and rules.list_unsubscribe else None
         rendered, to_name = await self.render(job, account, appointment, address, unsubscribe)
         if rendered.empty:
             return None
-        method = ICS_METHODS.get(kind)
+        method = rules.calendar_method if rules is not None else None
         return MailSpec(
             from_name=account.business_name,
             from_address=f"scheduling@{domain}",
@@ -163,7 +156,7 @@ class MessageBuilder:
         self,
         account: Account,
         appointment: Appointment | None,
-        method: Method | None,
+        method: CalendarMethod | None,
         address: str,
         domain: str,
     ) -> bytes | None:

@@ -18,18 +18,11 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.account import Account
 from gateway.errors import PermanentFailure
-from gateway.jobs import NOTIFICATION_KINDS, Appointment, Client, Order, Subscription
+from gateway.jobs import Appointment, Client, Order, Subscription
+from gateway.notification_kinds import CATALOGUE, CONTEXT_FIELDS
 
-APPOINTMENT_KINDS: Final = frozenset(
-    {"confirmation", "reminder", "cancellation", "reschedule", "follow_up"}
-)
-SUBSCRIPTION_KINDS: Final = frozenset(
-    {"subscription_paid", "subscription_renewal_reminder", "subscription_cancelled"}
-)
 PRODUCTS: Final = ("package", "gift_certificate", "subscription")
 CANCELLED_BY: Final = ("client", "owner", "payment_failure")
-# Keys checked for their kind; any other key of a job's context reaches templates as `data`.
-_KNOWN_KEYS: Final = frozenset({"appointment", "order", "product", "subscription", "by"})
 
 # CLDR's "atTime" pattern ("mardi 24 novembre 2026 à 14:30"); Babel only has the plain
 # "{1}, {0}" one, which reads as a list rather than a sentence.
@@ -101,7 +94,8 @@ def build_context(
 
     Raises PermanentFailure naming the missing or invalid fields.
     """
-    if kind not in NOTIFICATION_KINDS:
+    rules = CATALOGUE.get(kind)
+    if rules is None:
         raise PermanentFailure(f"unknown notification kind {kind!r}")
     context: dict[str, Any] = {
         "kind": kind,
@@ -110,15 +104,15 @@ def build_context(
         "business": {"name": account.business_name},
         "show_links": account.show_cancel_reschedule_links,
         "unsubscribe_url": unsubscribe_url,
-        "data": _plain(kind, "", {k: v for k, v in job_context.items() if k not in _KNOWN_KEYS}),
+        "data": _plain(kind, "", {k: v for k, v in job_context.items() if k not in CONTEXT_FIELDS}),
     }
     client: Client
-    if kind in APPOINTMENT_KINDS:
+    if rules.subject == "appointment":
         appointment = context_model(kind, job_context, "appointment", Appointment)
         context["timezone"] = appointment.timezone
         context["appointment"] = _appointment(account, appointment)
         client = appointment.clients[0]
-    elif kind == "order":
+    elif rules.subject == "order":
         order = context_model(kind, job_context, "order", Order)
         product = job_context.get("product")
         if product not in PRODUCTS:

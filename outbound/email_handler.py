@@ -25,7 +25,7 @@ from gateway.settings import Settings
 from outbound.builder import MessageBuilder, job_appointment, job_kind
 from outbound.headers import AddressRefused
 from outbound.messages import MessageRecord, record_message
-from outbound.relay import Envelope, RecipientResult, RelayTransport
+from outbound.relay import OutgoingMessage, RecipientResult, RelayTransport
 from outbound.suppression import Suppression, SuppressionList, blocks, normalise
 
 
@@ -238,7 +238,9 @@ class EmailHandler:
             # What was ready on the loop runs first (see __init__).
             await asyncio.sleep(0)
             message = self.builder.signed(spec, identity)
-        envelope = Envelope(identity.bounce_address, (address,), message, require_tls=account.hipaa)
+        envelope = OutgoingMessage(
+            identity.bounce_address, (address,), message, require_tls=account.hipaa
+        )
         if interrupted and await self.transport.has(envelope):
             result = RecipientResult(address, "sent", 250, TAKEN_BY_INTERRUPTED, None)
             return await self._result(job, account, result, identity.message_id)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from gateway.account import Account
 from gateway.jobs import Appointment
+from gateway.notification_kinds import CalendarMethod
 from outbound.context import type_name
 
 PRODID: Final = "-//mailgw//appointment notifications//EN"
-Method = Literal["REQUEST", "CANCEL"]
 
 
 def invitation(
@@ -21,7 +21,7 @@ def invitation(
     *,
     organizer: str,
     attendee: str,
-    method: Method,
+    method: CalendarMethod,
     sequence: int,
     domain: str,
     stamp: datetime | None = None,

@@ -10,12 +10,12 @@ import socket
 import time
 from pathlib import Path
 
-from outbound.relay import Envelope, RecipientResult, in_order, split_invalid
+from outbound.relay import OutgoingMessage, RecipientResult, in_order, split_invalid
 
 _counter = itertools.count()
 
 
-def envelope_mark(envelope: Envelope) -> str:
+def envelope_mark(envelope: OutgoingMessage) -> str:
     """What names an envelope's file (its sender is unique per message): `has()` finds it."""
     digest = hashlib.sha256(f"{envelope.sender}\0{envelope.recipients}".encode()).hexdigest()
     return f"S{digest[:20]}"
@@ -53,7 +53,7 @@ def write_maildir(maildir: Path, data: bytes, mark: str = "") -> Path:
     return final
 
 
-def with_delivery_headers(envelope: Envelope) -> bytes:
+def with_delivery_headers(envelope: OutgoingMessage) -> bytes:
     """The message with Return-Path and Delivered-To on top, as a local delivery writes them.
 
     Headers added on top leave a DKIM signature valid; the lines stay CRLF as signed.
@@ -80,7 +80,7 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    async def deliver(self, envelope: Envelope) -> list[RecipientResult]:
+    async def deliver(self, envelope: OutgoingMessage) -> list[RecipientResult]:
         """Write the message; sent (250) once it is in new/, deferred if the write failed."""
         results, valid = split_invalid(envelope)
         if valid is None:
@@ -98,7 +98,7 @@ class MaildirTransport:
             done = [RecipientResult(r, "sent", 250, reason, None) for r in valid.recipients]
         return in_order(envelope, results + done)
 
-    async def has(self, envelope: Envelope) -> bool:
+    async def has(self, envelope: OutgoingMessage) -> bool:
         """Whether a file of this envelope is in new/ or cur/ (a reader may have moved it)."""
         return await asyncio.to_thread(_holds, self.path, f"{envelope_mark(envelope)}.")
 

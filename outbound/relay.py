@@ -7,11 +7,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
-Status = Literal["sent", "deferred", "bounced"]
+RecipientStatus = Literal["sent", "deferred", "bounced"]
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
+class OutgoingMessage:
     """One message to relay: its bounce address, recipients (one domain) and bytes."""
 
     sender: str
@@ -25,7 +25,7 @@ class RecipientResult:
     """What became of one recipient: status, SMTP code (0: no reply), text and server."""
 
     recipient: str
-    status: Status
+    status: RecipientStatus
     code: int
     response: str
     server: str | None
@@ -34,9 +34,9 @@ class RecipientResult:
 class RelayTransport(Protocol):
     """Sends envelopes; outcomes are results, never exceptions."""
 
-    async def deliver(self, envelope: Envelope) -> list[RecipientResult]: ...
+    async def deliver(self, envelope: OutgoingMessage) -> list[RecipientResult]: ...
 
-    async def has(self, envelope: Envelope) -> bool | None:
+    async def has(self, envelope: OutgoingMessage) -> bool | None:
         """Whether this envelope's message was taken already (an attempt interrupted
         after sending it), or None when the transport cannot tell (SMTP has no way to
         ask a server what it took)."""
@@ -45,7 +45,7 @@ class RelayTransport(Protocol):
     async def close(self) -> None: ...
 
 
-def classify(code: int) -> Status:
+def classify(code: int) -> RecipientStatus:
     """The status an SMTP reply code means; 0 (no reply: timeout, refused) is temporary."""
     if 200 <= code < 300:
         return "sent"
@@ -72,7 +72,9 @@ def address_problem(address: str, *, sender: bool = False) -> str | None:
     return None
 
 
-def split_invalid(envelope: Envelope) -> tuple[list[RecipientResult], Envelope | None]:
+def split_invalid(
+    envelope: OutgoingMessage,
+) -> tuple[list[RecipientResult], OutgoingMessage | None]:
     """Bounces for the addresses that cannot be sent, and the envelope of the others (or None)."""
     problem = address_problem(envelope.sender, sender=True)
     if problem is not None:
@@ -92,7 +94,9 @@ def split_invalid(envelope: Envelope) -> tuple[list[RecipientResult], Envelope |
     return bounces, replace(envelope, recipients=tuple(valid))
 
 
-def in_order(envelope: Envelope, results: Iterable[RecipientResult]) -> list[RecipientResult]:
+def in_order(
+    envelope: OutgoingMessage, results: Iterable[RecipientResult]
+) -> list[RecipientResult]:
     """Results listed in the envelope's recipient order."""
     by_recipient = {r.recipient: r for r in results}
     return [by_recipient[r] for r in envelope.recipients]

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from gateway.settings import RelaySettings, StartTls, read_secret
 from outbound.mx import MxResolver, NoRoute
 from outbound.relay import (
-    Envelope,
+    OutgoingMessage,
     RecipientResult,
     classify,
     in_order,
@@ -83,12 +83,12 @@ class Attempt:
     reached: bool
 
 
-class Job:
+class PendingMessage:
     """A message waiting for, or being sent by, a session; its Deferred fires with an Attempt."""
 
     __slots__ = ("deferred", "envelope", "retried")
 
-    def __init__(self, envelope: Envelope, deferred: defer.Deferred[Attempt]) -> None:
+    def __init__(self, envelope: OutgoingMessage, deferred: defer.Deferred[Attempt]) -> None:
         self.envelope = envelope
         self.deferred = deferred
         self.retried = False
@@ -99,7 +99,7 @@ class Job:
             self.deferred.callback(attempt)
 
 
-def unreached(envelope: Envelope, failure: Reply, server: str) -> Attempt:
+def unreached(envelope: OutgoingMessage, failure: Reply, server: str) -> Attempt:
     """Every recipient deferred: the server failed before the message (even with a 5xx:
     a refused greeting or password says nothing about the message, so it must not bounce)."""
     code, reason = failure
@@ -209,7 +209,7 @@ class SmtpSession(_ESMTPClient):  # type: ignore[misc]
         self.pool = pool
         self.policy = policy
         self.server = pool.address.label()
-        self.job: Job | None = None
+        self.pending: PendingMessage | None = None
         self.ready = False
         self.resetting = False
         self.closing = False
@@ -304,16 +304,16 @@ class SmtpSession(_ESMTPClient):  # type: ignore[misc]
         if self.pool.closing or self.messages >= self.policy.messages_per_connection:
             self.quit()
             return
-        job = self.pool.next_job()
-        if job is None:
+        pending = self.pool.next_pending()
+        if pending is None:
             self._park()
         else:
-            self.start(job)
+            self.start(pending)
 
-    def start(self, job: Job) -> None:
-        """Send `job` over this (set up, not busy) session."""
+    def start(self, pending: PendingMessage) -> None:
+        """Send `pending` over this (set up, not busy) session."""
         self._cancel_idle_timer()
-        self.job = job
+        self.pending = pending
         # the server may have closed a reused connection just before MAIL FROM went out
         self._unanswered = self.messages > 0
         self.messages += 1
@@ -323,16 +323,16 @@ class SmtpSession(_ESMTPClient):  # type: ignore[misc]
         super().smtpState_from(0, b"")
 
     def getMailFrom(self) -> str:
-        assert self.job is not None
-        return self.job.envelope.sender
+        assert self.pending is not None
+        return self.pending.envelope.sender
 
     def getMailTo(self) -> list[str]:
-        assert self.job is not None
-        return list(self.job.envelope.recipients)
+        assert self.pending is not None
+        return list(self.pending.envelope.recipients)
 
     def getMailData(self) -> BytesIO:
-        assert self.job is not None
-        return BytesIO(wire_data(self.job.envelope.message))
+        assert self.pending is not None
+        return BytesIO(wire_data(self.pending.envelope.message))
 
     def transformChunk(self, chunk: bytes) -> bytes:
         # the data is already CRLF and dot-stuffed (Twisted's transform expects LF lines);
@@ -348,18 +348,18 @@ class SmtpSession(_ESMTPClient):  # type: ignore[misc]
         addresses: list[tuple[str, int, bytes]],
         log: object,
     ) -> None:
-        job, self.job = self.job, None
-        assert job is not None
+        pending, self.pending = self.pending, None
+        assert pending is not None
         rcpt = {address: (c, _text(r)) for address, c, r in addresses}
         final: Reply = (code, _text(resp))
         results = []
-        for recipient in job.envelope.recipients:
+        for recipient in pending.envelope.recipients:
             reply = rcpt.get(recipient, final)
             if self._command == "MAIL FROM" or (numOk and 200 <= reply[0] < 300):
                 # MAIL FROM, DATA and end-of-data replies apply to every accepted recipient
                 reply = final
             results.append(_result(recipient, reply, self.server))
-        job.finish(Attempt(results, reached=True))
+        pending.finish(Attempt(results, reached=True))
 
     def smtpState_msgSent(self, code: int, resp: bytes) -> None:
         if self._from is not None:
@@ -413,16 +413,18 @@ class SmtpSession(_ESMTPClient):  # type: ignore[misc]
 
     def _failed(self, code: int, reason: str) -> None:
         """Record a failure that ends the session: the message's, or the setup's."""
-        job, self.job = self.job, None
-        if job is not None:
-            job.finish(Attempt(self._failure_results(job, (code, reason)), reached=True))
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.finish(Attempt(self._failure_results(pending, (code, reason)), reached=True))
         elif not self.ready and self.setup_failure is None:
             self.setup_failure = (code, reason)
 
-    def _failure_results(self, job: Job, failure: Reply) -> list[RecipientResult]:
+    def _failure_results(self, pending: PendingMessage, failure: Reply) -> list[RecipientResult]:
         # recipients refused at RCPT keep that reply; the others share the failure
         refused = {address: (c, _text(r)) for address, c, r in self.toAddressesResult if c >= 300}
-        return [_result(r, refused.get(r, failure), self.server) for r in job.envelope.recipients]
+        return [
+            _result(r, refused.get(r, failure), self.server) for r in pending.envelope.recipients
+        ]
 
     def sendError(self, exc: Exception) -> None:
         # what is left for here: garbled replies and errors while sending the data
@@ -464,11 +466,11 @@ class SmtpSession(_ESMTPClient):  # type: ignore[misc]
             lost = f"TLS handshake with {self.server} failed: {_tls_problem(reason)}"
         else:
             lost = f"connection to {self.server} lost at {self._command}: {reason.value}"
-        job = self.job
-        if job is not None and self._unanswered and not job.retried:
-            self.job = None
-            job.retried = True
-            self.pool.requeue(job)
+        pending = self.pending
+        if pending is not None and self._unanswered and not pending.retried:
+            self.pending = None
+            pending.retried = True
+            self.pool.requeue(pending)
         else:
             self._failed(0, lost)
         failure = None if self.ready else self.setup_failure
@@ -514,26 +516,26 @@ class Destination:
         # one TLS context for all the sessions (building one loads the trust root)
         self.tls_context = _tls_context(policy.starttls, address.host, policy.trust_root)
         self.closing = False
-        self._waiting: deque[Job] = deque()
+        self._waiting: deque[PendingMessage] = deque()
         self._sessions: set[SmtpSession] = set()
         self._idle: list[SmtpSession] = []
 
-    def submit(self, envelope: Envelope) -> defer.Deferred[Attempt]:
+    def submit(self, envelope: OutgoingMessage) -> defer.Deferred[Attempt]:
         """Queue a message for the next free session; fires with its Attempt, never fails."""
         deferred: defer.Deferred[Attempt] = defer.Deferred(self._withdraw)
-        job = Job(envelope, deferred)
+        pending = PendingMessage(envelope, deferred)
         if self.closing:
-            job.finish(unreached(envelope, (0, "the relay is closing"), self.address.label()))
+            pending.finish(unreached(envelope, (0, "the relay is closing"), self.address.label()))
         else:
-            self._waiting.append(job)
+            self._waiting.append(pending)
             self._dispatch()
         return deferred
 
     def _withdraw(self, deferred: defer.Deferred[Attempt]) -> None:
         # a cancelled message still waiting is not sent; one already on the wire goes on
-        for job in self._waiting:
-            if job.deferred is deferred:
-                self._waiting.remove(job)
+        for pending in self._waiting:
+            if pending.deferred is deferred:
+                self._waiting.remove(pending)
                 return
 
     def _dispatch(self) -> None:
@@ -558,16 +560,18 @@ class Destination:
                 timeout=self.policy.connect_timeout,
             )
 
-    def next_job(self) -> Job | None:
+    def next_pending(self) -> PendingMessage | None:
         """The next waiting message, for a session that is free."""
         return self._waiting.popleft() if self._waiting else None
 
-    def requeue(self, job: Job) -> None:
+    def requeue(self, pending: PendingMessage) -> None:
         """Put back first a message a session could not start (see SmtpSession.start)."""
         if self.closing:
-            job.finish(unreached(job.envelope, (0, "the relay closed"), self.address.label()))
+            pending.finish(
+                unreached(pending.envelope, (0, "the relay closed"), self.address.label())
+            )
         else:
-            self._waiting.appendleft(job)
+            self._waiting.appendleft(pending)
 
     def session_idle(self, session: SmtpSession) -> None:
         self._idle.append(session)
@@ -586,15 +590,17 @@ class Destination:
             # nothing else is connected or connecting: the server is unusable for now, so
             # the waiting messages get this failure (not one new connection attempt each)
             waiting, self._waiting = self._waiting, deque()
-            for job in waiting:
-                job.finish(unreached(job.envelope, failure, session.server))
+            for pending in waiting:
+                pending.finish(unreached(pending.envelope, failure, session.server))
 
     def close(self) -> defer.Deferred[Any]:
         """Quit every session (busy ones after their message); fires once all are closed."""
         self.closing = True
         waiting, self._waiting = self._waiting, deque()
-        for job in waiting:
-            job.finish(unreached(job.envelope, (0, "the relay closed"), self.address.label()))
+        for pending in waiting:
+            pending.finish(
+                unreached(pending.envelope, (0, "the relay closed"), self.address.label())
+            )
         idle, self._idle = self._idle, []
         for session in idle:
             session.quit()
@@ -643,7 +649,7 @@ class SmarthostTransport:
             self._pools[starttls] = Destination(self._address, policy)
         return self._pools[starttls]
 
-    async def deliver(self, envelope: Envelope) -> list[RecipientResult]:
+    async def deliver(self, envelope: OutgoingMessage) -> list[RecipientResult]:
         """Send through the smarthost; hipaa envelopes only over verified TLS."""
         bounces, valid = split_invalid(envelope)
         if valid is None:
@@ -652,7 +658,7 @@ class SmarthostTransport:
         attempt = await _attempt(self._pool(starttls).submit(valid))
         return in_order(envelope, bounces + attempt.results)
 
-    async def has(self, envelope: Envelope) -> None:
+    async def has(self, envelope: OutgoingMessage) -> None:
         """SMTP has no way to ask a server what it took: it cannot tell."""
         return None
 
@@ -683,7 +689,7 @@ class MxTransport:
             self._pools[key] = Destination(address, self._policies[starttls])
         return self._pools[key]
 
-    async def deliver(self, envelope: Envelope) -> list[RecipientResult]:
+    async def deliver(self, envelope: OutgoingMessage) -> list[RecipientResult]:
         """Send to the recipients' domain; hipaa envelopes only over verified TLS."""
         bounces, valid = split_invalid(envelope)
         if valid is None:
@@ -693,7 +699,7 @@ class MxTransport:
         return in_order(envelope, bounces + results)
 
     async def _send(
-        self, domain: str, envelope: Envelope, starttls: StartTls
+        self, domain: str, envelope: OutgoingMessage, starttls: StartTls
     ) -> list[RecipientResult]:
         route = await self._resolver.route(domain)
         if isinstance(route, NoRoute):
@@ -720,7 +726,7 @@ class MxTransport:
         reason = "; ".join(problems)
         return [RecipientResult(r, "deferred", code, reason, server) for r in envelope.recipients]
 
-    async def has(self, envelope: Envelope) -> None:
+    async def has(self, envelope: OutgoingMessage) -> None:
         """SMTP has no way to ask a server what it took: it cannot tell."""
         return None
 

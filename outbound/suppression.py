@@ -9,12 +9,9 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from gateway.keys import Keys
+from gateway.notification_kinds import CATALOGUE
 
 Reason = Literal["hard_bounce", "unsubscribe", "complaint", "manual"]
-
-# PRODUCT.md: an unsubscribe or a complaint stops reminders and follow-ups, never
-# confirmations, cancellations, reschedules or payment notices.
-OPT_OUT_KINDS = frozenset({"reminder", "follow_up"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +42,8 @@ def blocks(kind: str, hard: Suppression | None, opt_out: Suppression | None) -> 
     """The suppression that stops a notification of `kind`, if any."""
     if hard is not None:
         return hard
-    if opt_out is not None and kind in OPT_OUT_KINDS:
+    rules = CATALOGUE.get(kind)
+    if opt_out is not None and rules is not None and rules.stopped_by_opt_out:
         return opt_out
     return None
 

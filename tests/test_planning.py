@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from gateway.account import Account
 from gateway.jobs import Appointment, Client
+from gateway.notification_kinds import AppointmentKind
 from gateway.planning import (
     PLANS,
-    Kind,
     Plan,
     PlanFunction,
     Planned,
@@ -185,7 +185,9 @@ def test_a_reschedule_to_a_close_time_follows_the_late_booking_rule() -> None:
         ("reschedule", plan_reschedule),
     ],
 )
-def test_an_immediate_notice_turned_off_is_skipped(kind: Kind, event: PlanFunction) -> None:
+def test_an_immediate_notice_turned_off_is_skipped(
+    kind: AppointmentKind, event: PlanFunction
+) -> None:
     plan = event(account({kind: False}), appointment(NOW + 48 * H), NOW)
     assert plan[0] == Skipped(kind, "email", 0, f"{kind} e-mails turned off")
     assert all(item.kind != kind or isinstance(item, Skipped) for item in plan)

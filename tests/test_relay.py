@@ -17,7 +17,7 @@ import pytest
 from gateway.settings import RelaySettings
 from outbound.maildir import unique_name, write_maildir
 from outbound.relay import (
-    Envelope,
+    OutgoingMessage,
     RecipientResult,
     RelayTransport,
     address_problem,
@@ -38,8 +38,8 @@ MESSAGE = (
 SENDER = "b-0123@studio.example"
 
 
-def envelope(*recipients: str, sender: str = SENDER, require_tls: bool = False) -> Envelope:
-    return Envelope(sender, recipients or ("client@example.com",), MESSAGE, require_tls)
+def envelope(*recipients: str, sender: str = SENDER, require_tls: bool = False) -> OutgoingMessage:
+    return OutgoingMessage(sender, recipients or ("client@example.com",), MESSAGE, require_tls)
 
 
 def relay_settings(**values: Any) -> RelaySettings:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.jobs import NOTIFICATION_KINDS
-from outbound.context import APPOINTMENT_KINDS, build_context
+from gateway.notification_kinds import APPOINTMENT_KINDS, CATALOGUE, NOTIFICATION_KINDS
+from outbound.context import build_context
 from outbound.rendering import DEFAULTS, OutputOverLimit, Renderer, RenderError, locale_chain
 from tests.test_context import ORDER, SUBSCRIPTION, appointment, atelier
 
@@ -24,7 +24,7 @@ def job_context(kind: str) -> dict[str, Any]:
 
 
 def context(kind: str, **account: Any) -> dict[str, Any]:
-    unsubscribe = "https://u.example.com/u/abc" if kind in ("reminder", "follow_up") else None
+    unsubscribe = "https://u.example.com/u/abc" if CATALOGUE[kind].list_unsubscribe else None
     return build_context(
         kind, atelier(**account), job_context(kind), None, unsubscribe_url=unsubscribe
     )

@@ -21,7 +21,7 @@ from gateway.commands.support import CommandError, redis_for_cli
 from gateway.config import Config, config_path, load_config
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, GatewayError, MalformedJob
-from gateway.jobs import Job, parse_job
+from gateway.jobs import DIRECTORY_KINDS, Job, parse_job
 from gateway.keys import Keys
 from gateway.queue import NOT_REPLAYABLE, JobQueue
 
@@ -81,9 +81,7 @@ async def _validate_jobs(config: Config, redis: Redis, text: str, source: str) -
         except MalformedJob as exc:
             problems.append(f"{where}: {exc.reason}")
             continue
-        if job.kind not in ("account.upsert", "account.delete") and (
-            await directory.get(job.account) is None
-        ):
+        if job.kind not in DIRECTORY_KINDS and (await directory.get(job.account) is None):
             problems.append(f"{where}: unknown account '{job.account}'")
             continue
         jobs.append(job)

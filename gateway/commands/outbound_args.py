@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.jobs import NOTIFICATION_KINDS
+from gateway.notification_kinds import NOTIFICATION_KINDS
 
 COMMANDS = ("suppression", "render", "dkim")
 

@@ -10,6 +10,7 @@ from jinja2 import TemplateError, UndefinedError
 from gateway.account import Account
 from gateway.errors import GatewayError
 from gateway.jobs import Appointment, SmsJob
+from gateway.notification_kinds import CATALOGUE
 from outbound.context import context_model, format_date, format_time, type_name
 from outbound.owner_templates import OwnerTemplates
 from outbound.sms.segments import MAX_CHARACTERS
@@ -58,7 +59,7 @@ async def compose_text(job: SmsJob, account: Account, templates: OwnerTemplates)
         if not account.verified:
             raise TextRefused("only verified accounts may send their own text")
         return ComposedText(job.text)
-    if job.template != "reminder":
+    if "sms" not in CATALOGUE[job.template].channels:
         raise TextRefused(f"there is no text message for '{job.template}' notifications")
     appointment = context_model("reminder", job.context, "appointment", Appointment)
     calendar = account.calendar(appointment.calendar)
