@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: E402
 
 from bench.timing import finished, ms_per_call  # noqa: E402
 from gateway.account import Account  # noqa: E402
+from gateway.addresses import MessageIdentity  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.jobs import Appointment, EmailJob, parse_job  # noqa: E402
@@ -32,7 +33,6 @@ from gateway.notification_kinds import CATALOGUE, CalendarMethod  # noqa: E402
 from outbound.builder import MessageBuilder, job_appointment  # noqa: E402
 from outbound.compose import MailSpec, compose  # noqa: E402
 from outbound.dkim import Algorithm, Signer, SigningKey, generate_private_key  # noqa: E402
-from outbound.messages import MessageIdentity  # noqa: E402
 from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates  # noqa: E402
 from outbound.render_pool import RenderPool  # noqa: E402
 from outbound.rendering import Rendered, Renderer  # noqa: E402

@@ -43,13 +43,13 @@ from redis import Redis  # noqa: E402
 from bench.private_postfix import running_postfix, tool, wait_port  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
+from gateway.message_tokens import new_token  # noqa: E402
 from gateway.reply_tokens import (  # noqa: E402
     MessageReference,
     ReplyTarget,
     make_local_part,
     reply_secrets,
 )
-from outbound.messages import new_token  # noqa: E402
 from tests.redis_server import free_port, start_redis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from secrets import token_bytes
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from redis.asyncio import Redis
 
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
 from gateway.keys import Keys
+from gateway.message_records import read_record
+from gateway.message_tokens import MESSAGE_TOKEN
 from gateway.secret_files import create_private_file
 from gateway.settings import SECRET_MIN_BYTES, Settings, read_secret
 
@@ -53,7 +55,6 @@ _BODY_BYTES: Final = (MAX_LENGTH - _HEAD - _MAC_CHARS) * 5 // 8
 _HOUR: Final = 3600
 _MAX_HOURS: Final = (1 << 24) - 1
 _BASE32: Final = re.compile(r"[a-z2-7]*")
-MESSAGE_TOKEN: Final = re.compile(r"[a-z2-7]{26}")
 # The first byte of a packed id: 0 for none, else its length, with this bit set when the
 # id is a decimal number (the scheduling service's ids often are) sent as its value's
 # big-endian bytes.
@@ -211,15 +212,14 @@ def _unpack(data: bytes) -> ReplyTarget:
 async def resolve(redis: Redis, keys: Keys, reference: MessageReference) -> ReplyTarget:
     """The ids that the message's Redis record holds; TokenRefused (expired) once the
     record is gone."""
-    stored: Any = await redis.hmget(
-        keys.message(reference.token), ["account", "calendar", "appointment"]
-    )
-    account, calendar, appointment = stored
-    if not account:
+    record = await read_record(redis, keys, reference.token)
+    if record is None or not record.get("account"):
         raise TokenRefused(
             "expired", f"the record of message {reference.token}, named by a reply token, expired"
         )
-    return ReplyTarget(account, calendar or None, appointment or None)
+    return ReplyTarget(
+        record["account"], record.get("calendar") or None, record.get("appointment") or None
+    )
 
 
 def reply_secrets(settings: Settings) -> list[bytes]:

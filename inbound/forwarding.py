@@ -13,6 +13,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.addresses import sender_address
 from gateway.clock import Clock
 from gateway.errors import PermanentFailure
 from gateway.header_text import one_line
@@ -124,7 +125,7 @@ class Forwarder:
         # the gateway's own text is: a control character in it is made a space.
         name = f"{one_line(client_name).strip() or client_address} via {business_name}"
         added = [
-            f"From: {mailbox(name, f'scheduling@{sender_domain}')}",
+            f"From: {mailbox(name, sender_address(sender_domain))}",
             f"Reply-To: {mailbox(None, client_address)}",
             f"To: {mailbox(None, to)}",
         ]

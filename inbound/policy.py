@@ -6,13 +6,7 @@ from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
-from gateway.clock import Clock
-from gateway.directory import AccountDirectory
-from gateway.keys import Keys
-from gateway.reply_tokens import MessageReference, TokenRefused, resolve
-from gateway.settings import Settings
-from inbound import smtp_replies as replies
-from inbound.recipients import (
+from gateway.addresses import (
     BounceAddress,
     NotOurDomain,
     Recipient,
@@ -21,6 +15,13 @@ from inbound.recipients import (
     UnsubscribeAddress,
     classify,
 )
+from gateway.clock import Clock
+from gateway.directory import AccountDirectory
+from gateway.keys import Keys
+from gateway.message_records import is_recorded
+from gateway.reply_tokens import MessageReference, TokenRefused, resolve
+from gateway.settings import Settings
+from inbound import smtp_replies as replies
 
 
 class RecipientCheck:
@@ -69,9 +70,8 @@ class RecipientCheck:
                     return replies.REJECT_UNKNOWN_RCPT
             if await self.directory.get(target.account) is None:
                 return replies.REJECT_UNKNOWN_RCPT
-        known = self.keys.message
-        if isinstance(
-            recipient, BounceAddress | UnsubscribeAddress
-        ) and not await self.redis.exists(known(recipient.token)):
+        if isinstance(recipient, BounceAddress | UnsubscribeAddress) and not await is_recorded(
+            self.redis, self.keys, recipient.token
+        ):
             return replies.REJECT_UNKNOWN_RCPT
         return None

@@ -17,10 +17,21 @@ from typing import Any
 import dns.resolver
 from redis.asyncio import Redis
 
+from gateway.addresses import (
+    BounceAddress,
+    Postmaster,
+    ReplyAddress,
+    SenderMailbox,
+    UnsubscribeAddress,
+    bounce_address,
+    message_tokens,
+)
 from gateway.clock import Clock, rfc3339
 from gateway.directory import AccountDirectory
 from gateway.events import Event, Status
 from gateway.keys import Keys
+from gateway.message_records import MessageRecord, read_record, record_message
+from gateway.message_tokens import new_token
 from gateway.outage import PROCESS, Outage, is_outage
 from gateway.queue import JobQueue
 from gateway.reply_tokens import MessageReference, ReplyTarget, TokenRefused, resolve
@@ -31,18 +42,9 @@ from inbound.loops import loop_reason, never_forward_to
 from inbound.policy import RecipientCheck
 from inbound.queue import InboundQueue
 from inbound.received import ReceivedMessage
-from inbound.recipients import (
-    BounceAddress,
-    Postmaster,
-    ReplyAddress,
-    SenderMailbox,
-    UnsubscribeAddress,
-    message_tokens,
-)
 from inbound.reports import parse_arf, parse_dsn
-from inbound.unsubscribe import Unsubscriber, message_event, sent_message
+from inbound.unsubscribe import Unsubscriber, message_event
 from outbound.headers import AddressRefused
-from outbound.messages import MessageRecord, new_token, record_message
 from outbound.relay import OutgoingMessage, RelayTransport
 from outbound.suppression import Suppression, SuppressionList
 
@@ -228,7 +230,7 @@ class InboundRouter:
         # Its own bounce address, so that a bounce of the forward is known and not
         # forwarded again to the business.
         token = new_token()
-        bounce = f"b-{token}@{domain}"
+        bounce = bounce_address(token, domain)
         async with self.redis.pipeline(transaction=False) as pipe:
             record_message(
                 pipe,
@@ -276,7 +278,7 @@ class InboundRouter:
             domains = [d.domain for d in self.settings().sender_domains]
             tokens = message_tokens(original, domains)
             token = tokens[0] if tokens else None
-        sent = await sent_message(self.redis, self.keys, token)
+        sent = await read_record(self.redis, self.keys, token)
         if sent is None:
             what = "a delivery report" if report else "a feedback report" if feedback else "mail"
             return [self._event(message, "skipped", f"{what} about no message we keep")]

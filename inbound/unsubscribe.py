@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from redis.asyncio import Redis
 
 from gateway.clock import Clock, rfc3339
 from gateway.events import Event, Status
 from gateway.keys import Keys
+from gateway.message_records import read_record
 from gateway.queue import JobQueue
 from outbound.suppression import Suppression, SuppressionList
-
-
-async def sent_message(redis: Redis, keys: Keys, token: str | None) -> dict[str, str] | None:
-    """The record of the message we sent under `token`, while it is kept."""
-    if not token:
-        return None
-    record: Any = await redis.hgetall(keys.message(token))
-    return dict(record) if record else None
 
 
 def message_event(
@@ -57,7 +48,7 @@ class Unsubscriber:
 
     async def __call__(self, token: str, how: str) -> Event | None:
         """None when the message is not known (any more)."""
-        sent = await sent_message(self.redis, self.keys, token)
+        sent = await read_record(self.redis, self.keys, token)
         if sent is None:
             return None
         at = rfc3339(self.clock.now())

@@ -12,10 +12,12 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from gateway.addresses import UNSUBSCRIBE_PATH
+from gateway.message_tokens import MESSAGE_TOKEN
+
 log = logging.getLogger(__name__)
 
-# The token of outbound.messages.new_token().
-PATH: Final = re.compile(rb"/unsubscribe/([a-z2-7]{26})")
+PATH: Final = re.compile(f"{UNSUBSCRIBE_PATH}({MESSAGE_TOKEN.pattern})".encode())
 # A one-click body is 26 bytes, a browser's post of the page's button as many.
 MAX_BODY: Final = 1024
 ALLOWED: Final = "GET, HEAD, POST"

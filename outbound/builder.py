@@ -6,8 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.account import Account
+from gateway.addresses import MessageIdentity, sender_address
 from gateway.clock import Clock
 from gateway.jobs import Appointment, EmailJob
+from gateway.message_tokens import new_token
 from gateway.notification_kinds import APPOINTMENT_KINDS, CATALOGUE, CalendarMethod
 from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part, reply_secrets
 from gateway.settings import Settings
@@ -15,7 +17,6 @@ from outbound.compose import MailSpec, compose
 from outbound.context import build_context, context_model
 from outbound.dkim import Signer
 from outbound.ics import invitation
-from outbound.messages import MessageIdentity, new_token
 from outbound.owner_templates import OwnerTemplates
 from outbound.rendering import Rendered
 from outbound.suppression import normalise
@@ -95,7 +96,7 @@ class MessageBuilder:
                 identity.token, now + int(settings.inbound.message_id_ttl.total_seconds())
             ),
         )
-        return f"{local}@{identity.reply_domain}"
+        return identity.reply_address(local)
 
     async def build(
         self,
@@ -134,7 +135,7 @@ class MessageBuilder:
         method = rules.calendar_method if rules is not None else None
         return MailSpec(
             from_name=account.business_name,
-            from_address=f"scheduling@{domain}",
+            from_address=identity.sender_address,
             to=address,
             to_name=to_name,
             reply_to=self.reply_to(account, appointment, identity),
@@ -166,7 +167,7 @@ class MessageBuilder:
         return invitation(
             appointment,
             account,
-            organizer=f"scheduling@{domain}",
+            organizer=sender_address(domain),
             attendee=address,
             method=method,
             sequence=appointment.sequence,

@@ -20,11 +20,11 @@ from gateway.errors import PermanentFailure, TemporaryFailure
 from gateway.events import Event, Status
 from gateway.jobs import Appointment, EmailJob, Job
 from gateway.keys import Keys
+from gateway.message_records import MessageRecord, record_message
 from gateway.outage import PROCESS
 from gateway.settings import Settings
 from outbound.builder import MessageBuilder, job_appointment, job_kind
 from outbound.headers import AddressRefused
-from outbound.messages import MessageRecord, record_message
 from outbound.relay import OutgoingMessage, RecipientResult, RelayTransport
 from outbound.suppression import Suppression, SuppressionList, blocks, normalise
 

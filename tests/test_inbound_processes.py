@@ -24,11 +24,11 @@ import pytest
 from pydantic import ValidationError
 from redis import Redis
 
+from gateway.message_tokens import new_token
 from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part
 from gateway.settings import InboundSettings
 from inbound import smtp_replies as replies
 from inbound.client_connections import ConnectionSlots
-from outbound.messages import new_token
 from tests.conftest import need_tool
 from tests.redis_server import free_port
 from tests.test_daemon import ROOT, Daemon, start_daemon, wait_for, write_config

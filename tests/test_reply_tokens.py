@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 
 from gateway.errors import ConfigError
 from gateway.keys import Keys
+from gateway.message_records import MessageRecord, record_message
+from gateway.message_tokens import new_token
 from gateway.reply_tokens import (
     KEY_FILE,
     MessageReference,
@@ -26,7 +28,6 @@ from gateway.reply_tokens import (
     resolve,
 )
 from gateway.settings import Settings, read_secret
-from outbound.messages import MessageRecord, new_token, record_message
 
 NOW = 1_800_000_000  # a whole hour
 DAY = 86_400

@@ -1,4 +1,5 @@
-"""Which of our mailboxes an envelope recipient is, decided at RCPT time (no I/O)."""
+"""Our addresses, written and read here only: the sender mailbox, a message's Message-ID,
+bounce and unsubscribe addresses, reply addresses, and what an envelope recipient is to us."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.message_tokens import MESSAGE_TOKEN
 from gateway.reply_tokens import (
-    MESSAGE_TOKEN,
     PREFIX,
     MessageReference,
     ReplyTarget,
@@ -20,8 +21,54 @@ SENDER_MAILBOX: Final = "scheduling"
 POSTMASTER: Final = "postmaster"
 BOUNCE_PREFIX: Final = "b-"
 UNSUBSCRIBE_PREFIX: Final = "unsubscribe-"
+UNSUBSCRIBE_PATH: Final = "/unsubscribe/"
 # A msg-id in In-Reply-To or References (RFC 5322 3.6.4), split at its last "@".
 _MSG_ID: Final = re.compile(r"<([^<>\s]+)@([^<>@\s]+)>")
+
+
+def sender_address(domain: str) -> str:
+    """The From address of every notification, and of forwarded replies."""
+    return f"{SENDER_MAILBOX}@{domain}"
+
+
+def bounce_address(token: str, domain: str) -> str:
+    """The envelope sender of message `token`: unique per message, so that a bounce names
+    its message."""
+    return f"{BOUNCE_PREFIX}{token}@{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIdentity:
+    """The addresses derived from one message token."""
+
+    token: str
+    sender_domain: str
+    reply_domain: str
+    public_url: str
+
+    @property
+    def sender_address(self) -> str:
+        return sender_address(self.sender_domain)
+
+    @property
+    def message_id(self) -> str:
+        return f"<{self.token}@{self.sender_domain}>"
+
+    @property
+    def bounce_address(self) -> str:
+        return bounce_address(self.token, self.sender_domain)
+
+    @property
+    def unsubscribe_url(self) -> str:
+        return f"{self.public_url.rstrip('/')}{UNSUBSCRIBE_PATH}{self.token}"
+
+    @property
+    def unsubscribe_mailto(self) -> str:
+        return f"mailto:{UNSUBSCRIBE_PREFIX}{self.token}@{self.reply_domain}"
+
+    def reply_address(self, local_part: str) -> str:
+        """The reply address whose local part is a reply token (reply_tokens)."""
+        return f"{local_part}@{self.reply_domain}"
 
 
 @dataclass(frozen=True, slots=True)

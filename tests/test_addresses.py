@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part
-from inbound.recipients import (
+from gateway.addresses import (
     BounceAddress,
     NotOurDomain,
     Postmaster,
@@ -17,6 +16,7 @@ from inbound.recipients import (
     classify,
     message_tokens,
 )
+from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part
 
 NOW = 1_800_000_000
 KEY = b"k" * 32
