@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 from gateway import metrics
 from gateway.account import Account
 from gateway.backoff import retry_delay
+from gateway.bookings import booked_from
 from gateway.clock import Clock, rfc3339
+from gateway.delivered import DeliveredRecipients
 from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure, TemporaryFailure
 from gateway.events import Event, Status
@@ -25,8 +27,9 @@ from gateway.outage import PROCESS
 from gateway.settings import Settings
 from outbound.builder import MessageBuilder, job_appointment, job_kind
 from outbound.headers import AddressRefused
+from outbound.in_flight import InFlightMarks
 from outbound.relay import OutgoingMessage, RecipientResult, RelayTransport
-from outbound.suppression import Suppression, SuppressionList, blocks, normalise
+from outbound.suppression import Suppression, SuppressionList, normalise
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +48,6 @@ def relay_elapsed(attempts: int, initial: float, maximum: float) -> float:
 # What the run after one interrupted in the middle of sending (its worker died, or it
 # timed out) records.
 TAKEN_BY_INTERRUPTED = "taken by the relay at an interrupted earlier run"
-# The mark of a send begun again after an interrupted one (see keys.in_flight).
-AGAIN = "again"
 SENT_AGAIN = (
     "sent again after an earlier run was interrupted while sending:"
     " the relay may have both copies (same Message-ID)"
@@ -78,6 +79,8 @@ class EmailHandler:
         self.clock = clock
         self.jitter = jitter
         self.suppressions = SuppressionList(redis, keys)
+        self.delivered = DeliveredRecipients(redis, keys)
+        self.in_flight = InFlightMarks(redis, keys)
         # One message signed at a time, after the loop has run what was ready: signing
         # queued behind the signing of every job in hand kept replies waiting, a relay's
         # 250 among them, whose record is the window in which a worker's death makes a
@@ -95,7 +98,7 @@ class EmailHandler:
         done: set[str] = set()
         if attempt > 1:
             # Their outcomes were recorded with the retry.
-            done = set(await self.redis.hkeys(self.keys.delivered(job.id)))  # type: ignore[arg-type]
+            done = await self.delivered.settled(job.id)
         recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
         outcomes = await asyncio.gather(
             *(self._send_one(job, account, kind, appointment, r) for r in recipients)
@@ -121,11 +124,9 @@ class EmailHandler:
             ]
         if final:
             # Recipients already done are skipped when the job comes back.
-            key = self.keys.delivered(job.id)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping={e.recipient: e.status for e in final if e.recipient})
-                pipe.expire(key, int(relay.max_lifetime.total_seconds()) + 86400)
-                await pipe.execute()
+            await self.delivered.record(
+                job.id, {e.recipient: e.status for e in final if e.recipient}, self._kept()
+            )
         reason = "; ".join(f"{e.recipient}: {e.reason}" for e in waiting)
         delay = retry_delay(attempt, initial, maximum, self.jitter())
         # The relay's schedule runs past queue.max_attempts, to relay.max_lifetime from
@@ -150,7 +151,7 @@ class EmailHandler:
         if outcome.event.status != "sent":
             # Settled, and nothing is out to that recipient: the next run (a retry) has no
             # copy to fear. A run that dies, hangs or times out leaves the mark.
-            await self.redis.hdel(self.keys.in_flight(job.id), address)
+            await self.in_flight.settle(job.id, address)
         return outcome
 
     async def _send(
@@ -172,20 +173,15 @@ class EmailHandler:
             appointment=job.appointment_id or (appointment.id if appointment else ""),
             calendar=appointment.calendar if appointment else "",
         )
-        in_flight = self.keys.in_flight(job.id)
         # One round trip: what may stop this message, the mark of a send begun (kept if
         # one is there already: an earlier run was interrupted), and the
         # message's record for bounces and replies (written before sending, since a
         # bounce can come back at once).
         rebooked = appointment is not None and bool(job.context.get("only_if_not_rebooked"))
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.delivered(job.id), address)
-            pipe.hget(self.keys.suppressed, address)
-            pipe.hget(self.keys.opted_out(account.id), address)
-            pipe.hsetnx(in_flight, address, identity.token)
-            pipe.hget(in_flight, address)
-            # As long as the job may come back (the relay's schedule, then a day).
-            pipe.expire(in_flight, int(settings.relay.max_lifetime.total_seconds()) + 86400)
+            delivered = self.delivered.lookup(pipe, job.id, address)
+            blocking = self.suppressions.lookup(pipe, kind, address, account.id)
+            begun = self.in_flight.begin(pipe, job.id, address, identity.token, self._kept())
             record_message(
                 pipe,
                 self.keys,
@@ -193,42 +189,36 @@ class EmailHandler:
                 record,
                 int(settings.inbound.message_id_ttl.total_seconds()),
             )
+            booked = None
             if rebooked and appointment is not None:
                 # Checked now that it is due, as PRODUCT.md says, not when it was planned.
-                pipe.zrangebyscore(
-                    self.keys.bookings(account.id, address), appointment.start.timestamp(), "+inf"
+                booked = booked_from(
+                    pipe, self.keys, account.id, address, appointment.start.timestamp()
                 )
             replies = await pipe.execute()
-        earlier, hard, opt_out, _, mark = replies[:5]
-        begun, _, again = mark.partition(" ")
+        earlier, mark = delivered(replies), begun(replies)
         if earlier:
             # An attempt interrupted after the server took the message (the worker died
             # before recording it): sending again would be a second copy. If that was
             # itself a second send, the history says so as the lost run would have.
             reason = "sent by an interrupted earlier attempt"
-            if again:
+            if mark.again:
                 reason = f"{reason}; {SENT_AGAIN}"
             return self._outcome(job, account, address, "sent", reason, earlier)
-        if rebooked and appointment is not None and set(replies[-1]) - {appointment.id}:
+        if booked is not None and appointment is not None and booked(replies) - {appointment.id}:
             return self._outcome(
                 job, account, address, "skipped", "the client has booked again since", None
             )
-        blocked = blocks(
-            kind,
-            Suppression.from_json(hard) if hard else None,
-            Suppression.from_json(opt_out) if opt_out else None,
-        )
+        blocked = blocking(replies)
         if blocked is not None:
             return self._outcome(job, account, address, "suppressed", blocked.reason, None)
-        interrupted = begun != identity.token
+        interrupted = mark.token != identity.token
         if interrupted:
             # The same message as the interrupted send, Message-ID included: a mailbox
             # that got both can tell them for one.
-            identity = self.builder.identity(account, begun)
-            if not again:
-                # Kept for the run after this one, should it stop before recording: a
-                # second send has begun.
-                await self.redis.hset(in_flight, address, f"{begun} {AGAIN}")
+            identity = self.builder.identity(account, mark.token)
+            if not mark.again:
+                await self.in_flight.begun_again(job.id, address, mark.token)
         spec = await self.builder.spec(job, account, appointment, address, identity)
         if spec is None:
             return self._outcome(
@@ -275,11 +265,12 @@ class EmailHandler:
         )
 
     async def _sent(self, job: EmailJob, result: RecipientResult, message_id: str) -> None:
-        key = self.keys.delivered(job.id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, result.recipient, message_id)
-            pipe.expire(key, int(self.settings().relay.max_lifetime.total_seconds()) + 86400)
-            await pipe.execute()
+        await self.delivered.record(job.id, {result.recipient: message_id}, self._kept())
+
+    def _kept(self) -> int:
+        """How long a job's records are kept: as long as it may come back (the relay's
+        schedule), then a day."""
+        return int(self.settings().relay.max_lifetime.total_seconds()) + 86400
 
     def _outcome(
         self,

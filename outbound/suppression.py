@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from gateway.keys import Keys
 from gateway.notification_kinds import CATALOGUE
+from gateway.round_trip import ReplyReader
 
 Reason = Literal["hard_bounce", "unsubscribe", "complaint", "manual"]
 
@@ -73,16 +76,28 @@ class SuppressionList:
 
     async def check(self, kind: str, address: str, account: str) -> Suppression | None:
         """What stops `kind` from being sent to `address` for `account`, if anything."""
-        address = normalise(address)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.suppressed, address)
-            pipe.hget(self.keys.opted_out(account), address)
-            hard, opt_out = await pipe.execute()
-        return blocks(
-            kind,
-            Suppression.from_json(hard) if hard else None,
-            Suppression.from_json(opt_out) if opt_out else None,
-        )
+            blocking = self.lookup(pipe, kind, address, account)
+            return blocking(await pipe.execute())
+
+    def lookup(
+        self, pipe: Pipeline, kind: str, address: str, account: str
+    ) -> ReplyReader[Suppression | None]:
+        """Queue what `check` reads, on a round trip shared with other stores."""
+        address = normalise(address)
+        at = len(pipe)
+        pipe.hget(self.keys.suppressed, address)
+        pipe.hget(self.keys.opted_out(account), address)
+
+        def blocking(replies: Sequence[Any]) -> Suppression | None:
+            hard, opt_out = replies[at], replies[at + 1]
+            return blocks(
+                kind,
+                Suppression.from_json(hard) if hard else None,
+                Suppression.from_json(opt_out) if opt_out else None,
+            )
+
+        return blocking
 
     async def entries(self, account: str | None = None) -> list[Suppression]:
         stored: Any = await self.redis.hgetall(self._key(account))
