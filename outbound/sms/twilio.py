@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from gateway.durations import PositiveDuration
-from gateway.settings import Loc, ReadableFile, invalid, read_secret
+from gateway.settings import ReadableFile, read_secret
 from gateway.sms_provider import (
     Accepted,
     CallbackRefused,
@@ -29,6 +29,7 @@ from gateway.sms_provider import (
     WebhookAnswer,
     WebhookRequest,
 )
+from gateway.validation_errors import Loc, invalid
 from outbound.sms.http import ProviderHttp
 from outbound.sms.twilio_signature import SIGNATURE, signature_problem
 
