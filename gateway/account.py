@@ -20,7 +20,7 @@ from gateway.fields import (
 )
 from gateway.header_text import HeaderText
 from gateway.settings import MODEL_CONFIG, DnsName
-from gateway.validation_errors import Loc, invalid
+from gateway.validation_errors import Loc, invalid, repeats
 
 Plan = Literal["emerging", "growing", "powerhouse"]
 
@@ -138,17 +138,8 @@ class Notifications(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_offsets(self) -> Notifications:
-        seen: dict[timedelta, int] = {}
-        errors: list[tuple[Loc, str]] = []
-        for index, reminder in enumerate(self.reminders):
-            if reminder.offset in seen:
-                errors.append(
-                    (
-                        ("reminders", index, "offset"),
-                        f"same offset as reminders[{seen[reminder.offset]}]",
-                    )
-                )
-            seen.setdefault(reminder.offset, index)
+        offsets = (reminder.offset for reminder in self.reminders)
+        errors = repeats("reminders", "offset", offsets, said="same offset as")
         if errors:
             raise invalid("Notifications", errors)
         return self
@@ -192,11 +183,7 @@ class Account(BaseModel):
             "appointment_types": self.appointment_types,
         }
         for field, items in groups.items():
-            seen: dict[str, int] = {}
-            for index, item in enumerate(items):
-                if item.id in seen:
-                    errors.append(((field, index, "id"), f"duplicate of {field}[{seen[item.id]}]"))
-                seen.setdefault(item.id, index)
+            errors.extend(repeats(field, "id", (item.id for item in items)))
         if errors:
             raise invalid("Account", errors)
         return self

@@ -4,7 +4,7 @@ editor (`FILE_WORDING`) or of a job's developer (`JOB_WORDING`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,20 @@ def invalid(title: str, errors: Sequence[tuple[Loc, str]]) -> ValidationError:
             for loc, message in errors
         ],
     )
+
+
+def repeats(
+    field: str, key: str, values: Iterable[Hashable], said: str = "duplicate of"
+) -> list[tuple[Loc, str]]:
+    """A problem at each entry of the list `field` whose `key` an earlier entry has already,
+    naming that first entry: `reminders[2].offset: same offset as reminders[0]`."""
+    first: dict[Hashable, int] = {}
+    problems: list[tuple[Loc, str]] = []
+    for index, value in enumerate(values):
+        if value in first:
+            problems.append(((field, index, key), f"{said} {field}[{first[value]}]"))
+        first.setdefault(value, index)
+    return problems
 
 
 def dotted(loc: Loc) -> str:

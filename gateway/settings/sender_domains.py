@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from gateway.settings.files import ReadableFile
 from gateway.settings.types import MODEL_CONFIG, DnsName, not_empty
-from gateway.validation_errors import Loc, invalid
+from gateway.validation_errors import invalid, repeats
 
 
 class DkimSelector(BaseModel):
@@ -47,20 +47,14 @@ class SenderDomain(BaseModel):
 
     @model_validator(mode="after")
     def _unique_selectors(self) -> SenderDomain:
-        seen: dict[str, int] = {}
-        errors: list[tuple[Loc, str]] = []
-        for index, key in enumerate(self.dkim):
-            if key.selector in seen:
-                errors.append(
-                    (("dkim", index, "selector"), f"duplicate of dkim[{seen[key.selector]}]")
-                )
-            seen.setdefault(key.selector, index)
+        errors = repeats("dkim", "selector", (key.selector for key in self.dkim))
         if errors:
             raise invalid("SenderDomain", errors)
         return self
 
 
 def embedded_sender_domains() -> tuple[SenderDomain, ...]:
+    """The default: "localhost", with an RSA and an Ed25519 key generated on first run."""
     return (
         SenderDomain(
             domain="localhost",

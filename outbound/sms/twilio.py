@@ -29,7 +29,7 @@ from gateway.sms_provider import (
     WebhookAnswer,
     WebhookRequest,
 )
-from gateway.validation_errors import Loc, invalid
+from gateway.validation_errors import invalid, repeats
 from outbound.sms.http import ProviderHttp
 from outbound.sms.twilio_signature import SIGNATURE, signature_problem
 
@@ -175,13 +175,8 @@ class TwilioOptions(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_keys(self) -> TwilioOptions:
-        seen: dict[str, int] = {}
-        errors: list[tuple[Loc, str]] = []
-        for index, key in enumerate(self.shared_keys):
-            if key.id in seen:
-                duplicate = f"same id as shared_keys[{seen[key.id]}]"
-                errors.append((("shared_keys", index, "id"), duplicate))
-            seen.setdefault(key.id, index)
+        ids = (key.id for key in self.shared_keys)
+        errors = repeats("shared_keys", "id", ids, said="same id as")
         if errors:
             raise invalid("TwilioOptions", errors)
         return self
