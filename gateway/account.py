@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from datetime import timedelta
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from gateway.durations import Duration, between
+from gateway.fields import (
+    AccountId,
+    AccountItemId,
+    EmailAddress,
+    LoadableTimeZone,
+    NotBlank,
+    TemplateLocale,
+)
 from gateway.header_text import HeaderText
-from gateway.settings import MODEL_CONFIG, DnsName, Loc, invalid
+from gateway.settings import MODEL_CONFIG, DnsName
+from gateway.validation_errors import Loc, invalid, repeats
 
-ACCOUNT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Plan = Literal["emerging", "growing", "powerhouse"]
 
 MAX_REMINDERS: Final = 3
@@ -24,45 +31,9 @@ SMS_PLANS: Final = frozenset({"growing", "powerhouse"})
 MAX_SMS_TEXT: Final = 1600
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-Name = Annotated[HeaderText, AfterValidator(_not_blank)]
+Name = Annotated[HeaderText, NotBlank]
 """Free text shown to clients, kept exactly as written, on one line: it reaches headers
 (the From display name, subjects)."""
-
-
-def _id_text(value: Any) -> Any:
-    # the scheduling service's ids are often numbers; they are compared as text
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-ItemId = Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=128)]
-
-
-def _timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}: use an IANA name such as Europe/Paris"
-        ) from None
-    return value
-
-
-def _locale(value: str) -> str:
-    match = re.fullmatch(r"(fr|en)(?:[_-]([A-Za-z]{2}))?", value)
-    if match is None:
-        raise ValueError(
-            f"unsupported locale {value!r}: use fr or en, optionally with a region (fr_CA)"
-        )
-    language, region = match.groups()
-    return f"{language}_{region.upper()}" if region else language
 
 
 def _country(value: str) -> str:
@@ -79,9 +50,9 @@ class Calendar(BaseModel):
 
     model_config = MODEL_CONFIG
 
-    id: ItemId = Field(description="The calendar's id in the scheduling service.")
+    id: AccountItemId = Field(description="The calendar's id in the scheduling service.")
     name: Name = Field(description="Shown to clients.")
-    reply_to: EmailStr | None = Field(
+    reply_to: EmailAddress | None = Field(
         None, description="Where clients' replies go for this calendar; default: the owner."
     )
 
@@ -91,7 +62,7 @@ class AppointmentType(BaseModel):
 
     model_config = MODEL_CONFIG
 
-    id: ItemId = Field(description="The type's id in the scheduling service.")
+    id: AccountItemId = Field(description="The type's id in the scheduling service.")
     name: Name = Field(description="Shown to clients.")
     notifications: bool = Field(True, description="False: nothing is sent for this type.")
 
@@ -167,17 +138,8 @@ class Notifications(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_offsets(self) -> Notifications:
-        seen: dict[timedelta, int] = {}
-        errors: list[tuple[Loc, str]] = []
-        for index, reminder in enumerate(self.reminders):
-            if reminder.offset in seen:
-                errors.append(
-                    (
-                        ("reminders", index, "offset"),
-                        f"same offset as reminders[{seen[reminder.offset]}]",
-                    )
-                )
-            seen.setdefault(reminder.offset, index)
+        offsets = (reminder.offset for reminder in self.reminders)
+        errors = repeats("reminders", "offset", offsets, said="same offset as")
         if errors:
             raise invalid("Notifications", errors)
         return self
@@ -188,14 +150,14 @@ class Account(BaseModel):
 
     model_config = MODEL_CONFIG
 
-    id: str = Field(pattern=ACCOUNT_ID_PATTERN, description="The file name without .toml.")
+    id: AccountId = Field(description="The file name without .toml.")
     business_name: Name = Field(description="Display name of the mail, exactly as written.")
-    owner_email: EmailStr = Field(description="The owner: receives replies by default.")
+    owner_email: EmailAddress = Field(description="The owner: receives replies by default.")
     plan: Plan = Field(description="emerging, growing or powerhouse.")
-    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+    timezone: LoadableTimeZone = Field(
         description="IANA time zone of the business, e.g. Europe/Paris."
     )
-    locale: Annotated[str, AfterValidator(_locale)] = Field(
+    locale: TemplateLocale = Field(
         description="Language of the messages: fr or en, optionally with a region (fr_CA)."
     )
     country: Annotated[str, AfterValidator(_country)] = Field(
@@ -221,11 +183,7 @@ class Account(BaseModel):
             "appointment_types": self.appointment_types,
         }
         for field, items in groups.items():
-            seen: dict[str, int] = {}
-            for index, item in enumerate(items):
-                if item.id in seen:
-                    errors.append(((field, index, "id"), f"duplicate of {field}[{seen[item.id]}]"))
-                seen.setdefault(item.id, index)
+            errors.extend(repeats(field, "id", (item.id for item in items)))
         if errors:
             raise invalid("Account", errors)
         return self

@@ -12,12 +12,13 @@ from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
 
-from gateway.account import ACCOUNT_ID_PATTERN, Account
+from gateway.account import Account
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.fields import ACCOUNT_ID_PATTERN
 from gateway.sandbox import TEXT_ENVIRONMENT, template_problems
 from gateway.settings import Settings
+from gateway.validation_errors import FILE_WORDING, dotted
 
 DEFAULT_CONFIG_PATH = Path("/etc/mailgw/mailgw.toml")
 WHOLE_FILE = "(file)"
@@ -237,65 +238,6 @@ def _problems(
     source: str, exc: ValidationError, prefix: tuple[str, ...] = ()
 ) -> list[ConfigProblem]:
     return [
-        ConfigProblem(source, _key((*prefix, *error["loc"])), _message(error))
+        ConfigProblem(source, dotted((*prefix, *error["loc"])), FILE_WORDING.problem(error))
         for error in exc.errors()
     ]
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = ""
-    for part in loc:
-        if isinstance(part, int):
-            key += f"[{part}]"
-        else:
-            key += f".{part}" if key else part
-    return key
-
-
-_TYPES = {
-    "string_type": "must be a string (text in quotes)",
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "bool_type": "must be true or false",
-    "tuple_type": "must be a list ([...])",
-    "list_type": "must be a list ([...])",
-    "dict_type": "must be a table",
-    "model_type": "must be a table",
-    "model_attributes_type": "must be a table",
-}
-
-
-def _message(error: ErrorDetails) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx", {})
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return "must be one of: " + ", ".join(choices)
-    if kind in _TYPES:
-        return f"{_TYPES[kind]}, not {_describe(error['input'])}"
-    if kind == "too_long":
-        return f"at most {ctx['max_length']} allowed, found {ctx['actual_length']}"
-    if kind == "too_short":
-        return f"at least {ctx['min_length']} required, found {ctx['actual_length']}"
-    if kind == "string_too_short":
-        return "must not be empty" if ctx.get("min_length") == 1 else error["msg"]
-    if kind == "string_too_long":
-        return f"must be at most {ctx['max_length']} characters"
-    if kind == "string_pattern_mismatch":
-        return f"{error['input']!r} does not have the expected form ({ctx['pattern']})"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return error["msg"].replace("Input should be", "must be")
-
-
-def _describe(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return f"{names.get(type(value), type(value).__name__)} ({value!r})"

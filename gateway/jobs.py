@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import cache, lru_cache
 from typing import Annotated, Any, Literal, TypeAlias
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -21,12 +18,22 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.networks import validate_email
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
 from gateway.errors import MalformedJob
+from gateway.fields import (
+    AccountId,
+    Amount,
+    BareEmailAddress,
+    Currency,
+    ListedTimeZone,
+    LocaleTag,
+    UpstreamId,
+    Url,
+)
 from gateway.header_text import HeaderText
 from gateway.notification_kinds import NotificationKind
+from gateway.validation_errors import JOB_WORDING, dotted
 
 KNOWN_KINDS: tuple[str, ...] = (
     "appointment.booked",
@@ -47,73 +54,6 @@ DIRECTORY_KINDS: frozenset[str] = frozenset({"account.upsert", "account.delete"}
 """The job kinds that change the account directory rather than notify a client."""
 
 _MAX_REASON = 1000
-_EMAIL_CACHE_SIZE = 100_000
-
-# Each pattern doubles as the key of the sentence an upstream developer reads when it
-# does not match, so a refusal says what is expected rather than quoting a regex.
-_KEY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
-_ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-_URL_PATTERN = r"^(?i:https?)://[^\x00-\x20\x7f/?#]+(?:[/?#][^\x00-\x20\x7f]*)?$"
-_AMOUNT_PATTERN = r"^[0-9]{1,15}(?:\.[0-9]{1,6})?$"
-_CURRENCY_PATTERN = r"^[A-Z]{3}$"
-_LOCALE_PATTERN = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$"
-_PATTERN_HINTS = {
-    _KEY_PATTERN: "must not contain control characters",
-    _ACCOUNT_PATTERN: (
-        "must be an account id: a letter or digit, then up to 127 letters, digits, '.', '_' or '-'"
-    ),
-    _URL_PATTERN: "must be an http or https URL",
-    _AMOUNT_PATTERN: 'must be a decimal amount written as a string, such as "49.90"',
-    _CURRENCY_PATTERN: 'must be an ISO 4217 currency code, such as "EUR"',
-    _LOCALE_PATTERN: 'must be a locale, such as "fr" or "en-CA"',
-}
-
-
-def _number_as_text(value: object) -> object:
-    # The scheduling service's ids are often numbers in its own JSON; they are
-    # identifiers all the same, kept as text.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-Key = Annotated[
-    str, Field(min_length=1, max_length=200, pattern=_KEY_PATTERN), BeforeValidator(_number_as_text)
-]
-AccountId = Annotated[str, Field(pattern=_ACCOUNT_PATTERN)]
-Url = Annotated[str, Field(max_length=2048, pattern=_URL_PATTERN)]
-Amount = Annotated[str, Field(pattern=_AMOUNT_PATTERN)]
-Currency = Annotated[str, Field(pattern=_CURRENCY_PATTERN)]
-Locale = Annotated[str, Field(pattern=_LOCALE_PATTERN)]
-
-
-@cache
-def _time_zones() -> frozenset[str]:
-    # "localtime" is the server's own zone and "Factory" a placeholder: neither is a client's.
-    return frozenset(available_timezones() - {"localtime", "Factory"})
-
-
-def _check_time_zone(name: str) -> str:
-    # A set lookup, not ZoneInfo(name): any string is safe to test, and no file is opened.
-    if name not in _time_zones():
-        raise ValueError('must be an IANA time zone name, such as "Europe/Paris"')
-    return name
-
-
-TimeZoneName = Annotated[str, AfterValidator(_check_time_zone)]
-
-
-# Checking an address is most of the cost of a job, and the same clients' addresses come
-# back job after job. (A refusal raises, so it is never cached and always explained.)
-@lru_cache(maxsize=_EMAIL_CACHE_SIZE)
-def _email(value: str) -> str:
-    if "<" in value:
-        # The recipient's name comes from the client record, never from the address.
-        raise PydanticCustomError("email_name", "must be a bare e-mail address, without a name")
-    return validate_email(value)[1]
-
-
-Email = Annotated[str, AfterValidator(_email)]
 
 
 class _Model(BaseModel):
@@ -126,19 +66,19 @@ class Client(_Model):
     """Who booked or bought: every notification goes to each of `emails`."""
 
     name: HeaderText
-    emails: Annotated[list[Email], Field(min_length=1)]
+    emails: Annotated[list[BareEmailAddress], Field(min_length=1)]
     phone: str | None = None
 
 
 class Appointment(_Model):
     """One appointment as the scheduling service describes it."""
 
-    id: Key
-    calendar: Key
-    type: Key
+    id: UpstreamId
+    calendar: UpstreamId
+    type: UpstreamId
     start: AwareDatetime
     end: AwareDatetime
-    timezone: TimeZoneName
+    timezone: ListedTimeZone
     clients: Annotated[list[Client], Field(min_length=1)]
     location: str = ""
     cancel_url: Url | None = None
@@ -166,7 +106,7 @@ class Appointment(_Model):
 class Order(_Model):
     """A purchase: a package, a gift certificate or a subscription."""
 
-    id: Key
+    id: UpstreamId
     name: HeaderText
     client: Client
     amount: Amount | None = None
@@ -177,7 +117,7 @@ class Order(_Model):
 class Subscription(_Model):
     """A subscription with automatic renewal charges."""
 
-    id: Key
+    id: UpstreamId
     name: HeaderText
     client: Client
     renews_at: AwareDatetime | None = None
@@ -190,7 +130,7 @@ class JobBase(_Model):
 
     # An int limited to 1 rather than Literal[1]: pydantic lets `true` and `1.0` pass a Literal.
     v: Annotated[int, Field(ge=1, le=1)]
-    id: Key
+    id: UpstreamId
     account: AccountId
     send_at: AwareDatetime | None = None
 
@@ -269,7 +209,7 @@ class _TemplateOrText(JobBase):
     template: NotificationKind | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     text: str | None = None
-    appointment: Key | None = None
+    appointment: UpstreamId | None = None
 
     def _check_template_or_text(self, text_fields: tuple[str, ...]) -> None:
         # null is the same as leaving the field out, until the form chosen needs the field
@@ -301,10 +241,10 @@ class EmailJob(_TemplateOrText):
     """One e-mail, from a template kind or with its subject and body given."""
 
     kind: Literal["email.send"]
-    to: Annotated[list[Email], Field(min_length=1)]
+    to: Annotated[list[BareEmailAddress], Field(min_length=1)]
     subject: HeaderText | None = None
     html: str | None = None
-    locale: Locale | None = None
+    locale: LocaleTag | None = None
 
     @model_validator(mode="after")
     def _template_or_text(self) -> EmailJob:
@@ -435,52 +375,11 @@ def _join(reasons: list[str]) -> str:
 
 
 def _describe(error: ErrorDetails) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx", {})
-    if kind == "json_invalid":
-        return f"not JSON: {ctx.get('error', error['msg'])}"
+    if error["type"] == "json_invalid":
+        return JOB_WORDING.problem(error)
     # The first location item is the union's tag (the job kind); fields are named without it.
-    where = _location(error["loc"][1:])
-    if kind == "missing":
+    where = dotted(error["loc"][1:])
+    if error["type"] == "missing":
         return f"missing field '{where}'"
-    problem = _problem(kind, ctx, error["msg"])
+    problem = JOB_WORDING.problem(error)
     return f"field '{where}': {problem}" if where else problem
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for item in loc:
-        text += f"[{item}]" if isinstance(item, int) else f".{item}" if text else item
-    return text
-
-
-_PROBLEMS = {
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "int_type": "must be an integer",
-    "list_type": "must be a list",
-    "dict_type": "must be a JSON object",
-    "model_type": "must be a JSON object",
-    "too_short": "must not be empty",
-    "string_too_short": "must not be empty",
-    "datetime_type": "must be an RFC 3339 date-time with offset",
-    "datetime_parsing": "must be an RFC 3339 date-time with offset",
-    "timezone_aware": "must be an RFC 3339 date-time with offset",
-}
-
-
-def _problem(kind: str, ctx: dict[str, Any], msg: str) -> str:
-    if kind in _PROBLEMS:
-        return _PROBLEMS[kind]
-    if kind == "string_too_long":
-        return f"must be at most {ctx['max_length']} characters"
-    if kind == "string_pattern_mismatch":
-        return _PATTERN_HINTS.get(ctx["pattern"], f"must match {ctx['pattern']}")
-    if kind == "literal_error":
-        return f"must be {ctx['expected']}"
-    if kind == "value_error":
-        # EmailStr gives its reason in "reason"; our own validators' ValueError is in "error".
-        if "reason" in ctx:
-            return f"not a valid e-mail address: {ctx['reason']}"
-        return str(ctx.get("error", msg))
-    return msg[:1].lower() + msg[1:]

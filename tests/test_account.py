@@ -125,3 +125,12 @@ def test_account_id_pattern() -> None:
 def test_frozen() -> None:
     with pytest.raises(ValidationError):
         account().plan = "powerhouse"
+
+
+def test_a_repeated_reminder_offset_names_the_first() -> None:
+    reminders = [{"offset": "24h"}, {"offset": "2h"}, {"offset": "1d"}]
+    with pytest.raises(ValidationError) as refused:
+        account(notifications={"reminders": reminders})
+    [error] = refused.value.errors()
+    assert error["loc"] == ("notifications", "reminders", 2, "offset")
+    assert error["msg"] == "same offset as reminders[0]"

@@ -328,6 +328,13 @@ def test_sender_domains_unique_one_default(tmp_path: Path) -> None:
     ]
 
 
+def test_a_repeated_dkim_selector_names_the_first(tmp_path: Path) -> None:
+    path = write(tmp_path, sender("a.example") + '[[sender_domains.dkim]]\nselector = "s1"\n')
+    assert problems(path) == [
+        f"{path}:sender_domains[0].dkim[1].selector: duplicate of dkim[0]",
+    ]
+
+
 def test_default_sender_domain(tmp_path: Path) -> None:
     path = write(tmp_path, sender("a.example") + sender("b.example"))
     assert load_config(path).settings.default_sender_domain.domain == "a.example"

@@ -28,7 +28,7 @@ from gateway.planner import Planner
 from gateway.queue import JobQueue, QueueOptions
 from gateway.redis_conn import connect
 from gateway.scheduler import Scheduler
-from gateway.settings import Settings
+from gateway.settings import Settings, changed_restart_only
 from gateway.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
@@ -85,57 +85,9 @@ async def open_redis(settings: Settings) -> tuple[Redis, EmbeddedRedis | None]:
     return connect(url, connections), embedded
 
 
-# Settings that only a restart applies; a reload that changes them says so.
-RESTART_ONLY = (
-    "state_dir",
-    "redis",
-    "queue",
-    "accounts.cache_size",
-    "accounts.cache_ttl",
-    # The relay's connections are made once; its retry schedule applies at once.
-    "relay.transport",
-    "relay.smarthost",
-    "relay.mx",
-    "relay.maildir",
-    "relay.connect_timeout",
-    "relay.command_timeout",
-    "relay.max_connections_per_destination",
-    "relay.messages_per_connection",
-    "relay.connection_idle_timeout",
-    "relay.tls_ca_file",
-    "relay.helo_name",
-    # The render pool's processes are started once; the other limits apply at once.
-    "templates.render_processes",
-    # The provider is made once, with its options and the webhook's URL; it listens once.
-    "sms",
-    "metrics",
-    # The SMTP server and the unsubscribe page listen once, with their TLS files; the SMTP
-    # server's processes and sessions are set up once.
-    "inbound.listen",
-    "inbound.web_listen",
-    "inbound.tls_cert",
-    "inbound.tls_key",
-    "inbound.processes",
-    "inbound.hostname",
-    "inbound.max_message_size",
-    "inbound.max_recipients",
-    "inbound.max_connections_per_client",
-    "inbound.line_length_limit",
-    "inbound.soft_error_limit",
-    "inbound.hard_error_limit",
-    "inbound.error_sleep_time",
-    "inbound.command_timeout",
-)
 # Each role's metrics port is metrics.listen's plus this, so that the processes of
 # the per-role units on one host do not clash.
 METRICS_PORT_OFFSETS: dict[Role, int] = {"all": 0, "outbound": 1, "inbound": 2, "scheduler": 3}
-
-
-def _setting(settings: Settings, dotted: str) -> Any:
-    value: Any = settings
-    for name in dotted.split("."):
-        value = getattr(value, name)
-    return value
 
 
 class Daemon:
@@ -143,7 +95,7 @@ class Daemon:
 
     def __init__(self, config: Config, role: Role, demo: bool = False) -> None:
         self.config = config
-        # The settings the process started with: those RESTART_ONLY names stay in force.
+        # The settings the process started with: its restart-only keys stay in force.
         self.started_with = config.settings
         self.role = role
         self.demo = demo
@@ -473,11 +425,7 @@ class Daemon:
                 "\n".join(str(p) for p in exc.problems),
             )
         else:
-            changed = [
-                name
-                for name in RESTART_ONLY
-                if _setting(self.started_with, name) != _setting(new.settings, name)
-            ]
+            changed = changed_restart_only(self.started_with, new.settings)
             if changed:
                 log.warning("reloaded; changes to %s apply after a restart", ", ".join(changed))
             logging.getLogger().setLevel(new.settings.log.level.upper())

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from gateway.durations import PositiveDuration
-from gateway.settings import Loc, ReadableFile, invalid, read_secret
+from gateway.settings import ReadableFile, read_secret
 from gateway.sms_provider import (
     Accepted,
     CallbackRefused,
@@ -30,6 +30,7 @@ from gateway.sms_provider import (
     WebhookAnswer,
     WebhookRequest,
 )
+from gateway.validation_errors import Loc, invalid
 from outbound.sms.segments import gsm7_bytes, split
 from outbound.sms.smpp_pdu import (
     HEADER,

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from gateway.durations import PositiveDuration
-from gateway.settings import Loc, ReadableFile, invalid, read_secret
+from gateway.settings import ReadableFile, read_secret
 from gateway.sms_provider import (
     Accepted,
     CallbackRefused,
@@ -29,6 +29,7 @@ from gateway.sms_provider import (
     WebhookAnswer,
     WebhookRequest,
 )
+from gateway.validation_errors import invalid, repeats
 from outbound.sms.http import ProviderHttp
 from outbound.sms.twilio_signature import SIGNATURE, signature_problem
 
@@ -174,13 +175,8 @@ class TwilioOptions(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_keys(self) -> TwilioOptions:
-        seen: dict[str, int] = {}
-        errors: list[tuple[Loc, str]] = []
-        for index, key in enumerate(self.shared_keys):
-            if key.id in seen:
-                duplicate = f"same id as shared_keys[{seen[key.id]}]"
-                errors.append((("shared_keys", index, "id"), duplicate))
-            seen.setdefault(key.id, index)
+        ids = (key.id for key in self.shared_keys)
+        errors = repeats("shared_keys", "id", ids, said="same id as")
         if errors:
             raise invalid("TwilioOptions", errors)
         return self
