@@ -28,6 +28,7 @@ from inbound.sms_webhook import SmsWebhook
 from outbound.service import OutboundService
 from outbound.sms.service import SmsService
 from outbound.suppression import SuppressionList
+from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "acuityscheduling.com"
@@ -36,6 +37,8 @@ DOMAIN = "acuityscheduling.com"
 def write_config(directory: Path, redis_url: str, smtp_port: int) -> Path:
     (directory / "accounts").mkdir()
     shutil.copy(ROOT / "config/accounts/atelier-elodie.toml", directory / "accounts")
+    # The example account's follow-ups name the example's service-wide templates.
+    shutil.copytree(ROOT / "config/templates", directory / "templates")
     config = directory / "mailgw.toml"
     config.write_text(
         f"""
@@ -65,6 +68,28 @@ public_url = "https://mail.{DOMAIN}"
 """,
         encoding="utf-8",
     )
+    return config
+
+
+def write_daemon_config(directory: Path, redis_url: str, smtp_port: int) -> Path:
+    """write_config's file for a real `mailgw run` (role all): its SMTP server, web pages
+    and metrics on free loopback ports, its queue and scheduler quick."""
+    config = write_config(directory, redis_url, smtp_port)
+    text = config.read_text(encoding="utf-8").replace(
+        "[inbound]\n",
+        f'[inbound]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'web_listen = "127.0.0.1:{free_port()}"\nprocesses = 1\n',
+    )
+    text += f"""[queue]
+block_timeout = "0.1s"
+scheduler_interval = "0.05s"
+shutdown_grace = "5s"
+[sms]
+webhook_listen = "127.0.0.1:{free_port()}"
+[metrics]
+listen = "127.0.0.1:{free_port()}"
+"""
+    config.write_text(text, encoding="utf-8")
     return config
 
 

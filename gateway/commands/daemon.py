@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from gateway import systemd
 from gateway.clock import SystemClock
-from gateway.config import Config, load_config
+from gateway.commands.support import load_checked_config
+from gateway.config import Config
 from gateway.directory import AccountDirectory
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.errors import ConfigError, ConfigProblem
@@ -462,7 +463,7 @@ class Daemon:
         """Load the configuration again; a new one with errors is refused whole."""
         systemd.notify("RELOADING=1", systemd.monotonic_usec())
         try:
-            new = load_config(self.config.path)
+            new = load_checked_config(self.config.path)
             if self.outbound is not None:
                 self.outbound.reload(new.settings)
             if self.inbound is not None:
@@ -490,7 +491,7 @@ class Daemon:
 def run(config_path: Path | None, role: Role, demo: bool = False) -> int:
     """Run the daemon until stopped; returns the exit status."""
     try:
-        config = load_config(config_path)
+        config = load_checked_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
