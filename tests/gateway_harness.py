@@ -25,6 +25,7 @@ from gateway.settings import Endpoint
 from gateway.worker import Worker, WorkerOptions
 from inbound.sms_inbox import SmsInbox
 from inbound.sms_webhook import SmsWebhook
+from outbound.dkim import Signer
 from outbound.service import OutboundService
 from outbound.sms.service import SmsService
 from outbound.suppression import SuppressionList
@@ -103,7 +104,10 @@ class Gateway:
         self.directory = AccountDirectory(
             redis, keys, config.accounts, cache_size=10, cache_ttl=60, timer=clock.now
         )
-        self.outbound = OutboundService(lambda: config.settings, redis, keys, self.directory, clock)
+        self.signer = Signer.from_settings(config.settings)
+        self.outbound = OutboundService(
+            lambda: config.settings, lambda: self.signer, redis, keys, self.directory, clock
+        )
         self.outbound.email.jitter = lambda: 0.0
         self.sms = SmsService(
             config,
