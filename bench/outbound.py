@@ -31,11 +31,11 @@ from gateway.clock import SystemClock  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.jobs import EmailJob, parse_job  # noqa: E402
 from outbound.builder import MessageBuilder, job_appointment  # noqa: E402
+from outbound.dkim import Signer  # noqa: E402
 from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates  # noqa: E402
 from outbound.render_pool import RenderPool  # noqa: E402
 from outbound.rendering import Renderer  # noqa: E402
 from outbound.samples import sample_context  # noqa: E402
-from outbound.service import signer_for  # noqa: E402
 from tests.redis_server import free_port, start_redis  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ def message_size(config_path: Path) -> int:
         RenderPool(1, POOL_PRELOAD),
         lambda: settings.templates,
     )
-    signer = signer_for(settings)
+    signer = Signer.from_settings(settings)
     builder = MessageBuilder(lambda: settings, lambda: templates, lambda: signer, SystemClock())
     job = parse_job(json.dumps(confirmation(0, sample_context("confirmation", account))))
     assert isinstance(job, EmailJob)

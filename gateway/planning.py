@@ -28,7 +28,6 @@ class Planned:
     index: int
     at: datetime
     only_if_not_rebooked: bool = False
-    template: str | None = None
 
 
 @dataclass(slots=True)
@@ -206,8 +205,8 @@ def _follow_ups(account: Account, start: datetime, now: datetime) -> Plan:
             reason = f"its time ({delay} after the start) had passed when it was planned"
             plan.append(Skipped("follow_up", "email", index, reason))
         else:
-            flag, template = follow_up.only_if_not_rebooked, follow_up.template
-            plan.append(Planned("follow_up", "email", index, at, flag, template))
+            # Its template is found when it is sent, by its index (see outbound.builder).
+            plan.append(Planned("follow_up", "email", index, at, follow_up.only_if_not_rebooked))
     return plan
 
 

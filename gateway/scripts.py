@@ -399,13 +399,21 @@ local function make_job(prefix, jobs, ttl, id, job)
   return id
 end
 
--- The context a notification's job carries: the appointment's, marked for a follow-up
--- sent only if the client has not booked again (flag '1').
-local function job_context(context, flag)
-  if flag == '1' then
-    return string.sub(context, 1, -2) .. ',"only_if_not_rebooked":true}'
+-- The context a notification's job carries: the appointment's, with a follow-up's place
+-- in the account's list (which names its template), marked for one sent only if the
+-- client has not booked again (flag '1').
+local function job_context(context, kind, index, flag)
+  local added = ''
+  if kind == 'follow_up' then
+    added = ',"follow_up":' .. index
   end
-  return context
+  if flag == '1' then
+    added = added .. ',"only_if_not_rebooked":true'
+  end
+  if added == '' then
+    return context
+  end
+  return string.sub(context, 1, -2) .. added .. '}'
 end
 
 -- Turns one waiting entry of an appointment (due ms, kind, index, channel, flag,
@@ -430,7 +438,7 @@ local function dispatch(prefix, jobs, ttl, appointment, entry, data)
   local job = '{"v":1,"id":' .. cjson.encode(id) .. ',"kind":"' .. job_kind ..
     '","account":' .. cjson.encode(data[1]) .. ',"appointment":' ..
     cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
-    cjson.encode(kind) .. ',"context":' .. job_context(data[6], flag) .. '}'
+    cjson.encode(kind) .. ',"context":' .. job_context(data[6], kind, index, flag) .. '}'
   return make_job(prefix, jobs, ttl, id, job)
 end
 

@@ -92,8 +92,9 @@ def notification_job(
     only_if_not_rebooked: bool,
 ) -> tuple[str, bytes]:
     """A notification made at once, as the planning script takes it: its job's id and its
-    job (JSON, UTF-8), with the appointment's context (marked when it goes only if the
-    client has not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of an
+    job (JSON, UTF-8), with the appointment's context (with a follow-up's place in the
+    account's list, which names its template, and marked when it goes only if the client
+    has not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of an
     entry when it falls due, made here where it costs less than in Redis's Lua. (The
     account id and the kind need no escaping: see gateway.jobs.)"""
     job_id = notification_id(source, kind, index, channel, to)
@@ -101,8 +102,11 @@ def notification_job(
         job_kind, recipient = "sms.send", encode_basestring(to)
     else:
         job_kind, recipient = "email.send", f"[{encode_basestring(to)}]"
+    added = f',"follow_up":{index}' if kind == "follow_up" else ""
     if only_if_not_rebooked:
-        context = context[:-1] + b',"only_if_not_rebooked":true}'
+        added += ',"only_if_not_rebooked":true'
+    if added:
+        context = context[:-1] + added.encode() + b"}"
     head = (
         f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}","account":"{account}",'
         f'"appointment":{encode_basestring(appointment)},"to":{recipient},"template":"{kind}",'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Final
@@ -17,7 +17,7 @@ from gateway.addresses import sender_address
 from gateway.clock import Clock
 from gateway.errors import PermanentFailure
 from gateway.header_text import one_line
-from outbound.dkim import DkimError, Signer, SigningKey
+from outbound.dkim import DkimError, Signer
 from outbound.headers import mailbox
 
 # Our trace header: every forwarded message carries one naming the sender domain it went out
@@ -64,24 +64,12 @@ class _ArcKey:
 
 
 class Forwarder:
-    """Forwards replies from the sender domains whose DKIM keys it holds (as load_keys gives
-    them); make a new one when the keys change."""
+    """Forwards replies from the sender domains whose DKIM keys the signer it is given holds,
+    the keys in force when each reply is forwarded."""
 
-    def __init__(self, keys: Mapping[str, Sequence[SigningKey]], clock: Clock) -> None:
-        self._signer = Signer(keys)
+    def __init__(self, signer: Callable[[], Signer], clock: Clock) -> None:
+        self._signer = signer
         self._clock = clock
-        # RFC 8617 ARC signatures are rsa-sha256 only: the domain's first RSA key
-        self._arc_keys: dict[str, _ArcKey] = {}
-        for domain, domain_keys in keys.items():
-            for key in domain_keys:
-                if isinstance(key.private_key, rsa.RSAPrivateKey):
-                    pem = key.private_key.private_bytes(
-                        serialization.Encoding.PEM,
-                        serialization.PrivateFormat.TraditionalOpenSSL,
-                        serialization.NoEncryption(),
-                    )
-                    arc_key = _ArcKey(key.selector.encode(), key.domain.encode(), pem)
-                    self._arc_keys.setdefault(domain.lower(), arc_key)
 
     def forward(
         self,
@@ -112,7 +100,8 @@ class Forwarder:
         srv_id, _, _ = auth_results.partition(";")
         if not auth_results.isascii() or _BREAK.search(auth_results) or not srv_id.strip():
             raise ValueError(f"not an Authentication-Results value: {auth_results!r}")
-        arc_key = self._arc_keys.get(sender_domain.lower())
+        signer = self._signer()
+        arc_key = _arc_key(signer, sender_domain)
         if arc_key is None:
             raise ForwardError(
                 f"no RSA DKIM key for {sender_domain!r} to ARC-seal with (ARC is RSA only)"
@@ -141,7 +130,7 @@ class Forwarder:
             + body
         )
         try:
-            signed = self._signer.sign(message, sender_domain)
+            signed = signer.sign(message, sender_domain)
             arc_set: list[bytes] = dkim.arc_sign(
                 signed,
                 arc_key.selector,
@@ -154,6 +143,20 @@ class Forwarder:
         if not arc_set:
             raise ForwardError(f"dkimpy made no ARC set from these results: {auth_results!r}")
         return b"".join(arc_set) + signed
+
+
+def _arc_key(signer: Signer, domain: str) -> _ArcKey | None:
+    """The key to ARC-seal with: RFC 8617 ARC signatures are rsa-sha256 only, so the
+    domain's first RSA key."""
+    for key in signer.keys.get(domain.lower(), ()):
+        if isinstance(key.private_key, rsa.RSAPrivateKey):
+            pem = key.private_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+            return _ArcKey(key.selector.encode(), key.domain.encode(), pem)
+    return None
 
 
 def _split(message: bytes) -> tuple[list[bytes], bytes]:

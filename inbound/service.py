@@ -33,7 +33,7 @@ from inbound.smtp_children import SmtpChildren
 from inbound.smtp_server import InboundHandler, InboundServer, settle_for_sessions, start_server
 from inbound.unsubscribe import Unsubscriber
 from inbound.unsubscribe_web import UnsubscribeResource
-from outbound.dkim import load_keys
+from outbound.dkim import Signer
 from outbound.relay import RelayTransport
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,13 @@ class InboundService:
         if self.children is not None:
             self.children.stop()
 
-    def router(self, transport: RelayTransport, outage: Outage | None = None) -> InboundRouter:
-        """The router of accepted mail, forwarding through the outbound relay."""
+    def router(
+        self, transport: RelayTransport, signer: Callable[[], Signer], outage: Outage | None = None
+    ) -> InboundRouter:
+        """The router of accepted mail, forwarding through the outbound relay, signed by the
+        daemon's signer (the outbound side's, a new one after a reload)."""
         settings = self.settings()
-        keys = load_keys(settings.dkim_keys, generate=True)
-        forwarder = Forwarder(keys, self.clock)
+        forwarder = Forwarder(signer, self.clock)
         return InboundRouter(
             self.queue,
             self.events,

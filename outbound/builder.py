@@ -29,6 +29,17 @@ def job_kind(job: EmailJob) -> str:
     return job.template or CUSTOM
 
 
+def template_name(job: EmailJob, kind: str, account: Account) -> str:
+    """The templates a job of template `kind` renders: its kind's, but for one of the
+    account's follow-ups (the planner gives its place in the list as the context's
+    `follow_up`) the template that follow-up names, if any."""
+    index = job.context.get("follow_up")
+    follow_ups = account.notifications.follow_ups
+    if kind != "follow_up" or type(index) is not int or not 0 <= index < len(follow_ups):
+        return kind
+    return follow_ups[index].template or kind
+
+
 def job_appointment(job: EmailJob) -> Appointment | None:
     """The appointment an e-mail job's context describes, checked once per job."""
     kind = job_kind(job)
@@ -198,6 +209,9 @@ class MessageBuilder:
             unsubscribe_url=unsubscribe.unsubscribe_url if unsubscribe else None,
         )
         rendered = await self.templates().render(
-            job.template, job.locale or account.locale, context, account.id
+            template_name(job, job.template, account),
+            job.locale or account.locale,
+            context,
+            account.id,
         )
         return rendered, str(context["client"]["name"]) or None

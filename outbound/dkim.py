@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, uti
 
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
 from gateway.secret_files import create_private_file
-from gateway.settings import DkimKey
+from gateway.settings import DkimKey, Settings
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +162,26 @@ def _create_key_file(key: DkimKey) -> tuple[bytes, bool]:
 
 
 class Signer:
-    """Signs messages with every key of their sender domain, RSA first."""
+    """Signs messages with every key of their sender domain, RSA first. One per process
+    and configuration: the daemon's e-mail and forwarded replies share it, and a reload
+    makes a new one."""
 
     def __init__(self, keys: Mapping[str, Sequence[SigningKey]]) -> None:
+        self.keys: dict[str, tuple[SigningKey, ...]] = {}
         self._keys: dict[str, tuple[_DkimpyKey, ...]] = {}
         for domain, domain_keys in keys.items():
             if not domain_keys or any(k.domain != domain for k in domain_keys):
                 raise ValueError(f"DKIM keys of {domain!r}: at least one, all of that domain")
             # RSA on top: every receiver knows it, and some check only the first signature
             ordered = sorted(domain_keys, key=lambda k: k.algorithm != "rsa")
+            self.keys[domain.lower()] = tuple(ordered)
             self._keys[domain.lower()] = tuple(_DkimpyKey.of(k) for k in ordered)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Signer:
+        """A signer with every sender domain's keys, creating the missing default ones;
+        ConfigError naming every key file that is wrong."""
+        return cls(load_keys(settings.dkim_keys, generate=True))
 
     def sign(self, message: bytes, domain: str) -> bytes:
         """The message (CRLF line endings) with a DKIM-Signature for each key prepended."""

@@ -31,6 +31,7 @@ DEFAULTS: Final = Path(__file__).with_name("templates")
 FALLBACK_LOCALE: Final = "en"
 # What one notification is made of: its subject, text and HTML templates (the last optional).
 PARTS: Final = ("subject.txt", "txt", "html")
+OPTIONAL_PART: Final = "html"
 
 # No separator and no leading dot: a name from a template or a job can never leave its folder.
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -259,9 +260,21 @@ class Renderer:
         render stops with OutputOverLimit once it has written more bytes (UTF-8) than that."""
         file = f"{kind}.{part}"
         text = self._render(prefix, file, values, max_output)
-        if text is None and part != "html":
+        if text is None and part != OPTIONAL_PART:
             raise RenderError(file, self._searched(prefix), None, "not found")
         return text
+
+    def missing(self, kind: str, locale: str, account_id: str) -> list[str]:
+        """The files `kind` cannot render without (its subject and text) that are found
+        nowhere for that account in that locale: neither in the account's folder, nor
+        service-wide, nor among the defaults."""
+        return [
+            file
+            for file in (f"{kind}.{part}" for part in PARTS if part != OPTIONAL_PART)
+            if not any(
+                path.is_file() for path, _ in self._loader.candidates(account_id, locale, file)
+            )
+        ]
 
     def _searched(self, prefix: str) -> str:
         labels = [DEFAULT]

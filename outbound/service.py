@@ -1,4 +1,4 @@
-"""The outbound side as the daemon runs it: templates, render pool, DKIM signer and relay."""
+"""The outbound side as the daemon runs it: templates, render pool and relay."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from gateway.directory import AccountDirectory
 from gateway.keys import Keys
 from gateway.settings import Settings
 from outbound.builder import MessageBuilder
-from outbound.dkim import Signer, load_keys
+from outbound.dkim import Signer
 from outbound.email_handler import EmailHandler
 from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates
 from outbound.relay import RelayTransport
@@ -20,19 +20,15 @@ from outbound.rendering import Renderer
 from outbound.transports import build_transport
 
 
-def signer_for(settings: Settings) -> Signer:
-    """A signer with every sender domain's keys, creating the missing default ones."""
-    return Signer(load_keys(settings.dkim_keys, generate=True))
-
-
 class OutboundService:
-    """Owns what e-mail jobs need. A reload takes new templates and DKIM keys at
-    once; the relay transport (its connections) and the render pool (its processes)
-    last until the process stops."""
+    """Owns what e-mail jobs need. A reload takes new templates; the relay transport (its
+    connections) and the render pool (its processes) last until the process stops. The
+    DKIM signer is the daemon's (shared with the forwarded replies), read at each message."""
 
     def __init__(
         self,
         settings: Callable[[], Settings],
+        signer: Callable[[], Signer],
         redis: Redis,
         keys: Keys,
         directory: AccountDirectory,
@@ -40,20 +36,17 @@ class OutboundService:
     ) -> None:
         current = settings()
         self.settings = settings
-        self.signer = signer_for(current)
         self.pool = RenderPool(current.templates.render_processes, POOL_PRELOAD)
         self.templates = self._templates(current)
         self.transport: RelayTransport = build_transport(current.relay)
-        self.builder = MessageBuilder(settings, lambda: self.templates, lambda: self.signer, clock)
+        self.builder = MessageBuilder(settings, lambda: self.templates, signer, clock)
         self.email = EmailHandler(
             redis, keys, directory, settings, self.builder, self.transport, clock
         )
 
     def reload(self, settings: Settings) -> None:
-        """Take new templates and keys; ConfigError (the old ones kept) if a key is bad."""
-        signer = signer_for(settings)
+        """Take new templates."""
         self.templates = self._templates(settings)
-        self.signer = signer
 
     def _templates(self, settings: Settings) -> OwnerTemplates:
         return OwnerTemplates(

@@ -1,13 +1,14 @@
-"""The override files under templates.directory, checked before they are used (check-config)."""
+"""The override files under templates.directory, and the templates the accounts' follow-ups
+name, checked before they are used."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import WHOLE_FILE
+from gateway.config import WHOLE_FILE, Config
 from gateway.errors import ConfigProblem
 from gateway.sandbox import template_problems
-from outbound.rendering import Renderer
+from outbound.rendering import Renderer, locale_chain
 
 # What the templates are written in; other files there (notes, backups) are not templates.
 TEMPLATE_SUFFIXES = (".txt", ".html")
@@ -38,4 +39,28 @@ def override_problems(templates_dir: Path) -> list[ConfigProblem]:
             ConfigProblem(str(path), WHOLE_FILE if p.line is None else f"line {p.line}", p.problem)
             for p in template_problems(environment, source)
         )
+    return problems
+
+
+def follow_up_problems(config: Config) -> list[ConfigProblem]:
+    """Each follow-up of an account file naming a template found nowhere: neither in the
+    account's folder nor service-wide (nor among the defaults), in the account's locales."""
+    folder = config.settings.templates.directory
+    renderer = Renderer(folder)
+    problems: list[ConfigProblem] = []
+    for account_id, account in config.accounts.items():
+        for index, follow_up in enumerate(account.notifications.follow_ups):
+            if follow_up.template is None:
+                continue
+            missing = renderer.missing(follow_up.template, account.locale, account_id)
+            if missing:
+                problems.append(
+                    ConfigProblem(
+                        str(config.account_files[account_id]),
+                        f"notifications.follow_ups[{index}].template",
+                        f"no template {follow_up.template!r}: {' and '.join(missing)} found "
+                        f"neither in {folder / account_id}/ nor in {folder}/ (locales "
+                        f"{', '.join(locale_chain(account.locale))})",
+                    )
+                )
     return problems

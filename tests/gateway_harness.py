@@ -25,9 +25,11 @@ from gateway.settings import Endpoint
 from gateway.worker import Worker, WorkerOptions
 from inbound.sms_inbox import SmsInbox
 from inbound.sms_webhook import SmsWebhook
+from outbound.dkim import Signer
 from outbound.service import OutboundService
 from outbound.sms.service import SmsService
 from outbound.suppression import SuppressionList
+from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "acuityscheduling.com"
@@ -36,6 +38,8 @@ DOMAIN = "acuityscheduling.com"
 def write_config(directory: Path, redis_url: str, smtp_port: int) -> Path:
     (directory / "accounts").mkdir()
     shutil.copy(ROOT / "config/accounts/atelier-elodie.toml", directory / "accounts")
+    # The example account's follow-ups name the example's service-wide templates.
+    shutil.copytree(ROOT / "config/templates", directory / "templates")
     config = directory / "mailgw.toml"
     config.write_text(
         f"""
@@ -68,6 +72,28 @@ public_url = "https://mail.{DOMAIN}"
     return config
 
 
+def write_daemon_config(directory: Path, redis_url: str, smtp_port: int) -> Path:
+    """write_config's file for a real `mailgw run` (role all): its SMTP server, web pages
+    and metrics on free loopback ports, its queue and scheduler quick."""
+    config = write_config(directory, redis_url, smtp_port)
+    text = config.read_text(encoding="utf-8").replace(
+        "[inbound]\n",
+        f'[inbound]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'web_listen = "127.0.0.1:{free_port()}"\nprocesses = 1\n',
+    )
+    text += f"""[queue]
+block_timeout = "0.1s"
+scheduler_interval = "0.05s"
+shutdown_grace = "5s"
+[sms]
+webhook_listen = "127.0.0.1:{free_port()}"
+[metrics]
+listen = "127.0.0.1:{free_port()}"
+"""
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
 class Gateway:
     """A worker with the real outbound side, on the test's loop and a settable clock."""
 
@@ -78,7 +104,10 @@ class Gateway:
         self.directory = AccountDirectory(
             redis, keys, config.accounts, cache_size=10, cache_ttl=60, timer=clock.now
         )
-        self.outbound = OutboundService(lambda: config.settings, redis, keys, self.directory, clock)
+        self.signer = Signer.from_settings(config.settings)
+        self.outbound = OutboundService(
+            lambda: config.settings, lambda: self.signer, redis, keys, self.directory, clock
+        )
         self.outbound.email.jitter = lambda: 0.0
         self.sms = SmsService(
             config,

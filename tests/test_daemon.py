@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from gateway import __version__
 from gateway.commands.daemon import METRICS_PORT_OFFSETS
 from tests.redis_server import free_port, free_ports
 from tests.support import ACCOUNT
@@ -536,6 +537,13 @@ def test_config_may_follow_the_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert str(config) in result.stdout
+
+
+def test_python_m_gateway_is_the_command_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert (result.returncode, result.stdout) == (0, f"mailgw {__version__}\n"), result.stderr
 
 
 def test_second_daemon_shares_the_running_embedded_redis(

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from gateway.settings import Endpoint
 from inbound.authentication import AuthResults, authenticate, resolver_for
 from inbound.forwarding import LOOP_HEADER, Forwarder, ForwardError
-from outbound.dkim import Algorithm, SigningKey, generate_private_key
+from outbound.dkim import Algorithm, Signer, SigningKey, generate_private_key
 from tests.conftest import DnsZone, FixedClock
 from tests.dkim_verifiers import (
     dkimpy_verdicts,
@@ -64,7 +64,8 @@ def client_key() -> SigningKey:
 
 @pytest.fixture
 def forwarder(keys: list[SigningKey]) -> Forwarder:
-    return Forwarder({DOMAIN: keys}, FixedClock())
+    signer = Signer({DOMAIN: keys})
+    return Forwarder(lambda: signer, FixedClock())
 
 
 @pytest.fixture
@@ -475,10 +476,12 @@ async def test_bare_line_feeds_become_crlf(zone: DnsZone, forwarder: Forwarder) 
 
 async def test_what_cannot_be_forwarded(zone: DnsZone, keys: list[SigningKey]) -> None:
     auth = await check(reply(attachment=False), zone)
-    only_ed25519 = Forwarder({DOMAIN: keys[1:]}, FixedClock())
+    ed25519_signer = Signer({DOMAIN: keys[1:]})
+    only_ed25519 = Forwarder(lambda: ed25519_signer, FixedClock())
     with pytest.raises(ForwardError, match=r"no RSA DKIM key for 'salon\.example'"):
         forward(only_ed25519, reply(attachment=False), auth)
-    forwarder = Forwarder({DOMAIN: keys}, FixedClock())
+    signer = Signer({DOMAIN: keys})
+    forwarder = Forwarder(lambda: signer, FixedClock())
     with pytest.raises(ForwardError, match="not a message"):
         forward(forwarder, b"this is no header\r\n\r\nbody\r\n", auth)
     with pytest.raises(ValueError, match="not an Authentication-Results value"):

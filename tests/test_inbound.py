@@ -47,7 +47,9 @@ class Inbound:
         self.service = service
         self.port = port
         self.web_port = web_port
-        self.router: InboundRouter = service.router(gateway.outbound.transport)
+        self.router: InboundRouter = service.router(
+            gateway.outbound.transport, lambda: gateway.signer
+        )
 
     async def route(self) -> None:
         await self.service.queue.ensure_group()

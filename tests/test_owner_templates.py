@@ -88,6 +88,8 @@ listen = "127.0.0.1:{free_port()}"
         encoding="utf-8",
     )
     (directory / "accounts").mkdir()
+    # The example account's follow-ups name the example's service-wide templates.
+    shutil.copytree(ROOT / "config/templates", directory / "templates")
     for account in (HOSTILE, CALM):
         shutil.copy(ROOT / "config/accounts/atelier-elodie.toml", directory / "accounts")
         (directory / "accounts/atelier-elodie.toml").rename(

@@ -223,6 +223,9 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
         job["appointment"] = 'a"7'
     assert at_once == when_due
     assert at_once[0]["context"]["only_if_not_rebooked"] is True
+    # A follow-up's place in the account's list, which names its template.
+    assert at_once[0]["context"]["follow_up"] == 1
+    assert "follow_up" not in at_once[1]["context"]
     assert [job["to"] for job in at_once] == [["zoé.o'hara@example.com"], "+33612345678"]
 
 
@@ -243,15 +246,18 @@ async def test_follow_up_only_if_not_rebooked_is_checked_when_due(
     later = appointment_job("b4", "appointment.booked", start + timedelta(days=20))
     later["appointment"]["id"] = "appt-8"
     await gateway.run(later)
-    # The example account's follow-ups: 1 day after (its default template is empty, so
-    # it is not sent) and 30 days after, only if the client has not booked again.
+    # The example account's follow-ups: 1 day after (its template "merci") and 30 days
+    # after, only if the client has not booked again.
     await run_until(gateway, clock, start + timedelta(days=31))
     follow_ups = [
-        e["reason"]
+        (e["status"], e["reason"])
         for e in await gateway.events()
         if e.get("appointment") == "appt-7" and e["kind"] == "follow_up"
     ]
-    assert follow_ups == ["its template renders empty", "the client has booked again since"]
+    assert [status for status, _ in follow_ups] == ["sent", "skipped"]
+    assert follow_ups[1][1] == "the client has booked again since"
+    merci = [m for m in smtp.messages if b"Subject: Merci de votre visite" in m.data]
+    assert len(merci) == 2  # appt-7's and appt-8's first follow-ups
 
 
 async def test_the_same_booking_twice_plans_once(gateway: Gateway, redis: Redis) -> None:

@@ -417,7 +417,7 @@ def test_follow_ups_after_the_start_with_their_options() -> None:
     plan = plan_booking(account(notifications), appointment(start), NOW)
     assert [item for item in plan if item.kind == "follow_up"] == [
         Planned("follow_up", "email", 0, start + timedelta(minutes=14, seconds=24)),
-        Planned("follow_up", "email", 1, start + 48 * H, True, "review"),
+        Planned("follow_up", "email", 1, start + 48 * H, True),
         Planned("follow_up", "email", 2, start + timedelta(days=365)),
     ]
 

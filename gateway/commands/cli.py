@@ -17,7 +17,7 @@ from gateway import __version__, logs
 from gateway.clock import SystemClock, rfc3339
 from gateway.commands import outbound_args
 from gateway.commands.daemon import ROLES, queue_options
-from gateway.commands.support import CommandError, redis_for_cli
+from gateway.commands.support import CommandError, load_checked_config, redis_for_cli
 from gateway.config import Config, config_path, load_config
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, GatewayError, MalformedJob
@@ -253,7 +253,7 @@ def _before(entry_id: str) -> str:
 
 def cmd_check_config(path: Path | None, out: TextIO) -> int:
     try:
-        config = load_config(path)
+        config = load_checked_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from gateway import systemd
 from gateway.clock import SystemClock
-from gateway.config import Config, load_config
+from gateway.commands.support import load_checked_config
+from gateway.config import Config
 from gateway.directory import AccountDirectory
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.errors import ConfigError, ConfigProblem
@@ -34,6 +35,7 @@ from gateway.worker import Worker, WorkerOptions
 if TYPE_CHECKING:
     from inbound.router import InboundRouter
     from inbound.service import InboundService
+    from outbound.dkim import Signer
     from outbound.owner_templates import OwnerTemplates
     from outbound.service import OutboundService
     from outbound.sms.service import SmsService
@@ -108,6 +110,9 @@ class Daemon:
         # Redis out of reach, as every part of this process finds it.
         self.outage = PROCESS
         self.outbound: OutboundService | None = None
+        # The one DKIM signer of the roles that send (all, outbound): their e-mail and the
+        # replies they forward; a reload makes a new one.
+        self.signer: Signer | None = None
         self.sms: SmsService | None = None
         self.inbound: InboundService | None = None
         # The SMS webhook's listening port (roles all and inbound).
@@ -130,11 +135,18 @@ class Daemon:
             )
             if self.role in ("all", "outbound"):
                 # Imported here: the other commands need none of the outbound side.
+                from outbound.dkim import Signer
                 from outbound.service import OutboundService
 
                 try:
+                    self.signer = Signer.from_settings(settings)
                     self.outbound = OutboundService(
-                        lambda: self.config.settings, redis, keys, self.directory, self.clock
+                        lambda: self.config.settings,
+                        self._signer,
+                        redis,
+                        keys,
+                        self.directory,
+                        self.clock,
                     )
                 except ConfigError as exc:
                     for problem in exc.problems:
@@ -217,7 +229,7 @@ class Daemon:
             self._spawn_part("the SMTP server", self.inbound.run)
         if self.outbound is not None:
             assert self.sms is not None and self.inbound is not None
-            router = self.inbound.router(self.outbound.transport, self.outage)
+            router = self.inbound.router(self.outbound.transport, self._signer, self.outage)
             self._stoppables.append(router)
             consumer = f"{socket.gethostname()}-{os.getpid()}"
             self._spawn_part("the inbound router", partial(router.run, consumer))
@@ -255,6 +267,10 @@ class Daemon:
             )
             self._stoppables.append(scheduler)
             self._spawn_part("the scheduler", scheduler.run)
+
+    def _signer(self) -> Signer:
+        assert self.signer is not None, "only the roles that send sign"
+        return self.signer
 
     def _owner_templates(self) -> OwnerTemplates:
         # Only the roles with an outbound side send texts (the others' SmsService serves the
@@ -414,7 +430,13 @@ class Daemon:
         """Load the configuration again; a new one with errors is refused whole."""
         systemd.notify("RELOADING=1", systemd.monotonic_usec())
         try:
-            new = load_config(self.config.path)
+            new = load_checked_config(self.config.path)
+            signer = self.signer
+            if signer is not None:
+                from outbound.dkim import Signer
+
+                # The new keys for the e-mail and the forwarded replies alike.
+                signer = Signer.from_settings(new.settings)
             if self.outbound is not None:
                 self.outbound.reload(new.settings)
             if self.inbound is not None:
@@ -430,6 +452,7 @@ class Daemon:
                 log.warning("reloaded; changes to %s apply after a restart", ", ".join(changed))
             logging.getLogger().setLevel(new.settings.log.level.upper())
             self.config = new
+            self.signer = signer
             self.directory.replace_files(new.accounts)
             log.info("configuration reloaded: %d account file(s)", len(new.accounts))
         systemd.notify("READY=1")
@@ -438,7 +461,7 @@ class Daemon:
 def run(config_path: Path | None, role: Role, demo: bool = False) -> int:
     """Run the daemon until stopped; returns the exit status."""
     try:
-        config = load_config(config_path)
+        config = load_checked_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)

@@ -19,12 +19,11 @@ from gateway.jobs import EmailJob, SmsJob, parse_job
 from gateway.keys import Keys
 from gateway.settings import DkimKey
 from outbound.builder import MessageBuilder, job_appointment
-from outbound.dkim import dns_record, load_keys
+from outbound.dkim import Signer, dns_record, load_keys
 from outbound.owner_templates import POOL_PRELOAD, OwnerTemplates
 from outbound.render_pool import RenderPool
 from outbound.rendering import Renderer
 from outbound.samples import sample_context
-from outbound.service import signer_for
 from outbound.sms.compose import TextRefused, compose_text
 from outbound.sms.optouts import SmsOptOuts
 from outbound.sms.segments import count
@@ -140,7 +139,7 @@ async def _render_mail(
     assert isinstance(job, EmailJob)
     settings = config.settings
     builder = MessageBuilder(
-        lambda: settings, lambda: templates, lambda: signer_for(settings), SystemClock()
+        lambda: settings, lambda: templates, lambda: Signer.from_settings(settings), SystemClock()
     )
     message = await builder.build(
         job, account, job_appointment(job), job.to[0], builder.identity(account)

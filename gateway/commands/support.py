@@ -1,12 +1,15 @@
-"""What every `mailgw` command shares: its error type and its Redis connection."""
+"""What every `mailgw` command shares: its error type, its Redis connection, and the
+configuration as the daemon takes it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from redis.asyncio import Redis
 
-from gateway.config import Config
+from gateway.config import Config, load_config
 from gateway.embedded_redis import socket_path
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.redis_conn import connect
 
 
@@ -26,3 +29,16 @@ def redis_for_cli(config: Config) -> Redis:
             " is missing): start `mailgw run` first, or set redis.url"
         )
     return connect(f"unix://{sock}")
+
+
+def load_checked_config(path: Path | None) -> Config:
+    """load_config, and what the core cannot check alone: the template each follow-up names
+    exists (templates are the outbound side's). ConfigError lists every problem."""
+    config = load_config(path)
+    # Imported here: the other commands need none of the outbound side.
+    from outbound.template_files import follow_up_problems
+
+    problems = follow_up_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
