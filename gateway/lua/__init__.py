@@ -1,0 +1,10 @@
+"""The Lua source of the gateway's Redis scripts, shipped as package data beside this module."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+
+def lua_source(name: str) -> str:
+    """The text of `<name>.lua` in this folder."""
+    return files(__name__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
