@@ -17,13 +17,18 @@ from redis.asyncio import Redis
 
 from gateway import scripts
 from gateway.batching import BULK, Script
+from gateway.jobs import EmailJob, SmsJob, parse_job
 from gateway.keys import Keys
 from gateway.lua import lua_source
 from gateway.notifications import entry_middle, json_string, notification_job
 from gateway.ordering import order_key
 from gateway.queue import JobQueue, NotificationPlan, QueueOptions
+from outbound.sms import queued, records
 from tests.conftest import FixedClock
 
+# The packages whose folder `lua` holds scripts, and the modules that make them.
+LUA_PACKAGES = ("gateway.lua", "outbound.sms.lua")
+SCRIPT_MODULES = (scripts, records, queued)
 # Runs the Lua's own notification_job with its helpers, as PROMOTE_NOTIFICATIONS defines them.
 LUA_JOB = (
     lua_source("appointment_data")
@@ -55,6 +60,23 @@ TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 ENTRY_TEXT = st.text(
     st.characters(exclude_categories=("Cs",), exclude_characters="\x1d\x1e\x1f"), max_size=40
 )
+
+
+def test_a_notification_job_is_a_valid_job() -> None:
+    context = b'{"appointment":{"id":"a/7"}}'
+    job_id, email = notification_job(
+        "b/1", "atelier-elodie", "a/7", context, "follow_up", 1, "email", "zoé@example.com", True
+    )
+    parsed = parse_job(email)
+    assert isinstance(parsed, EmailJob)
+    assert (parsed.id, parsed.account, parsed.appointment) == (job_id, "atelier-elodie", "a/7")
+    assert (parsed.to, parsed.template) == (["zoé@example.com"], "follow_up")
+    assert job_id == "b/1/follow_up/1/email/zoé@example.com"
+    _, text = notification_job("o1", "atelier-elodie", None, b"{}", "order", 0, "sms",
+                               "+33612345678", False)  # fmt: skip
+    parsed = parse_job(text)
+    assert isinstance(parsed, SmsJob)
+    assert (parsed.to, parsed.appointment) == ("+33612345678", None)
 
 
 def test_python_writes_a_json_string_as_redis_lua_does(redis_url: str) -> None:
@@ -188,17 +210,28 @@ async def test_a_job_made_when_due_is_the_job_python_makes(
     assert made == expected
 
 
-def test_every_script_reads_its_lua_from_the_package() -> None:
-    shipped = {path.name for path in files("gateway.lua").iterdir() if path.name.endswith(".lua")}
-    assert "bulk.lua" in shipped
-    named = {
-        name
-        for script in vars(scripts).values()
-        if isinstance(script, Script)
-        for name in shipped
-        if lua_source(name.removesuffix(".lua")) in script.helpers + script.source + script.finish
+def _lua_files() -> dict[str, str]:
+    """Every .lua file the packages ship (found as an installed package finds it), by
+    package and name, with its text."""
+    return {
+        f"{package}/{path.name}": path.read_text(encoding="utf-8")
+        for package in LUA_PACKAGES
+        for path in files(package).iterdir()
+        if path.name.endswith(".lua")
     }
-    assert named | {"bulk.lua"} == shipped, "a .lua file no script uses"
+
+
+def test_every_script_reads_its_lua_from_the_package() -> None:
+    shipped = _lua_files()
+    assert "gateway.lua/bulk.lua" in shipped
+    made = [
+        script.helpers + script.source + script.finish
+        for module in SCRIPT_MODULES
+        for script in vars(module).values()
+        if isinstance(script, Script)
+    ]
+    unused = [name for name, text in shipped.items() if not any(text in m for m in made)]
+    assert unused == ["gateway.lua/bulk.lua"], "a .lua file no script uses"
     assert lua_source("bulk") == BULK
 
 
@@ -240,6 +273,5 @@ def test_no_lua_spells_a_key_name() -> None:
     assert _spelled_keys("redis.call('DEL', 'mailgw:jobs')", names) == ["mailgw:jobs"]
     # A stream field or a state value is no key ('attempts' is both a field and a name).
     assert _spelled_keys("redis.call('XADD', KEYS[1], '*', 'attempts', 'q:' .. id)", names) == []
-    for path in files("gateway.lua").iterdir():
-        if path.name.endswith(".lua"):
-            assert _spelled_keys(path.read_text(encoding="utf-8"), names) == [], path.name
+    for name, text in _lua_files().items():
+        assert _spelled_keys(text, names) == [], name

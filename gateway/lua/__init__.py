@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 
-def lua_source(name: str) -> str:
-    """The text of `<name>.lua` in this folder."""
-    return files(__name__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
+def lua_source(name: str, package: str = __name__) -> str:
+    """The text of `<name>.lua` in this folder, or in the folder of `package` (another
+    part's own scripts)."""
+    return files(package).joinpath(f"{name}.lua").read_text(encoding="utf-8")
