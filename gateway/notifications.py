@@ -4,7 +4,7 @@ entry each, in its appointment's data), and its `email.send` or `sms.send` job."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from json.encoder import encode_basestring
 
 # Joins the fields of an entry: no id, address or number holds this byte.
@@ -81,15 +81,11 @@ def notification_id(source: str, kind: str, index: int, channel: str, recipient:
     return f"{source}/{kind}/{index}/{channel}/{recipient}"
 
 
-def json_string(text: str) -> str:
-    """`text` as a JSON string, written as Redis's Lua (cjson) writes it, so that a job made
-    here is the job the Lua makes of the same notification, to the byte: as the standard
-    library's encoder, but for `/` and DEL escaped too."""
-    return encode_basestring(text).replace("/", "\\/").replace("\x7f", "\\u007f")
-
-
-# An account id or a notification kind as JSON: a few of them make every job.
-_json_name = lru_cache(maxsize=4096)(json_string)
+def as_cjson_writes(json_text: str) -> str:
+    """JSON text written by the standard library's encoder, as Redis's Lua (cjson) writes
+    it, so that a job made here is the job the Lua makes of the same notification, to the
+    byte: cjson escapes `/` and DEL too (in JSON text, neither stands outside a string)."""
+    return json_text.replace("/", "\\/").replace("\x7f", "\\u007f")
 
 
 def notification_job(
@@ -107,18 +103,19 @@ def notification_job(
     `sms.send` to one number, with its context (`appointment`'s, for an appointment's
     notification; marked when it goes only if the client has not booked again). The Lua
     makes the same of an entry that falls due (gateway/lua/notification_job.lua; the
-    tests compare the two)."""
+    tests compare the two). The account id and the kind need no escaping: the job schema
+    allows none that would (gateway/jobs.py)."""
     job_id = notification_id(source, kind, index, channel, to)
     if channel == "sms":
-        job_kind, recipient = "sms.send", json_string(to)
+        job_kind, recipient = "sms.send", encode_basestring(to)
     else:
-        job_kind, recipient = "email.send", f"[{json_string(to)}]"
+        job_kind, recipient = "email.send", f"[{encode_basestring(to)}]"
     if only_if_not_rebooked:
         context = context[:-1] + b',"only_if_not_rebooked":true}'
-    concerns = "" if appointment is None else f'"appointment":{json_string(appointment)},'
+    concerns = "" if appointment is None else f'"appointment":{encode_basestring(appointment)},'
     head = (
-        f'{{"v":1,"id":{json_string(job_id)},"kind":"{job_kind}",'
-        f'"account":{_json_name(account)},{concerns}"to":{recipient},'
-        f'"template":{_json_name(kind)},"context":'
+        f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}",'
+        f'"account":"{account}",{concerns}"to":{recipient},"template":"{kind}","context":'
     )
-    return job_id, head.encode() + context + b"}"
+    # The context is the caller's, written as it is on both sides.
+    return job_id, as_cjson_writes(head).encode() + context + b"}"

@@ -258,16 +258,13 @@ class JobQueue:
         # Kept until the last one is made, however far ahead, then as long as a history.
         ttl = plan.ttl + math.ceil((max(dues, default=now) - now) / 1000)
         notifications, jobs, waiting_count = self._plan_keys
+        keys = [notifications, self.keys.appointment_data(plan.appointment), jobs, waiting_count]
+        if plan.replace or plan.cancelled:
+            # Only a replacement cancels jobs: a booking, the common case, names no more keys.
+            keys += [*self._job_keys, self.keys.appointment(plan.appointment)]
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
-            keys=[
-                notifications,
-                self.keys.appointment_data(plan.appointment),
-                jobs,
-                waiting_count,
-                *self._job_keys,
-                self.keys.appointment(plan.appointment),
-            ],
+            keys=keys,
             args=[
                 plan.appointment,
                 plan.source,

@@ -6,7 +6,8 @@
 -- A notification's job (JSON) and its id: an `email.send` to one address or an `sms.send`
 -- to one number, with its appointment's context, marked for a follow-up sent only if the
 -- client has not booked again (flag '1'), under an id that names the planning job that
--- made it (`source`). Every argument is text, as an entry holds it.
+-- made it (`source`). Every argument is text, as an entry holds it. The account id and
+-- the kind need no escaping: the job schema allows none that would (gateway/jobs.py).
 local function notification_job(source, account, appointment, context, kind, index, channel,
                                  recipient, flag)
   local id = source .. '/' .. kind .. '/' .. index .. '/' .. channel .. '/' .. recipient
@@ -18,9 +19,8 @@ local function notification_job(source, account, appointment, context, kind, ind
     context = string.sub(context, 1, -2) .. ',"only_if_not_rebooked":true}'
   end
   local job = '{"v":1,"id":' .. cjson.encode(id) .. ',"kind":"' .. job_kind ..
-    '","account":' .. cjson.encode(account) .. ',"appointment":' ..
-    cjson.encode(appointment) .. ',"to":' .. to .. ',"template":' ..
-    cjson.encode(kind) .. ',"context":' .. context .. '}'
+    '","account":"' .. account .. '","appointment":' .. cjson.encode(appointment) ..
+    ',"to":' .. to .. ',"template":"' .. kind .. '","context":' .. context .. '}'
   return id, job
 end
 

@@ -14,8 +14,9 @@
 -- The data keeps the order key of the event planned (gateway/ordering.py): an event of
 -- another job whose key is not greater came before it (or after the cancellation), and
 -- changes nothing, checked in the same step as the write.
--- KEYS: notifications, appointment data, jobs, waiting count, then where a job waits (see
---       job_keys), and the appointment's pending jobs
+-- KEYS: notifications, appointment data, jobs, waiting count, then, but for 'add' (which
+--       cancels nothing), where a job waits (see job_keys) and the appointment's pending
+--       jobs
 -- ARGV: appointment id, source job id, the appointment's data as a first planning
 --       leaves it (notifications.appointment_data, with its order key), what ('add' for a
 --       booking, 'replace' for a move, 'cancel'), ttl s, the same as a number, job state
