@@ -48,17 +48,17 @@ from gateway.directory import AccountDirectory  # noqa: E402
 from gateway.handlers import ARRIVAL  # noqa: E402
 from gateway.jobs import AppointmentJob, parse_job  # noqa: E402
 from gateway.keys import Keys  # noqa: E402
-from gateway.ordering import order_key  # noqa: E402
-from gateway.planner import Planner, appointment_context  # noqa: E402
-from gateway.queue import JobQueue, QueueOptions  # noqa: E402
-from gateway.redis_conn import connect  # noqa: E402
-from gateway.waiting import (  # noqa: E402
+from gateway.notifications import (  # noqa: E402
     ENTRIES_SEP,
     SEP,
     appointment_data,
     entry_middle,
     notification_job,
 )
+from gateway.ordering import order_key  # noqa: E402
+from gateway.planner import Planner, appointment_context  # noqa: E402
+from gateway.queue import JobQueue, QueueOptions  # noqa: E402
+from gateway.redis_conn import connect  # noqa: E402
 from tests.conftest import FixedClock  # noqa: E402
 from tests.redis_server import start_redis  # noqa: E402
 
@@ -126,7 +126,7 @@ def resp(*args: str | bytes | int) -> bytes:
 
 
 def entries(job: AppointmentJob) -> list[str]:
-    """The appointment's waiting entries, as the planner writes them (gateway/waiting.py)."""
+    """The appointment's waiting entries, as the planner writes them (gateway/notifications.py)."""
     start_ms = int(job.appointment.start.timestamp() * 1000)
     address = job.appointment.clients[0].emails[0]
     return [

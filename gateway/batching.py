@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -15,57 +16,24 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from gateway.lua import lua_source
+
 # A script call's argument: text, as Redis takes a command's (str, or bytes in UTF-8 where
 # the caller has them so), or a number for the script's own arithmetic (see BULK).
 Arg = str | bytes | int
 
-# Runs calls of one script in one EVALSHA. ARGV[1] holds the calls in MessagePack, as one
-# flat list: for each call, its number of keys and of arguments, then its keys and its
-# arguments. One argument, which redis-py packs far faster than the calls' many small
+# Runs calls of one script in one EVALSHA (gateway/lua/bulk.lua): the calls as one
+# argument in MessagePack, which redis-py packs far faster than the calls' many small
 # ones, and which Lua unpacks as fast as Redis reads them; flat, so that each call's KEYS
 # and ARGV are made at their size at once (a table Lua grows one value at a time is
 # copied at each doubling). The arguments are text, as a command's are: callers write
 # their numbers (converting each one here would cost more than the rest of the packing,
 # and a number passed as such to redis.call costs Redis a conversion of its own), but
 # for those a script only counts with, which arrive as Lua numbers (tonumber() costs
-# Lua a strtod). Each call runs protected on its own: one that fails does not stop the
-# others, and its reply is its error. A call that returns nothing replies false (nil), as
-# it would alone, so that the replies stay in step with the calls. KEYS declares the first
-# call's keys, which Redis Cluster routes by: every key the gateway names shares one slot
-# there (the prefix's hash tag), and declaring the others too would cost each call more
-# arguments to send for nothing. A script's `finish` runs after its calls, protected too:
-# if it fails, its error is every call's reply.
-BULK = """
-%s
-local function call(KEYS, ARGV)
-%s
-end
-local function finish()
-%s
-end
-local calls, replies, at = cmsgpack.unpack(ARGV[1]), {}, 1
-while calls[at] do
-  local keys_end = at + 1 + calls[at]
-  local args_end = keys_end + calls[at + 1]
-  local ok, reply = pcall(call, {unpack(calls, at + 2, keys_end)},
-                          {unpack(calls, keys_end + 1, args_end)})
-  if not ok and type(reply) ~= 'table' then
-    reply = {err = tostring(reply)}  -- redis.call's own errors are {err = ...} already
-  elseif reply == nil then
-    reply = false
-  end
-  replies[#replies + 1] = reply
-  at = args_end + 1
-end
-local ok, failure = pcall(finish)
-if not ok then
-  failure = type(failure) == 'table' and failure or {err = tostring(failure)}
-  for i = 1, #replies do
-    replies[i] = failure
-  end
-end
-return replies
-"""
+# Lua a strtod). KEYS declares the first call's keys, which Redis Cluster routes by: every
+# key the gateway names shares one slot there (the prefix's hash tag), and declaring the
+# others too would cost each call more arguments to send for nothing.
+BULK = lua_source("bulk")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -90,7 +58,10 @@ class Script:
 @cache
 def bulk(script: Script) -> Script:
     """The script that runs calls of `script` (see BULK)."""
-    return Script(BULK % (script.helpers, script.source, script.finish))
+    parts = {"helpers": script.helpers, "call": script.source, "finish": script.finish}
+    return Script(
+        re.sub(r"^-- \{(helpers|call|finish)\}$", lambda m: parts[m[1]], BULK, flags=re.M)
+    )
 
 
 @dataclass(slots=True)

@@ -94,10 +94,14 @@ class Keys:
         """Integer: how many notifications wait in all the appointments' data."""
         return self.prefix + "waiting"
 
+    @property
+    def appointment_data_prefix(self) -> str:
+        return self.prefix + "apptdata:"
+
     def appointment_data(self, appointment_id: str) -> str:
         """String of what an appointment's waiting notifications need: account, planning
-        job, context, and the notifications themselves (gateway/waiting.py)."""
-        return self.prefix + "apptdata:" + appointment_id
+        job, context, and the notifications themselves (gateway/notifications.py)."""
+        return self.appointment_data_prefix + appointment_id
 
     @property
     def bookings_prefix(self) -> str:

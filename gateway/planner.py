@@ -30,33 +30,11 @@ from gateway.jobs import (
 )
 from gateway.keys import Keys
 from gateway.notification_kinds import AppointmentKind, Channel
+from gateway.notifications import Waiting, entry_middle, notification_job
 from gateway.ordering import Applied, order_key, position
 from gateway.phone_numbers import NumberRefused, to_e164
 from gateway.planning import Skipped, Timetable, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
-from gateway.waiting import Waiting, entry_middle, notification_id, notification_job
-
-
-def email_job(
-    source: Job,
-    template: str,
-    address: str,
-    context: dict[str, Any],
-    appointment: str | None = None,
-) -> dict[str, Any]:
-    """The `email.send` job of a notice sent at once (waiting ones are made in Lua)."""
-    job: dict[str, Any] = {
-        "v": 1,
-        "id": notification_id(source.id, template, 0, "email", address),
-        "kind": "email.send",
-        "account": source.account,
-        "to": [address],
-        "template": template,
-        "context": context,
-    }
-    if appointment is not None:
-        job["appointment"] = appointment
-    return job
 
 
 async def record_dropped(
@@ -211,17 +189,20 @@ class Planner:
         assert account is not None
         sequence = await self._sequence(job)
         details = job.appointment.model_copy(update={"sequence": sequence})
-        context = {"appointment": json.loads(details.model_dump_json())}
+        context = b'{"appointment":' + details.model_dump_json().encode() + b"}"
         events: list[Event] = []
         jobs: list[tuple[str, bytes]] = []
         for item in plan_resend(account, job.appointment, now):
             if isinstance(item, Skipped):
                 events.append(self._skipped(job, item))
                 continue
-            for address in _addresses(job.appointment.clients):
-                made = email_job(job, item.kind, address, context, job.appointment.id)
-                text = json.dumps(made, ensure_ascii=False, separators=(",", ":"))
-                jobs.append((made["id"], text.encode()))
+            jobs += [
+                notification_job(
+                    job.id, job.account, job.appointment.id, context, item.kind, 0, "email",
+                    address, False,
+                )
+                for address in _addresses(job.appointment.clients)
+            ]  # fmt: skip
         if jobs:
             # Not for a cancelled appointment, nor the details an event since has changed.
             arrival = ARRIVAL.get() or await self.queue.arrival_now()
@@ -314,16 +295,17 @@ class Planner:
                 Event(job.id, template, "skipped", rfc3339(self.clock.now()), job.account,
                       channel="email", reason=reason)
             ]  # fmt: skip
-        await self._enqueue(
-            [email_job(job, template, address, context) for address in _addresses([client])]
-        )
+        text = json.dumps(context, separators=(",", ":")).encode()
+        jobs = [
+            notification_job(job.id, job.account, None, text, template, 0, "email", address, False)
+            for address in _addresses([client])
+        ]
+        # Read back as any job is: what the upstream sent must make a valid `email.send`.
+        # Concurrent calls leave for Redis together (the queue batches its scripts).
+        await asyncio.gather(*(self.queue.enqueue(parse_job(made)) for _, made in jobs))
         return []
 
-    # Writing
-
-    async def _enqueue(self, jobs: Sequence[dict[str, Any]]) -> None:
-        # Concurrent calls leave for Redis together (the queue batches its scripts).
-        await asyncio.gather(*(self.queue.enqueue(parse_job(json.dumps(j))) for j in jobs))
+    # Events
 
     def _changes_nothing(
         self, job: AppointmentJob, applied: tuple[str, str], arrival: str

@@ -20,7 +20,13 @@ from gateway.entries import escaped, json_object, not_utf8_at, text_field
 from gateway.events import Event
 from gateway.jobs import Job, channel_of, event_kind, job_to_json
 from gateway.keys import Keys
-from gateway.waiting import ENTRIES_SEP, Waiting, appointment_data, parse_entries, waiting_in
+from gateway.notifications import (
+    ENTRIES_SEP,
+    Waiting,
+    appointment_data,
+    parse_entries,
+    waiting_in,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +80,11 @@ class NotificationPlan:
     clients: Sequence[str]
     start: float
     cancelled: bool
-    # The entry of each notification left waiting (see gateway/waiting.py), and its due
+    # The entry of each notification left waiting (see gateway/notifications.py), and its due
     # time (epoch ms), in the same order.
     entries: Sequence[str]
     dues: Sequence[int]
-    # The notifications made at once: (id, job) each (see waiting.notification_job).
+    # The notifications made at once: (id, job) each (see notifications.notification_job).
     made_now: Sequence[tuple[str, bytes]]
     # The event's order key (gateway/ordering.py): a later event's planning stays.
     order: str
@@ -192,6 +198,14 @@ class JobQueue:
         # Where the scripts mirror the events of an appointment, and for how long.
         self._history = (self.keys.history_prefix, str(options.history_ttl))
         self._plan_keys = (self.keys.notifications, self.keys.jobs, self.keys.waiting_count)
+        # Where a job waits, for the scripts that cancel an appointment's (see job_keys in
+        # gateway/lua/appointment_data.lua).
+        self._job_keys = (
+            self.keys.scheduled,
+            self.keys.retry,
+            self.keys.payloads,
+            self.keys.attempts,
+        )
 
     def _run(self, script: Script, keys: list[str], args: list[Arg]) -> asyncio.Future[Any]:
         return self._batcher.run(script, keys, args)
@@ -244,9 +258,13 @@ class JobQueue:
         # Kept until the last one is made, however far ahead, then as long as a history.
         ttl = plan.ttl + math.ceil((max(dues, default=now) - now) / 1000)
         notifications, jobs, waiting_count = self._plan_keys
+        keys = [notifications, self.keys.appointment_data(plan.appointment), jobs, waiting_count]
+        if plan.replace or plan.cancelled:
+            # Only a replacement cancels jobs: a booking, the common case, names no more keys.
+            keys += [*self._job_keys, self.keys.appointment(plan.appointment)]
         reply = await self._run(
             scripts.PLAN_NOTIFICATIONS,
-            keys=[notifications, self.keys.appointment_data(plan.appointment), jobs, waiting_count],
+            keys=keys,
             args=[
                 plan.appointment,
                 plan.source,
@@ -261,7 +279,7 @@ class JobQueue:
                 "cancel" if plan.cancelled else "replace" if plan.replace else "add",
                 str(ttl),
                 ttl,
-                self.options.prefix,
+                self.keys.job_state_prefix,
                 self._state_ttl,
                 str(plan.start),
                 self.keys.sms_waiting(plan.texted) if plan.texted else "",
@@ -289,11 +307,14 @@ class JobQueue:
         planned; then returns that event's order key and job."""
         reply = await self._run(
             scripts.RESEND_CONFIRMATION,
-            keys=[self.keys.appointment_data(appointment), self.keys.jobs],
+            keys=[
+                self.keys.appointment_data(appointment),
+                self.keys.jobs,
+                self.keys.appointment(appointment),
+            ],
             args=[
-                appointment,
                 position,
-                self.options.prefix,
+                self.keys.job_state_prefix,
                 self._state_ttl,
                 *[part for made in jobs for part in made],
             ],
@@ -323,8 +344,14 @@ class JobQueue:
         while True:
             seen, made = await self._run(
                 scripts.PROMOTE_NOTIFICATIONS,
-                keys=[self.keys.notifications, self.keys.jobs],
-                args=[str(now), str(limit), self.options.prefix, self._state_ttl],
+                keys=[self.keys.notifications, self.keys.jobs, self.keys.waiting_count],
+                args=[
+                    str(now),
+                    str(limit),
+                    self.keys.appointment_data_prefix,
+                    self.keys.job_state_prefix,
+                    self._state_ttl,
+                ],
             )
             moved += int(made)
             if int(seen) < limit:
@@ -347,8 +374,12 @@ class JobQueue:
         """Cancel every pending job of one appointment; returns the cancelled ids."""
         ids = await self._run(
             scripts.CANCEL_APPOINTMENT,
-            keys=[self.keys.appointment_data(appointment_id)],
-            args=[self.options.prefix, appointment_id, self._state_ttl],
+            keys=[
+                self.keys.appointment_data(appointment_id),
+                self.keys.appointment(appointment_id),
+                *self._job_keys,
+            ],
+            args=[self.keys.job_state_prefix, self._state_ttl],
         )
         return [str(i) for i in ids]
 

@@ -29,7 +29,7 @@ from redis import Redis
 
 from gateway.embedded_redis import executable
 from gateway.keys import Keys
-from gateway.waiting import waiting_in
+from gateway.notifications import waiting_in
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ from gateway.clock import rfc3339
 from gateway.events import Event
 from gateway.handlers import ARRIVAL, Handler
 from gateway.jobs import Job, parse_job
+from gateway.notifications import entry_middle, notification_job, waiting_in
 from gateway.ordering import order_key
 from gateway.queue import NotificationPlan
-from gateway.waiting import entry_middle, notification_job, waiting_in
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
@@ -178,9 +178,9 @@ async def test_a_move_cancels_the_notifications_made_and_not_yet_sent(
 async def test_a_job_made_at_once_is_the_job_made_when_due(
     gateway: Gateway, redis: Redis, clock: FixedClock
 ) -> None:
-    # The jobs of notifications due at once are built in Python (waiting.notification_job),
-    # those made when due in Lua (dispatch, in scripts.APPOINTMENT_DATA): the same notifications
-    # give the same jobs.
+    # The jobs of notifications due at once are built in Python
+    # (notifications.notification_job), those made when due in Lua
+    # (gateway/lua/notification_job.lua): the same notifications give the same jobs.
     context = '{"appointment":{"id":"a\\"7","clients":[{"name":"Zoé"}]}}'.encode()
     notifications = [
         ("follow_up", 1, "email", True, "zoé.o'hara@example.com"),

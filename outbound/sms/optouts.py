@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 from gateway.batching import ScriptBatcher
 from gateway.clock import Clock, rfc3339
 from gateway.keys import Keys
+from gateway.notifications import parse_entries
 from gateway.planner import record_dropped
 from gateway.scripts import DROP_TEXTS
-from gateway.waiting import parse_entries
 
 
 class SmsOptOuts:
@@ -43,8 +43,8 @@ class SmsOptOuts:
             return 0
         lost = await self._batcher.run(
             DROP_TEXTS,
-            keys=[self.keys.notifications],
-            args=[self.keys.prefix, number, *sorted(waiting)],
+            keys=[self.keys.notifications, self.keys.waiting_count],
+            args=[self.keys.appointment_data_prefix, number, *sorted(waiting)],
         )
         # Those already made into jobs (or moved since) are stopped when sent: the
         # list is checked then.

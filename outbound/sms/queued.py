@@ -12,44 +12,16 @@ from gateway.directory import AccountDirectory
 from gateway.errors import MalformedJob
 from gateway.jobs import SmsJob, parse_job
 from gateway.keys import Keys
+from gateway.lua import lua_source
 from gateway.phone_numbers import NumberRefused, to_e164
 
 # Entries or payloads read per script call: each call holds Redis this long at most.
 STEP = 1000
 
-# The jobs among the next STEP entries of the stream (after ARGV[1], exclusive; '-' from
-# the start) that may be texts, with the last entry id read ('' at the end). The filter
-# runs in Redis, so that a backlog of e-mails is not sent over to be read and dropped.
-# KEYS: jobs
-# ARGV: start, count
-STREAM_TEXTS = Script("""
-local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
-local found = {#entries < tonumber(ARGV[2]) and '' or entries[#entries][1]}
-for _, entry in ipairs(entries) do
-  local fields = entry[2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'job' and string.find(fields[i + 1], 'sms.send', 1, true) then
-      found[#found + 1] = fields[i + 1]
-    end
-  end
-end
-return found
-""")
-
-# The same for the jobs waiting in the scheduled and retry sets (their payloads), by
-# HSCAN's cursor ('0' at the start and the end).
-# KEYS: payloads
-# ARGV: cursor, count
-PAYLOAD_TEXTS = Script("""
-local scanned = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
-local found, pairs = {scanned[1]}, scanned[2]
-for i = 2, #pairs, 2 do
-  if string.find(pairs[i], 'sms.send', 1, true) then
-    found[#found + 1] = pairs[i]
-  end
-end
-return found
-""")
+# The jobs that may be texts among the next entries of the stream, and among the payloads
+# of the jobs waiting in the scheduled and retry sets (see outbound/sms/lua/).
+STREAM_TEXTS = Script(lua_source("stream_texts", "outbound.sms.lua"))
+PAYLOAD_TEXTS = Script(lua_source("payload_texts", "outbound.sms.lua"))
 
 # Where a job id stands (gateway/scripts.py): only those still to run are suppressed.
 FINISHED = frozenset({"done", "dead", "cancelled"})

@@ -12,48 +12,12 @@ from redis.asyncio import Redis
 
 from gateway.batching import Script, ScriptBatcher
 from gateway.keys import Keys
+from gateway.lua import lua_source
 
-# A text the provider took, under its id: kept for a retry (never sent twice), the
-# delivery reports (matched to the job) and the automatic answer (in the account's name);
-# no longer in flight, and its in-flight record (under its reference) dropped when the
-# provider named it otherwise. Returns the final report that came for that id before the
-# text was known under it (its answer was lost), taken out: never given twice.
-# KEYS: delivered, message, last account, in flight, early report, reference's message
-# ARGV: number, provider id, ttl, job, account, appointment, kind
-RECORD = Script("""
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'job', ARGV[4], 'account', ARGV[5], 'appointment', ARGV[6],
-           'number', ARGV[1], 'kind', ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[3])
-redis.call('HDEL', KEYS[4], ARGV[1])
-if KEYS[6] ~= KEYS[2] then
-  redis.call('DEL', KEYS[6])
-end
-local report = redis.call('GET', KEYS[5])
-if report then
-  redis.call('DEL', KEYS[5])
-end
-return report
-""")
-
-# A delivery report for the text a provider names by `id`: that text's record, marked as
-# reported, if one is kept under that id; else a final report (ARGV[1]; '' for one in
-# transit) is kept for the text whose lost answer will be found under that id. One
-# script, so that a report and the text's record never miss each other.
-# KEYS: message, early report
-# ARGV: report JSON or '', ttl
-REPORT = Script("""
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'reported', '1')
-  return redis.call('HGETALL', KEYS[1])
-end
-if ARGV[1] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-end
-return false
-""")
+# A text the provider took, recorded under its id; a delivery report for a text, matched to
+# its record or kept for it (see outbound/sms/lua/).
+RECORD = Script(lua_source("record", "outbound.sms.lua"))
+REPORT = Script(lua_source("report", "outbound.sms.lua"))
 
 
 @dataclass(frozen=True, slots=True)

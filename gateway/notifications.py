@@ -1,4 +1,5 @@
-"""How an appointment's notifications wait in Redis: one compact entry each, in its data."""
+"""A notification, made here only: its id, its entry while it waits in Redis (one compact
+entry each, in its appointment's data), and its `email.send` or `sms.send` job."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from json.encoder import encode_basestring
 SEP = "\x1f"
 # Joins an appointment's entries.
 ENTRIES_SEP = "\x1e"
-# Joins the parts of an appointment's data (see read_data in scripts.APPOINTMENT_DATA).
+# Joins the parts of an appointment's data (see read_data in gateway/lua/appointment_data.lua).
 DATA_SEP = "\x1d"
 
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """One notification an appointment waits to send: its job is made when it falls due.
-    Read and written by the Lua scripts too (see dispatch in scripts.APPOINTMENT_DATA)."""
+    Read and written by the Lua scripts too (see gateway/lua/notification_job.lua)."""
 
     due_ms: int
     kind: str
@@ -49,14 +50,14 @@ def entry_middle(kind: str, index: int, channel: str, only_if_not_rebooked: bool
 
 
 def parse_entries(joined: str | None) -> list[Waiting]:
-    """The entries an appointment's data holds (as scripts.PLAN_NOTIFICATIONS keeps them)."""
+    """The entries an appointment's data holds (as plan_notifications.lua keeps them)."""
     return [Waiting.parse(entry) for entry in (joined or "").split(ENTRIES_SEP) if entry]
 
 
 def appointment_data(
     account: str, source: str, entries: str, made: str, order: str, context: bytes
 ) -> bytes:
-    """An appointment's data (see read_data in scripts.APPOINTMENT_DATA): its account, the
+    """An appointment's data (see read_data in gateway/lua/appointment_data.lua): its account, the
     planning job whose id its jobs carry, its waiting entries and the ids of the jobs made
     from them (each list joined by ENTRIES_SEP), the order key of the planning job's event
     (gateway/ordering.py), and its context."""
@@ -76,14 +77,21 @@ def waiting_in(data: str | None) -> list[Waiting]:
 def notification_id(source: str, kind: str, index: int, channel: str, recipient: str) -> str:
     """The id of one notification: the same for the same planning job, whatever the number
     of times that job is run, so a notification is enqueued once (idempotency). The Lua
-    scripts make the same (dispatch in scripts.APPOINTMENT_DATA)."""
+    makes the same (notification_job in gateway/lua/notification_job.lua)."""
     return f"{source}/{kind}/{index}/{channel}/{recipient}"
+
+
+def as_cjson_writes(json_text: str) -> str:
+    """JSON text written by the standard library's encoder, as Redis's Lua (cjson) writes
+    it, so that a job made here is the job the Lua makes of the same notification, to the
+    byte: cjson escapes `/` and DEL too (in JSON text, neither stands outside a string)."""
+    return json_text.replace("/", "\\/").replace("\x7f", "\\u007f")
 
 
 def notification_job(
     source: str,
     account: str,
-    appointment: str,
+    appointment: str | None,
     context: bytes,
     kind: str,
     index: int,
@@ -91,12 +99,13 @@ def notification_job(
     to: str,
     only_if_not_rebooked: bool,
 ) -> tuple[str, bytes]:
-    """A notification made at once, as the planning script takes it: its job's id and its
-    job (JSON, UTF-8), with the appointment's context (with a follow-up's place in the
-    account's list, which names its template, and marked when it goes only if the client
-    has not booked again). What dispatch (scripts.APPOINTMENT_DATA) makes of an
-    entry when it falls due, made here where it costs less than in Redis's Lua. (The
-    account id and the kind need no escaping: see gateway.jobs.)"""
+    """A notification's job (JSON, UTF-8) and its id: an `email.send` to one address or an
+    `sms.send` to one number, with its context (`appointment`'s, for an appointment's
+    notification; with a follow-up's place in the account's list, which names its
+    template; marked when it goes only if the client has not booked again). The Lua
+    makes the same of an entry that falls due (gateway/lua/notification_job.lua; the
+    tests compare the two). The account id and the kind need no escaping: the job schema
+    allows none that would (gateway/jobs.py)."""
     job_id = notification_id(source, kind, index, channel, to)
     if channel == "sms":
         job_kind, recipient = "sms.send", encode_basestring(to)
@@ -107,9 +116,10 @@ def notification_job(
         added += ',"only_if_not_rebooked":true'
     if added:
         context = context[:-1] + added.encode() + b"}"
+    concerns = "" if appointment is None else f'"appointment":{encode_basestring(appointment)},'
     head = (
-        f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}","account":"{account}",'
-        f'"appointment":{encode_basestring(appointment)},"to":{recipient},"template":"{kind}",'
-        '"context":'
+        f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}",'
+        f'"account":"{account}",{concerns}"to":{recipient},"template":"{kind}","context":'
     )
-    return job_id, head.encode() + context + b"}"
+    # The context is the caller's, written as it is on both sides.
+    return job_id, as_cjson_writes(head).encode() + context + b"}"
