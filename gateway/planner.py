@@ -17,6 +17,7 @@ from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure
 from gateway.events import Event
 from gateway.handlers import ARRIVAL
+from gateway.history import record_dropped
 from gateway.jobs import (
     Appointment,
     AppointmentJob,
@@ -35,30 +36,6 @@ from gateway.ordering import Applied, order_key, position
 from gateway.phone_numbers import NumberRefused, to_e164
 from gateway.planning import Skipped, Timetable, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
-
-
-async def record_dropped(
-    redis: Redis,
-    keys: Keys,
-    appointment: str,
-    source: str,
-    notifications: list[dict[str, Any]],
-    at: str,
-    ttl: int,
-) -> None:
-    """Write in the appointment's history that these notifications will not be sent."""
-    entry = {
-        "at": at,
-        "source": source,
-        "appointment": appointment,
-        "status": "dropped",
-        "notifications": notifications,
-    }
-    key = keys.history(appointment)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(key, {"event": json.dumps(entry, ensure_ascii=False)})
-        pipe.expire(key, ttl)
-        await pipe.execute()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ import re
 import shutil
 from pathlib import Path
 
+from redis import Redis
+
 from tests.test_daemon import mailgw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +160,17 @@ def test_a_long_replay_shows_its_progress(tmp_path: Path, redis_url: str) -> Non
     ]
     assert redis.xlen("mailgw:jobs") == 1001 and redis.xlen("mailgw:dead") == 0
     redis.close()
+
+
+def test_history_prints_an_appointment_s_entries(tmp_path: Path, redis_url: str) -> None:
+    config = example_config(tmp_path, redis_url)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    entry = {"at": "2026-11-23T09:00:00Z", "kind": "reminder", "status": "skipped", "reason": "é"}
+    client.xadd("mailgw:history:appt-7", {"event": json.dumps(entry, ensure_ascii=False)})
+    shown = mailgw(config, "history", "appt-7")
+    assert shown.returncode == 0, shown.stderr
+    [printed] = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert printed.pop("entry").endswith("-0")
+    assert printed == entry
+    unknown = mailgw(config, "history", "appt-8")
+    assert unknown.returncode == 1 and "no history for appointment 'appt-8'" in unknown.stderr

@@ -21,6 +21,7 @@ from gateway.commands.support import CommandError, load_checked_config, redis_fo
 from gateway.config import Config, config_path, load_config
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, GatewayError, MalformedJob
+from gateway.history import read_history
 from gateway.jobs import DIRECTORY_KINDS, Job, parse_job
 from gateway.keys import Keys
 from gateway.queue import NOT_REPLAYABLE, JobQueue
@@ -198,14 +199,14 @@ async def cmd_history(config: Config, args: argparse.Namespace, out: TextIO) -> 
     redis = redis_for_cli(config)
     queue = _queue(config, redis)
     try:
-        entries: Any = await redis.xrange(queue.keys.history(args.appointment))
+        entries = await read_history(redis, queue.keys, args.appointment)
         waiting = await queue.waiting_notifications(args.appointment)
     finally:
         await redis.aclose()
     if not entries and not waiting:
         raise CommandError(f"no history for appointment '{args.appointment}'")
-    for entry_id, fields in entries:
-        _print_json({"entry": entry_id, **json.loads(fields["event"])}, out)
+    for entry in entries:
+        _print_json(entry, out)
     for notification in waiting:
         waiting_entry = {
             "status": "waiting",

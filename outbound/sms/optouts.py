@@ -11,9 +11,7 @@ from redis.asyncio import Redis
 from gateway.batching import ScriptBatcher
 from gateway.clock import Clock, rfc3339
 from gateway.keys import Keys
-from gateway.notifications import parse_entries
-from gateway.planner import record_dropped
-from gateway.scripts import DROP_TEXTS
+from gateway.waiting_texts import drop_waiting_texts
 
 
 class SmsOptOuts:
@@ -41,29 +39,9 @@ class SmsOptOuts:
             _, waiting, _ = await pipe.execute()
         if not waiting:
             return 0
-        lost = await self._batcher.run(
-            DROP_TEXTS,
-            keys=[self.keys.notifications, self.keys.waiting_count],
-            args=[self.keys.appointment_data_prefix, number, *sorted(waiting)],
+        return await drop_waiting_texts(
+            self.redis, self._batcher, self.keys, number, waiting, at, self.history_ttl()
         )
-        # Those already made into jobs (or moved since) are stopped when sent: the
-        # list is checked then.
-        dropped = 0
-        for appointment, entries in zip(sorted(waiting), lost, strict=True):
-            notifications = [waiting.fields() for waiting in parse_entries(entries)]
-            if not notifications:
-                continue
-            dropped += len(notifications)
-            await record_dropped(
-                self.redis,
-                self.keys,
-                appointment,
-                f"opt-out of {number}",
-                notifications,
-                at,
-                self.history_ttl(),
-            )
-        return dropped
 
     async def opt_in(self, number: str) -> bool:
         """Text `number` again; False if it had not opted out."""
