@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,3 +25,17 @@ CHECKS = {
 def test_code_passes(name: str) -> None:
     result = subprocess.run(CHECKS[name], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}{result.stderr}"
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    # import-linter's acyclic_siblings contract sees cycles between the packages' children;
+    # this sees them between any two modules, at any depth.
+    graph = grimp.build_graph("gateway", "inbound", "outbound")
+    imported = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+    cycles = [
+        (module, other)
+        for module in sorted(imported)
+        for other in sorted(imported[module])
+        if graph.chain_exists(importer=other, imported=module)
+    ]
+    assert cycles == []
