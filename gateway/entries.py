@@ -50,6 +50,11 @@ def json_object(raw: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+MAX_NAMED_ID = 200
+"""The longest job id, kind or account named from an entry that is not a valid job (a
+valid id is at most 200 characters): a longer one is not an id."""
+
+
 def text_field(value: object, max_length: int) -> str | None:
     """`value` if it is text that can be recorded as it is (valid text, at most
     `max_length` characters), else None."""

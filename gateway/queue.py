@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -16,7 +16,8 @@ from redis.exceptions import ResponseError
 from gateway import metrics, scripts
 from gateway.batching import Arg, Script, ScriptBatcher
 from gateway.clock import Clock, rfc3339
-from gateway.entries import escaped, json_object, not_utf8_at, text_field
+from gateway.dead_letters import DeadLetters
+from gateway.entries import MAX_NAMED_ID, escaped, json_object, not_utf8_at, text_field
 from gateway.events import Event
 from gateway.jobs import Job, channel_of, event_kind, job_to_json
 from gateway.keys import Keys
@@ -150,35 +151,6 @@ class Depths:
     dead_letters: int
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """One dead-letter entry."""
-
-    entry_id: str
-    job: str
-    reason: str
-    failed_at: str
-    attempts: int
-    job_id: str | None
-
-    def summary(self) -> dict[str, Any]:
-        job = json_object(self.job) or {}
-        return {
-            "dead_letter": self.entry_id,
-            "job": self.job_id or text_field(job.get("id"), _MAX_ID),
-            "kind": text_field(job.get("kind"), _MAX_ID),
-            "failed_at": self.failed_at,
-            "attempts": self.attempts,
-            "reason": self.reason,
-        }
-
-
-NOT_REPLAYABLE = "no-job"
-# The longest job id, kind or account a malformed entry's event names (a valid id is at
-# most 200 characters): a longer one is not an id.
-_MAX_ID = 200
-
-
 def _ms(epoch: float) -> int:
     return int(epoch * 1000)
 
@@ -192,6 +164,7 @@ class JobQueue:
         self.clock = clock
         self.keys = Keys(options.prefix)
         self._batcher = ScriptBatcher(redis)
+        self.dead_letters = DeadLetters(redis, self.keys, self._batcher, options.state_ttl)
         # Scripts take their arguments as text, as Redis takes a command's.
         self._state_ttl = str(options.state_ttl)
         self._events_max_length = str(options.events_max_length)
@@ -659,52 +632,6 @@ class JobQueue:
         data: Any = await self.redis.get(self.keys.appointment_data(appointment))
         return sorted(waiting_in(data), key=_due)
 
-    async def dead_letters(self, start: str = "-", count: int = 100) -> list[DeadLetter]:
-        entries: Any = await self.redis.xrange(self.keys.dead, min=start, max="+", count=count)
-        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
-
-    async def dead_letter_entry(self, entry_id: str) -> DeadLetter | None:
-        entries: Any = await self.redis.xrange(self.keys.dead, min=entry_id, max=entry_id)
-        return _dead_letter(*entries[0]) if entries else None
-
-    async def replay(self, entry_ids: Iterable[str]) -> dict[str, str | None]:
-        """Put dead letters back on the stream; maps each to its new entry, None if
-        there is no such dead letter, or NOT_REPLAYABLE for an entry that had no job."""
-        replayed: dict[str, str | None] = {}
-        for entry_id in entry_ids:
-            letter = await self.dead_letter_entry(entry_id)
-            job_id = letter.job_id if letter and letter.job_id else ""
-            new_entry = await self._run(
-                scripts.REPLAY,
-                keys=[
-                    self.keys.dead,
-                    self.keys.jobs,
-                    self.keys.job_state(job_id),
-                    self.keys.attempts,
-                ],
-                args=[entry_id, job_id, self._state_ttl],
-            )
-            replayed[entry_id] = str(new_entry) if new_entry else None
-        return replayed
-
-    async def all_dead_letter_ids(self) -> list[str]:
-        ids: list[str] = []
-        start = "-"
-        while True:
-            batch: Any = await self.redis.xrange(self.keys.dead, min=start, max="+", count=1000)
-            ids.extend(entry_id for entry_id, _ in batch)
-            if len(batch) < 1000:
-                return ids
-            start = "(" + batch[-1][0]
-
-    async def purge(self, entry_ids: Sequence[str] | None = None) -> int:
-        """Delete the given dead letters, or all of them; returns how many went."""
-        if entry_ids is None:
-            count = int(await self.redis.xlen(self.keys.dead))
-            await self.redis.delete(self.keys.dead)
-            return count
-        return int(await self.redis.xdel(self.keys.dead, *entry_ids)) if entry_ids else 0
-
     async def publish(self, events: Sequence[Event]) -> None:
         """Record outcomes that no job's completion carries (delivery reports, opt-outs):
         on the events stream, and in their appointment's history."""
@@ -753,23 +680,12 @@ def _delivery(entry_id: str, fields: dict[str, str], deliveries: int = 1) -> Del
     return Delivery(entry_id, whole, False, deliveries, problem)
 
 
-def _dead_letter(entry_id: str, fields: dict[str, str]) -> DeadLetter:
-    return DeadLetter(
-        entry_id=entry_id,
-        job=fields.get("job", fields.get("fields", "")),
-        reason=fields.get("reason", ""),
-        failed_at=fields.get("failed_at", ""),
-        attempts=int(fields.get("attempts", 0)),
-        job_id=fields.get("id"),
-    )
-
-
 def _malformed_event(delivery: Delivery, reason: str, now: float) -> Event:
     """A `failed` event for an entry that is not a valid job, naming what it can."""
     raw = (json_object(delivery.raw) or {}) if delivery.has_job_field else {}
-    job_id = text_field(raw.get("id"), _MAX_ID)
-    kind = text_field(raw.get("kind"), _MAX_ID)
-    account = text_field(raw.get("account"), _MAX_ID)
+    job_id = text_field(raw.get("id"), MAX_NAMED_ID)
+    kind = text_field(raw.get("kind"), MAX_NAMED_ID)
+    account = text_field(raw.get("account"), MAX_NAMED_ID)
     return Event(
         job=job_id or f"entry:{delivery.entry_id}",
         kind=kind or "unknown",

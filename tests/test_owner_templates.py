@@ -270,7 +270,7 @@ async def test_hostile_template_stops_no_one_else(run_daemon: Any, name: str) ->
     assert event["reason"] == (f"template confirmation.html of account {HOSTILE}: {REASONS[name]}")
     assert (watch.peak - watch.start) < RSS_BOUND, f"RSS grew {watch.growth_mib:.0f} MiB"
     assert latency < DELIVERY_BOUND
-    letters = await run.queue.dead_letters()
+    letters = await run.queue.dead_letters.read()
     assert [(d.job_id, d.reason) for d in letters] == [("hostile-1", event["reason"])]
     assert not any("zoe@example.com" in m.recipients for m in run.smtp.messages)
 
@@ -369,7 +369,7 @@ async def test_a_template_over_its_limit_fails_at_once_until_the_templates_are_r
     second = time.monotonic() - started - first
     assert first >= 2.0 and second < 0.5
     reason = "template confirmation.subject.txt of account atelier-elodie: render time over 2 s"
-    assert [d.reason for d in await gateway.queue.dead_letters()] == [reason, reason]
+    assert [d.reason for d in await gateway.queue.dead_letters.read()] == [reason, reason]
 
     own_templates(gateway, {"confirmation.subject.txt": "Rendez-vous, {{ client.name }}"})
     await gateway.run(elodie_confirmation("c3", "zoe@example.com"))
@@ -384,7 +384,7 @@ async def test_an_account_template_s_errors_read_as_in_the_daemon_s_process(
 ) -> None:
     own_templates(gateway, {"confirmation.txt": "Bonjour,\n{{ appointment.typ }}\n"})
     await gateway.run(elodie_confirmation("c1", "zoe@example.com"))
-    assert [d.reason for d in await gateway.queue.dead_letters()] == [
+    assert [d.reason for d in await gateway.queue.dead_letters.read()] == [
         "template confirmation.txt (account override) line 2: 'dict object' has no attribute 'typ'"
     ]
 

@@ -12,9 +12,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway.batching import Script, ScriptBatcher
+from gateway.dead_letters import NOT_REPLAYABLE
 from gateway.events import Event
 from gateway.jobs import parse_job
-from gateway.queue import NOT_REPLAYABLE, Enqueued, JobQueue, QueueOptions
+from gateway.queue import Enqueued, JobQueue, QueueOptions
 from tests.conftest import FixedClock
 
 GROUP = "workers"
@@ -181,7 +182,7 @@ async def test_dead_letter_keeps_the_job_and_reason(queue: JobQueue) -> None:
     [delivery] = await queue.read("w1", 10, 100)
     await queue.claim(job, delivery)
     await queue.dead_letter(delivery, "gave up after 10 attempts: 451", job, 10)
-    [letter] = await queue.dead_letters()
+    [letter] = await queue.dead_letters.read()
     assert letter.reason == "gave up after 10 attempts: 451"
     assert letter.job_id == "job-1"
     assert letter.attempts == 10
@@ -190,7 +191,7 @@ async def test_dead_letter_keeps_the_job_and_reason(queue: JobQueue) -> None:
     assert [e["status"] for e in await events(queue)] == ["failed"]
     assert await queue.redis.get(queue.keys.job_state("job-1")) == "dead"
 
-    replayed = await queue.replay([letter.entry_id])
+    replayed = await queue.dead_letters.replay([letter.entry_id])
     assert replayed[letter.entry_id]
     assert (await queue.depths()).dead_letters == 0
     [back] = await queue.read("w1", 10, 100)
@@ -202,7 +203,7 @@ async def test_malformed_entry_does_not_touch_the_id_state(queue: JobQueue) -> N
     await queue.redis.xadd(queue.keys.jobs, {"job": '{"v": 1, "id": "x"'})
     [delivery] = await queue.read("w1", 10, 100)
     await queue.dead_letter(delivery, "not JSON")
-    [letter] = await queue.dead_letters()
+    [letter] = await queue.dead_letters.read()
     assert letter.job == '{"v": 1, "id": "x"'
     assert letter.job_id is None
     [event] = await events(queue)
@@ -327,17 +328,17 @@ async def test_purge_and_replay_of_missing_letters(queue: JobQueue) -> None:
         await queue.redis.xadd(queue.keys.jobs, {"job": f"garbage {i}"})
     for delivery in await queue.read("w1", 10, 100):
         await queue.dead_letter(delivery, "not JSON")
-    letters = await queue.dead_letters()
+    letters = await queue.dead_letters.read()
     assert len(letters) == 3
     await queue.redis.xadd(queue.keys.jobs, {"payload": "no job field"})
     [fieldless] = await queue.read("w1", 10, 100)
     await queue.dead_letter(fieldless, "entry has no 'job' field")
-    last = (await queue.dead_letters())[-1]
+    last = (await queue.dead_letters.read())[-1]
     assert json.loads(last.job) == {"payload": "no job field"}
-    assert await queue.replay([last.entry_id]) == {last.entry_id: NOT_REPLAYABLE}
-    assert await queue.purge([letters[0].entry_id, last.entry_id]) == 2
-    assert await queue.replay(["0-1"]) == {"0-1": None}
-    assert await queue.purge() == 2
+    assert await queue.dead_letters.replay([last.entry_id]) == {last.entry_id: NOT_REPLAYABLE}
+    assert await queue.dead_letters.purge([letters[0].entry_id, last.entry_id]) == 2
+    assert await queue.dead_letters.replay(["0-1"]) == {"0-1": None}
+    assert await queue.dead_letters.purge() == 2
     assert (await queue.depths()).dead_letters == 0
 
 

@@ -10,11 +10,11 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from gateway.dead_letters import NOT_REPLAYABLE
 from gateway.errors import PermanentFailure, TemporaryFailure
 from gateway.events import Event
 from gateway.handlers import builtin_handlers
 from gateway.jobs import KNOWN_KINDS, Job
-from gateway.queue import NOT_REPLAYABLE
 from gateway.settings import Settings
 from gateway.worker import Worker
 from tests.conftest import FixedClock
@@ -55,7 +55,7 @@ async def xadd(redis: Redis, value: Any) -> None:
 
 
 async def dead_reasons(worker: Worker) -> list[str]:
-    return [d.reason for d in await worker.queue.dead_letters()]
+    return [d.reason for d in await worker.queue.dead_letters.read()]
 
 
 async def statuses(worker: Worker) -> list[tuple[str, str]]:
@@ -107,7 +107,7 @@ async def test_entries_that_are_not_utf8_are_dead_lettered_escaped(
     await drain(worker)
 
     assert recorder.jobs == ["a", "good"]
-    letters = await worker.queue.dead_letters()
+    letters = await worker.queue.dead_letters.read()
     assert [(d.reason, d.job) for d in letters] == [
         ("field 'job' is not UTF-8 text (byte 13)", r'{"job": "{\"v\":1,\"id\":\"\xff\xfe\"}"}'),
         ('entry has no \'job\' field (it has: {"\\xc3(": "x"})', r'{"\xc3(": "x"}'),
@@ -119,7 +119,7 @@ async def test_entries_that_are_not_utf8_are_dead_lettered_escaped(
             assert strict.xrange(stream)
     finally:
         strict.close()
-    replayed = await worker.queue.replay([d.entry_id for d in letters])
+    replayed = await worker.queue.dead_letters.replay([d.entry_id for d in letters])
     assert set(replayed.values()) == {NOT_REPLAYABLE}
 
 
@@ -143,7 +143,7 @@ async def test_entries_no_parser_can_read_are_dead_lettered_at_once(
     await xadd(redis, raw)
     await xadd(redis, booked("good"))
     await drain(worker)
-    [letter] = await worker.queue.dead_letters()
+    [letter] = await worker.queue.dead_letters.read()
     assert letter.reason.startswith(reason)
     assert letter.job == raw
     assert recorder.jobs == ["good"]
@@ -219,7 +219,7 @@ async def test_permanent_failure_is_dead_lettered_at_once(redis: Redis, clock: F
     await xadd(redis, booked("j"))
     await drain(worker)
     assert await dead_reasons(worker) == ["550 no"]
-    [letter] = await worker.queue.dead_letters()
+    [letter] = await worker.queue.dead_letters.read()
     assert (letter.job_id, letter.attempts) == ("j", 1)
 
 

@@ -19,12 +19,13 @@ from gateway.commands import outbound_args
 from gateway.commands.daemon import ROLES, queue_options
 from gateway.commands.support import CommandError, load_checked_config, redis_for_cli
 from gateway.config import Config, config_path, load_config
+from gateway.dead_letters import NOT_REPLAYABLE
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, GatewayError, MalformedJob
 from gateway.history import read_history
 from gateway.jobs import DIRECTORY_KINDS, Job, parse_job
 from gateway.keys import Keys
-from gateway.queue import NOT_REPLAYABLE, JobQueue
+from gateway.queue import JobQueue
 
 
 def _queue(config: Config, redis: Redis) -> JobQueue:
@@ -155,10 +156,10 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
     queue = _queue(config, redis)
     try:
         if args.action == "list":
-            for letter in await queue.dead_letters(count=args.limit):
+            for letter in await queue.dead_letters.read(count=args.limit):
                 _print_json(letter.summary(), out)
         elif args.action == "show":
-            found = await queue.dead_letter_entry(args.ids[0])
+            found = await queue.dead_letters.entry(args.ids[0])
             if found is None:
                 raise CommandError(f"no dead letter {args.ids[0]}")
             shown = found.summary()
@@ -168,11 +169,11 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
                 shown["payload"] = found.job
             out.write(json.dumps(shown, ensure_ascii=False, indent=2) + "\n")
         elif args.action == "replay":
-            ids = args.ids or await queue.all_dead_letter_ids()
+            ids = args.ids or await queue.dead_letters.all_ids()
             problems = []
             for done in range(0, len(ids), REPLAY_CHUNK):
                 chunk = ids[done : done + REPLAY_CHUNK]
-                for entry_id, new_entry in (await queue.replay(chunk)).items():
+                for entry_id, new_entry in (await queue.dead_letters.replay(chunk)).items():
                     if new_entry is None:
                         problems.append(f"{entry_id}: no such dead letter")
                     elif new_entry == NOT_REPLAYABLE:
@@ -187,7 +188,7 @@ async def cmd_dead_letters(config: Config, args: argparse.Namespace, out: TextIO
             if problems:
                 raise CommandError("\n".join(problems))
         else:
-            purged = await queue.purge(args.ids or None)
+            purged = await queue.dead_letters.purge(args.ids or None)
             out.write(f"purged {purged} dead letter(s)\n")
     finally:
         await redis.aclose()
