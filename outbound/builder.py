@@ -13,7 +13,7 @@ from gateway.message_tokens import new_token
 from gateway.notification_kinds import APPOINTMENT_KINDS, CATALOGUE, CalendarMethod
 from gateway.reply_tokens import MessageReference, ReplyTarget, make_local_part, reply_secrets
 from gateway.settings import Settings
-from outbound.compose import MailSpec, compose
+from outbound.compose import MailSpec, compose, feedback_id
 from outbound.context import build_context, context_model
 from outbound.dkim import Signer
 from outbound.ics import invitation
@@ -157,6 +157,7 @@ class MessageBuilder:
             date=datetime.fromtimestamp(self.clock.now(), UTC),
             ics=self.invitation(account, appointment, method, address, domain),
             ics_method=method or "REQUEST",
+            feedback_id=feedback_id(kind, account.id, domain),
             list_unsubscribe=(
                 (unsubscribe.unsubscribe_url, unsubscribe.unsubscribe_mailto)
                 if unsubscribe

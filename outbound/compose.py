@@ -20,6 +20,8 @@ from outbound.headers import mailbox, unstructured
 
 _MESSAGE_ID = re.compile(r"<[!#-;=?-~]+@[A-Za-z0-9.-]+>")
 _URL = re.compile(r"[!#-;=?-~]{1,900}")
+# Four colon-separated fields of printable ASCII without spaces (Gmail: "a:b:c:SenderId").
+_FEEDBACK_ID = re.compile(r"[!-9;-~]{1,200}(?::[!-9;-~]{1,200}){3}")
 # A CR or LF that does not start a folded line (CRLF then white space): a new header.
 _BREAK = re.compile(r"\r(?!\n[ \t])|(?<!\r)\n")
 _MAX_LINE: Final = 998
@@ -90,6 +92,15 @@ class MailSpec:
     ics: bytes | None = None
     ics_method: Literal["REQUEST", "CANCEL"] = "REQUEST"
     list_unsubscribe: tuple[str, str] | None = None
+    feedback_id: str | None = None
+
+
+def feedback_id(kind: str, account: str, sender_domain: str) -> str:
+    """The Feedback-ID of a notification (Gmail's feedback loop: up to three identifiers,
+    then the sender's, colon-separated), so that a complaint rate shown by a mailbox
+    provider is tied to a kind, an account and a sender domain. None of the three may hold
+    a colon: kinds are names, account ids and domains are checked for their characters."""
+    return f"{kind}:{account}:{sender_domain}:mailgw"
 
 
 def compose(spec: MailSpec) -> bytes:
@@ -122,6 +133,10 @@ def compose(spec: MailSpec) -> bytes:
         # A URL can only be split between its angle brackets, never inside (RFC 2369).
         message["List-Unsubscribe"] = f"<{https}>,\r\n <{mailto}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if spec.feedback_id is not None:
+        if not _FEEDBACK_ID.fullmatch(spec.feedback_id):
+            raise PermanentFailure(f"not a Feedback-ID: {spec.feedback_id!r}")
+        message["Feedback-ID"] = spec.feedback_id
     _body(message, spec)
     out = BytesIO()
     _Generator(out, mangle_from_=False, policy=_POLICY).flatten(message)

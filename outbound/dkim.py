@@ -43,6 +43,7 @@ SIGNED_HEADERS = (
     "list-unsubscribe",
     "list-unsubscribe-post",
     "auto-submitted",
+    "feedback-id",
 )
 OVERSIGNED_HEADERS = ("from",)
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import PermanentFailure
-from outbound.compose import MailSpec, compose
+from outbound.compose import MailSpec, compose, feedback_id
 from tests.header_parsers import (
     ADJACENT_ENCODED_WORDS,
     check_lines,
@@ -41,11 +41,12 @@ SPEC = MailSpec(
         "https://acuityscheduling.com/unsubscribe/" + "t" * 120,
         "mailto:unsubscribe+abc@acuityscheduling.com",
     ),
+    feedback_id=feedback_id("confirmation", "atelier-elodie", "acuityscheduling.com"),
 )
 # Headers a message has; anything else would have been added by a crafted name.
 HEADERS = {
     "from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
-    "auto-submitted", "list-unsubscribe", "list-unsubscribe-post", "content-type",
+    "auto-submitted", "list-unsubscribe", "list-unsubscribe-post", "feedback-id", "content-type",
     "content-transfer-encoding",
 }  # fmt: skip
 
@@ -93,6 +94,7 @@ def test_headers() -> None:
         f"<{SPEC.list_unsubscribe[0]}>, <{SPEC.list_unsubscribe[1]}>"  # type: ignore[index]
     )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Feedback-ID"] == "confirmation:atelier-elodie:acuityscheduling.com:mailgw"
 
 
 def test_without_ics_html_or_unsubscribe() -> None:
@@ -237,6 +239,9 @@ def test_long_names_and_subjects_in_any_script(name: str) -> None:
         {"list_unsubscribe": ("http://insecure.example.com/u", "mailto:u@example.com")},
         {"list_unsubscribe": ("https://e.com/u>, <https://evil", "mailto:u@example.com")},
         {"list_unsubscribe": ("https://e.com/u\r\nBcc: x@y", "mailto:u@example.com")},
+        {"feedback_id": "confirmation:a:b:mailgw\r\nBcc: x@y"},
+        {"feedback_id": "confirmation:a:b"},
+        {"feedback_id": "confirmation:a b:c:mailgw"},
     ],
 )
 def test_unusable_addresses_and_urls_are_refused(change: dict[str, object]) -> None:

@@ -95,6 +95,12 @@ async def test_confirmation_of_the_french_business_arrives_signed_and_whole(
     assert received.sender.startswith("b-") and received.sender.endswith(f"@{DOMAIN}")
     assert message["Auto-Submitted"] == "auto-generated"
     assert "List-Unsubscribe" not in message  # confirmations cannot be unsubscribed from
+    # Gmail's feedback loop ties a complaint to the kind, the account and the domain; the
+    # signatures cover it (checked by the verifiers below).
+    assert message["Feedback-ID"] == f"confirmation:atelier-elodie:{DOMAIN}:mailgw"
+    for signature in message.get_all("DKIM-Signature") or []:
+        tags = dict(tag.split("=", 1) for tag in "".join(str(signature).split()).split(";") if tag)
+        assert "feedback-id" in tags["h"].lower().split(":")
     text = message.get_body(("plain",))
     assert text is not None and "mardi 24 novembre 2026 à 14:30" in text.get_content()
 
@@ -194,7 +200,7 @@ async def test_long_names_in_any_script_reach_every_reader_whole(
         fields = [key.lower() for key in message if key != "DKIM-Signature"]
         assert sorted(fields) == sorted(
             {"from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
-             "auto-submitted", "content-type", "content-transfer-encoding"} & set(fields)
+             "auto-submitted", "feedback-id", "content-type", "content-transfer-encoding"} & set(fields)
         )  # fmt: skip
         assert fields[:4] == ["from", "to", "reply-to", "subject"]
         for header, name in (
