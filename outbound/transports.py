@@ -14,7 +14,7 @@ def build_transport(settings: RelaySettings) -> RelayTransport:
         return MaildirTransport(settings.maildir.path)
     # twisted.mail.smtp imports (and so installs) the default reactor: it may be imported
     # only once gateway.reactor has installed the asyncio reactor, hence here and not above
-    from outbound.smtp_client import MxTransport, SmarthostTransport
+    from outbound.smtp_transports import MxTransport, SmarthostTransport
 
     if settings.transport == "smarthost":
         return SmarthostTransport(settings)

@@ -200,7 +200,8 @@ async def test_long_names_in_any_script_reach_every_reader_whole(
         fields = [key.lower() for key in message if key != "DKIM-Signature"]
         assert sorted(fields) == sorted(
             {"from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
-             "auto-submitted", "feedback-id", "content-type", "content-transfer-encoding"} & set(fields)
+             "auto-submitted", "feedback-id", "content-type", "content-transfer-encoding"}
+            & set(fields)
         )  # fmt: skip
         assert fields[:4] == ["from", "to", "reply-to", "subject"]
         for header, name in (
