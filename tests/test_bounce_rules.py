@@ -14,6 +14,8 @@ import pytest
 from gateway.bounce_classes import action
 from gateway.bounce_rule_files import parse_rules, shipped_rules
 from gateway.bounce_rules import classify
+from gateway.config import load_config
+from tests.test_daemon import mailgw, write_config
 
 SAMPLES = Path(__file__).parent / "samples" / "provider_replies.toml"
 REPLIES: list[dict[str, Any]] = tomllib.loads(SAMPLES.read_text("utf-8"))["replies"]
@@ -130,3 +132,33 @@ def test_a_hostile_pattern_on_a_hostile_text_takes_linear_time() -> None:
     for _ in range(10):
         assert classify(550, hostile, (*rules, *shipped_rules())).bounce_class == "unknown"
     assert time.monotonic() - started < 2.0
+
+
+def test_check_config_and_run_refuse_a_bad_rules_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, None)
+    rules = tmp_path / "bounce-rules.toml"
+    rules.write_text(
+        '[[rules]]\nclass = "reputation"\npattern = "S3150"\nsource = "our logs"\n'
+        '[[rules]]\nclass = "blocked"\npattern = "(?=lookahead)"\nsource = "our logs"\n'
+    )
+    config.write_text(config.read_text() + '\n[bounces]\nrules_file = "bounce-rules.toml"\n')
+    checked = mailgw(config, "check-config")
+    assert checked.returncode == 1
+    lines = checked.stderr.splitlines()
+    assert any(
+        line.startswith(f"{rules}:rules[1].class: unknown class 'blocked'") for line in lines
+    )
+    assert any(line.startswith(f"{rules}:rules[1].pattern: bad regular") for line in lines)
+    refused = mailgw(config, "run")
+    assert refused.returncode == 2
+    assert f"{rules}:rules[1].class: unknown class" in refused.stderr
+
+    rules.write_text('[[rules]]\nclass = "reputation"\npattern = "S3150"\nsource = "our logs"\n')
+    assert mailgw(config, "check-config").returncode == 0
+    loaded = load_config(config)
+    assert loaded.bounce_rules[0].source == "our logs"
+    assert loaded.bounce_rules[1:] == shipped_rules()
+
+    rules.unlink()
+    missing = mailgw(config, "check-config")
+    assert f"{rules}:(file): file not found" in missing.stderr
