@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gateway.account import Account
+from gateway.bounce_matching import Rule
+from gateway.bounce_rule_files import parse_rules, shipped_rules
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.fields import ACCOUNT_ID_PATTERN
 from gateway.sandbox import TEXT_ENVIRONMENT, template_problems
@@ -36,6 +38,8 @@ class Config:
     account_files: Mapping[str, Path]
     sms_options: BaseModel
     """The [sms.<provider>] table, checked by the configured provider's plugin."""
+    bounce_rules: tuple[Rule, ...] = field(default_factory=shipped_rules)
+    """The administrator's rules ([bounces] rules_file), then the shipped ones."""
 
 
 def config_path(given: str | None = None) -> Path | None:
@@ -64,6 +68,8 @@ def load_config(path: Path | None) -> Config:
         except ValidationError as exc:
             problems.extend(_problems(source, exc))
     sms_options = _sms_options(source, settings, base_dir, problems) if settings else None
+    rules_file = settings.bounces.rules_file if settings else None
+    bounce_rules = _bounce_rules(rules_file, problems) if rules_file else shipped_rules()
     accounts: dict[str, Account] = {}
     account_files: dict[str, Path] = {}
     if data is not None:
@@ -75,8 +81,23 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(problems)
     assert settings is not None and sms_options is not None
     return Config(
-        path, settings, MappingProxyType(accounts), MappingProxyType(account_files), sms_options
+        path,
+        settings,
+        MappingProxyType(accounts),
+        MappingProxyType(account_files),
+        sms_options,
+        bounce_rules,
     )
+
+
+def _bounce_rules(path: Path, problems: list[ConfigProblem]) -> tuple[Rule, ...]:
+    """The administrator's rules before the shipped ones; their problems at FILE:KEY."""
+    data = _read_toml(path, problems)
+    if data is None:
+        return shipped_rules()
+    rules, found = parse_rules(data, str(path))
+    problems.extend(found)
+    return (*rules, *shipped_rules())
 
 
 def _sms_options(

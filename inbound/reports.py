@@ -1,9 +1,10 @@
-"""Delivery status notifications (RFC 3464) and feedback reports (RFC 5965), read from mail."""
+"""Delivery status notifications (RFC 3464), plain-text and vendor bounces (flufl.bounce's
+detectors, behind the RFC 3464 parser) and feedback reports (RFC 5965), read from mail."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -11,6 +12,11 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import parsedate_to_datetime
 from typing import Final, Literal
+
+from flufl.bounce import all_failures
+
+from gateway.bounce_matching import Rule
+from gateway.bounce_rules import Classified, classify
 
 Action = Literal["failed", "delayed", "delivered", "relayed", "expanded"]
 
@@ -28,6 +34,13 @@ _BLANK_LINE: Final = re.compile(r"\r?\n[ \t]*\r?\n")
 _ANGLED: Final = re.compile(r"<([^<>]*)>")
 # RFC 6533 utf-8-addr-xtext: \x{E9} stands for é in addresses of type utf-8.
 _UTF8_ESCAPE: Final = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
+# A remote server's reply in a plain-text bounce: "550 5.1.1 ...", "Remote host said: 550 ...",
+# Postfix's "host mx[192.0.2.1] said: 550 5.1.1", Yahoo's "554: delivery error: ...".
+_REPLY_LINE: Final = re.compile(r"(?:^\s*|said:\s*)([45]\d\d)(?:[ -]|:\s)\s*(\S.*)$")
+_REPLY_CODE: Final = re.compile(r"\s*([245]\d\d)\b[ :-]*(.*)", re.DOTALL)
+_MESSAGE_ID_LINE: Final = re.compile(r"^message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+# The part of a plain-text bounce read for its diagnostics: the explanation comes first.
+_PLAIN_TEXT_READ: Final = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,104 @@ def parse_dsn(message: bytes) -> DeliveryReport | None:
         original_message_id=_original_message_id(parsed),
         original_envelope_id=_field(per_message, "Original-Envelope-Id"),
     )
+
+
+def parse_plain_bounce(message: bytes) -> DeliveryReport | None:
+    """A bounce that is no RFC 3464 report (qmail, Exim, old Postfix, Yahoo's plain text...):
+    the recipients flufl.bounce's detectors find, permanent ones failed and temporary ones
+    delayed, each with the reply found next to its address. None when none is found. Never
+    raises."""
+    parsed = _parse(message)
+    if parsed is None:
+        return None
+    try:
+        temporary, permanent = all_failures(parsed)
+    except Exception:
+        # flufl.bounce's heuristics run on whatever reaches a bounce address: a detector
+        # that trips on garbage means no bounce was found, as parse_dsn says of garbage.
+        return None
+    lines = _plain_text(parsed).splitlines()
+    recipients = tuple(
+        _plain_recipient(address.decode("utf-8", "replace"), failed, lines)
+        for failed, addresses in ((True, permanent), (False, temporary))
+        for address in sorted(addresses)
+    )
+    if not recipients:
+        return None
+    found = _MESSAGE_ID_LINE.search("\n".join(lines))
+    return DeliveryReport(
+        reporting_mta=None,
+        recipients=recipients,
+        original_message_id=_original_message_id(parsed) or (found[1] if found else None),
+        original_envelope_id=None,
+    )
+
+
+def classify_status(status: RecipientStatus, rules: Sequence[Rule] | None = None) -> Classified:
+    """The class of one recipient's outcome, from its diagnostic (the remote server's reply)
+    and its status code, whether it came in a delivery report or a plain-text bounce."""
+    default_code = 550 if (status.status or "5").startswith("5") else 450
+    found = _REPLY_CODE.match(status.diagnostic or "")
+    code = int(found[1]) if found else default_code
+    text = (found[2] if found else status.diagnostic or "").strip()
+    # The report's status code stands first when the reply carries none of its own.
+    if status.status and not _STATUS.match(text):
+        text = f"{status.status} {text}"
+    return classify(code, text, rules)
+
+
+def _plain_text(message: Message) -> str:
+    """The text parts of a bounce, not those of the message it returns."""
+    texts: list[str] = []
+    for part in _parts(message):
+        if part.get_content_maintype() != "text" or part.get_content_type() == "text/html":
+            continue
+        body = part.get_payload(decode=True)
+        if isinstance(body, bytes):
+            charset = part.get_content_charset() or "utf-8"
+            try:
+                texts.append(body[:_PLAIN_TEXT_READ].decode(charset, "replace"))
+            except LookupError:
+                texts.append(body[:_PLAIN_TEXT_READ].decode("utf-8", "replace"))
+    return "\n".join(texts)
+
+
+def _plain_recipient(address: str, failed: bool, lines: list[str]) -> RecipientStatus:
+    diagnostic = _diagnostic(address, lines)
+    code = _STATUS.search(diagnostic or "")
+    status = ".".join(code.groups()) if code else ("5.0.0" if failed else "4.0.0")
+    return RecipientStatus(
+        recipient=address,
+        action="failed" if failed else "delayed",
+        status=status,
+        diagnostic=diagnostic,
+        remote_mta=None,
+    )
+
+
+def _diagnostic(address: str, lines: list[str]) -> str | None:
+    """The reply after the first line naming `address` (else anywhere): a line with a reply
+    code and its indented continuation, or else the paragraph right after the address."""
+    named = next((i for i, line in enumerate(lines) if address.lower() in line.lower()), None)
+    for start in ((named,) if named is not None else ()) + (0,):
+        for index in range(start, len(lines)):
+            reply = _REPLY_LINE.search(lines[index])
+            if reply is None:
+                continue
+            folded = [f"{reply[1]} {reply[2]}"]
+            for line in lines[index + 1 :]:
+                if not line.strip() or not line[0].isspace():
+                    break
+                folded.append(line)
+            return " ".join(" ".join(folded).split())
+    if named is None:
+        return None
+    paragraph: list[str] = []
+    for line in lines[named + 1 :]:
+        if not line.strip():
+            break
+        paragraph.append(line)
+    return " ".join(" ".join(paragraph).split()) or None
 
 
 def parse_arf(message: bytes) -> FeedbackReport | None:

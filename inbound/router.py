@@ -42,7 +42,7 @@ from inbound.loops import loop_reason, never_forward_to
 from inbound.policy import RecipientCheck
 from inbound.queue import InboundQueue
 from inbound.received import ReceivedMessage
-from inbound.reports import parse_arf, parse_dsn
+from inbound.reports import parse_arf, parse_dsn, parse_plain_bounce
 from inbound.unsubscribe import Unsubscriber, message_event
 from outbound.headers import AddressRefused
 from outbound.relay import OutgoingMessage, RelayTransport
@@ -271,6 +271,8 @@ class InboundRouter:
         (a complaint) stops the reminders and follow-ups to that address."""
         report = parse_dsn(message.data)
         feedback = parse_arf(message.data) if report is None else None
+        if report is None and feedback is None:
+            report = parse_plain_bounce(message.data)
         original = report.original_message_id if report else None
         if feedback is not None:
             original = feedback.original_message_id

@@ -214,6 +214,34 @@ async def test_a_dsn_suppresses_the_address(inbound: Inbound) -> None:
     assert "User unknown" in event["reason"]
 
 
+async def test_a_plain_text_bounce_goes_the_way_of_a_dsn(inbound: Inbound) -> None:
+    # Yahoo's failure notice is no RFC 3464 report: flufl.bounce finds its recipient.
+    reminder = await inbound.notification("r4p", "101")
+    token = reminder["Message-ID"].strip("<>").split("@")[0]
+    bounce = (
+        (ROOT / "samples" / "yahoo-plain.eml")
+        .read_text(encoding="utf-8")
+        .replace("someone@yahoo.com", CLIENT)
+        .replace("hq3xw7r2k5mzb4tnc6vd2fy7ga", token)
+    )
+    path = inbound.gateway.config.path
+    assert path is not None
+    sample = path.parent / "yahoo-plain.eml"
+    sample.write_text(bounce, encoding="utf-8")
+    bounced = await swaks(
+        inbound.port, "--from", "", "--to", f"b-{token}@{DOMAIN}", "--data", str(sample)
+    )
+    assert bounced.returncode == 0, bounced.transcript
+    await inbound.route()
+    [entry] = await inbound.gateway.suppressions.entries()
+    assert entry.address == CLIENT
+    [event] = [
+        e for e in await inbound.gateway.events() if e["job"] == "r4p" and e["status"] != "sent"
+    ]
+    assert (event["status"], event["recipient"]) == ("bounced", CLIENT)
+    assert "doesn't have a" in event["reason"]
+
+
 async def sample_to(inbound: Inbound, name: str, token: str, to: str) -> None:
     """Send tests/samples/<name> about message `token`, from the null sender, to `to`."""
     text = (ROOT / "samples" / name).read_text(encoding="utf-8")

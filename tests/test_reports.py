@@ -1,5 +1,6 @@
 """Bounces (RFC 3464) and feedback reports (RFC 5965): the RFCs' examples, Postfix, sendmail,
-Exchange and Gmail reports, malformed ones, and garbage that must never raise."""
+Exchange and Gmail reports, plain-text and vendor bounces (qmail, Exim, Postfix without DSN,
+Yahoo), malformed ones, and garbage that must never raise."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from inbound.reports import (
     DeliveryReport,
     FeedbackReport,
     RecipientStatus,
+    classify_status,
     parse_arf,
     parse_dsn,
+    parse_plain_bounce,
 )
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -445,8 +448,8 @@ def test_not_feedback_reports() -> None:
 
 
 def parse_both(data: bytes) -> None:
-    """Both parsers, which must not raise, and whose texts must be storable as UTF-8."""
-    for parsed in (parse_dsn(data), parse_arf(data)):
+    """The parsers, which must not raise, and whose texts must be storable as UTF-8."""
+    for parsed in (parse_dsn(data), parse_arf(data), parse_plain_bounce(data)):
         for text in _texts(parsed):
             text.encode("utf-8")
 
@@ -560,3 +563,48 @@ def test_random_fields_never_raise(pieces: list[str]) -> None:
     fields = "".join(pieces)
     parse_both(report(status_part(fields) + "\n--\nContent-Type: text/rfc822-headers\n\n" + fields))
     parse_both(feedback(fields, "Content-Type: message/rfc822\n\n" + fields))
+
+
+@pytest.mark.parametrize(
+    ("name", "recipient", "status", "bounce_class", "diagnostic"),
+    [
+        # qmail-send's own text, no reply code: the paragraph after the address
+        ("qmail-bounce.eml", "someone@example.info", "5.1.1", "invalid_recipient", "no mailbox"),
+        # Exim: the remote reply, indented, under "SMTP error from remote mail server"
+        ("exim-plain.eml", "someone@example.com", "5.1.1", "invalid_recipient", "User unknown"),
+        # Postfix without DSN: "said: 550 5.7.1 ..." folded over four lines
+        ("postfix-plain.eml", "someone@outlook.example", "5.7.1", "reputation", "(S3150)."),
+        # Yahoo's plain-text failure notice: "554: delivery error: dd ..."
+        ("yahoo-plain.eml", "someone@yahoo.com", "5.0.0", "invalid_recipient", "yahoo.com account"),
+    ],
+)
+def test_plain_text_bounces(
+    name: str, recipient: str, status: str, bounce_class: str, diagnostic: str
+) -> None:
+    data = sample(name)
+    assert parse_dsn(data) is None and parse_arf(data) is None
+    report = parse_plain_bounce(data)
+    assert report is not None
+    assert report.original_message_id == "<hq3xw7r2k5mzb4tnc6vd2fy7ga@acuityscheduling.com>"
+    [found] = report.recipients
+    assert (found.recipient, found.action, found.status) == (recipient, "failed", status)
+    assert found.diagnostic is not None and diagnostic in found.diagnostic
+    classified = classify_status(found)
+    assert (classified.bounce_class, classified.permanent) == (bounce_class, True)
+
+
+def test_a_reply_or_a_report_is_no_plain_bounce() -> None:
+    for name in ("reply-client.eml", "arf-abuse-headers.eml", "ooo-exchange.eml"):
+        assert parse_plain_bounce(sample(name)) is None, name
+
+
+def test_a_report_status_is_classified_with_its_diagnostic() -> None:
+    [failed] = dsn("gmail-hard.eml").recipients
+    assert classify_status(failed).bounce_class == "invalid_recipient"
+    bare = RecipientStatus("x@example.org", "failed", "5.2.2", None, None)
+    assert classify_status(bare).bounce_class == "mailbox_full"
+    delayed = RecipientStatus("x@example.org", "delayed", "4.4.7", "Connection timed out", None)
+    assert (classify_status(delayed).bounce_class, classify_status(delayed).permanent) == (
+        "transient",
+        False,
+    )

@@ -2,6 +2,7 @@
 per section, the general value types in `types`, the paths and secrets in `files`."""
 
 from gateway.settings.accounts import AccountsSettings
+from gateway.settings.bounces import BouncesSettings
 from gateway.settings.files import (
     SECRET_MIN_BYTES,
     ConfigPath,
@@ -35,6 +36,7 @@ __all__ = [
     "MODEL_CONFIG",
     "SECRET_MIN_BYTES",
     "AccountsSettings",
+    "BouncesSettings",
     "ConfigPath",
     "DkimKey",
     "DkimSelector",

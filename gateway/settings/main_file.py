@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from gateway.settings.accounts import AccountsSettings
+from gateway.settings.bounces import BouncesSettings
 from gateway.settings.files import ConfigPath, default_state_dir
 from gateway.settings.inbound import InboundSettings
 from gateway.settings.log import LogSettings
@@ -68,6 +69,7 @@ class Settings(BaseModel):
     relay: RelaySettings = Field(default_factory=RelaySettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     reply_tokens: ReplyTokensSettings = Field(default_factory=ReplyTokensSettings)
+    bounces: BouncesSettings = Field(default_factory=BouncesSettings)
     sms: Annotated[SmsSettings, RestartOnly] = Field(default_factory=SmsSettings)
 
     @model_validator(mode="before")
