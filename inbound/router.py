@@ -9,6 +9,7 @@ import email.policy
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -44,6 +45,7 @@ from inbound.queue import InboundQueue
 from inbound.received import ReceivedMessage
 from inbound.reports import parse_arf, parse_dsn
 from inbound.unsubscribe import Unsubscriber, message_event
+from outbound.bounces import judge_report, settle
 from outbound.headers import AddressRefused
 from outbound.relay import OutgoingMessage, RelayTransport
 from outbound.suppression import Suppression, SuppressionList
@@ -87,7 +89,7 @@ class InboundRouter:
         self.transport = transport
         self.resolver = resolver
         self.clock = clock
-        self.suppressions = SuppressionList(self.redis, self.keys)
+        self.suppressions = SuppressionList(self.redis, self.keys, clock)
         self.unsubscriber = Unsubscriber(self.redis, self.keys, events, clock)
         self.outage = outage or PROCESS
         self._stopping = asyncio.Event()
@@ -267,8 +269,9 @@ class InboundRouter:
     # Delivery reports, complaints and unsubscribes
 
     async def _report(self, message: ReceivedMessage, token: str | None) -> list[Event]:
-        """A DSN marks hard bounces suppressed and records soft ones; a feedback report
-        (a complaint) stops the reminders and follow-ups to that address."""
+        """A delivery report's failures are bounces, which suppress the address when their
+        class is about the address (outbound/bounces.py), and its delays deferrals; a
+        feedback report (a complaint) stops the reminders and follow-ups to that address."""
         report = parse_dsn(message.data)
         feedback = parse_arf(message.data) if report is None else None
         original = report.original_message_id if report else None
@@ -284,7 +287,8 @@ class InboundRouter:
             return [self._event(message, "skipped", f"{what} about no message we keep")]
         if report is None and feedback is None:
             return [self._event(message, "skipped", "neither a delivery nor a feedback report")]
-        at = rfc3339(self.clock.now())
+        now = self.clock.now()
+        at = rfc3339(now)
         events: list[Event] = []
         if feedback is not None:
             detail = f"feedback report ({feedback.feedback_type})"
@@ -292,17 +296,24 @@ class InboundRouter:
                 Suppression(sent["recipient"], "complaint", detail, at, sent["account"])
             )
             events.append(message_event(sent, token, "opted_out", detail, at))
+        durations = self.settings().suppression
         for status in report.recipients if report else ():
+            if status.action not in ("failed", "delayed"):
+                continue
+            failed = status.action == "failed"
             detail = status.diagnostic or f"{status.action} {status.status or ''}".strip()
             address = status.recipient or sent["recipient"]
-            if status.hard:
-                await self.suppressions.add(
-                    Suppression(address, "hard_bounce", detail, at, sent["account"])
+            verdict = judge_report(status.status, status.diagnostic, failed)
+            await settle(
+                self.suppressions, durations, verdict, address, detail, sent["account"], now
+            )
+            if failed:
+                event = message_event(sent, token, "bounced", detail, at, address)
+            else:
+                event = message_event(
+                    sent, token, "deferred", f"soft bounce: {detail}", at, address
                 )
-                events.append(message_event(sent, token, "bounced", detail, at, address))
-            elif status.soft:
-                soft = f"soft bounce: {detail}"
-                events.append(message_event(sent, token, "deferred", soft, at, address))
+            events.append(replace(event, bounce_class=verdict.bounce_class))
         return events
 
     async def _unsubscribe_by_mail(self, message: ReceivedMessage, token: str) -> list[Event]:
