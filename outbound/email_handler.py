@@ -134,7 +134,9 @@ class EmailHandler:
         # The relay's schedule runs past queue.max_attempts, to relay.max_lifetime from
         # the first attempt (`elapsed` counts this wait too).
         ends = self.clock.now() + relay.max_lifetime.total_seconds() - (elapsed - delay)
-        raise TemporaryFailure(reason, retry_after=delay, events=final, give_up_at=ends)
+        # Each waiting recipient's own `deferred` event (its reply and class) goes out too.
+        events = [*final, *waiting]
+        raise TemporaryFailure(reason, retry_after=delay, events=events, give_up_at=ends)
 
     async def _send_one(
         self,

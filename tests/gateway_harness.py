@@ -134,7 +134,7 @@ class Gateway:
             "test",
             WorkerOptions(block_ms=10),
         )
-        self.suppressions = SuppressionList(redis, keys)
+        self.suppressions = SuppressionList(redis, keys, clock)
         self.webhook: Any = None
 
     async def run(self, job: dict[str, Any]) -> None:
