@@ -43,7 +43,8 @@ def add_parsers(command: Any) -> None:
         "--class",
         dest="bounce_class",
         choices=BOUNCE_CLASSES,
-        help="only the entries of that bounce class (list, export)",
+        metavar="CLASS",
+        help="only the entries of that bounce class (list, export): " + ", ".join(BOUNCE_CLASSES),
     )
     suppression.add_argument(
         "--reason",
