@@ -25,3 +25,12 @@ def rfc3339(epoch: float) -> str:
     return (
         datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
+
+
+def epoch_of(text: str) -> float:
+    """The epoch time of an RFC 3339 / ISO 8601 date-time (UTC when it names no offset);
+    ValueError when it is not one."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

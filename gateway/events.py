@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.bounce_classes import BounceClass
 from gateway.notification_kinds import Channel
 
 Status = Literal[
@@ -37,6 +38,9 @@ class Event:
     recipient: str | None = None
     reason: str | None = None
     message_id: str | None = None
+    bounce_class: BounceClass | None = None
+    """The class of a negative outcome (gateway/bounce_classes.py), or of the entry that
+    suppressed the message."""
 
     def to_json(self) -> str:
         fields = {name: getattr(self, name) for name in self.__slots__}

@@ -21,8 +21,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Sample
 
+from gateway.bounce_classes import Action, BounceClass
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.jobs import KNOWN_KINDS
+from gateway.mailbox_providers import provider
 
 if TYPE_CHECKING:
     from gateway.events import Event
@@ -96,6 +98,14 @@ EVENTS = Counter(
     ["channel", "status"],
     registry=REGISTRY,
 )
+BOUNCES = Counter(
+    "mailgw_bounces_total",
+    "Negative delivery outcomes (refusals, bounces, delivery reports), by bounce class, the"
+    " recipient's mailbox provider (gateway/mailbox_providers.py) and what the gateway did:"
+    " suppress, retry or fail.",
+    ["class", "provider", "action"],
+    registry=REGISTRY,
+)
 
 for _kind in (*KNOWN_KINDS, "unknown"):
     for _outcome in JOB_OUTCOMES:
@@ -112,6 +122,12 @@ def record_events(events: Iterable[Event]) -> None:
     """Count recorded delivery events."""
     for event in events:
         EVENTS.labels(event.channel or "none", event.status).inc()
+
+
+def record_bounce(bounce_class: BounceClass, recipient: str, action: Action) -> None:
+    """Count one negative outcome: its class, the recipient's provider (never the address)
+    and the action taken."""
+    BOUNCES.labels(bounce_class, provider(recipient), action).inc()
 
 
 def observe_relay(transport: str, status: str, seconds: float) -> None:

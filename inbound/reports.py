@@ -4,7 +4,7 @@ detectors, behind the RFC 3464 parser) and feedback reports (RFC 5965), read fro
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -14,9 +14,6 @@ from email.utils import parsedate_to_datetime
 from typing import Final, Literal
 
 from flufl.bounce import all_failures
-
-from gateway.bounce_matching import Rule
-from gateway.bounce_rules import Classified, classify
 
 Action = Literal["failed", "delayed", "delivered", "relayed", "expanded"]
 
@@ -37,7 +34,6 @@ _UTF8_ESCAPE: Final = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 # A remote server's reply in a plain-text bounce: "550 5.1.1 ...", "Remote host said: 550 ...",
 # Postfix's "host mx[192.0.2.1] said: 550 5.1.1", Yahoo's "554: delivery error: ...".
 _REPLY_LINE: Final = re.compile(r"(?:^\s*|said:\s*)([45]\d\d)(?:[ -]|:\s)\s*(\S.*)$")
-_REPLY_CODE: Final = re.compile(r"\s*([245]\d\d)\b[ :-]*(.*)", re.DOTALL)
 _MESSAGE_ID_LINE: Final = re.compile(r"^message-id:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 # The part of a plain-text bounce read for its diagnostics: the explanation comes first.
 _PLAIN_TEXT_READ: Final = 65536
@@ -144,19 +140,6 @@ def parse_plain_bounce(message: bytes) -> DeliveryReport | None:
         original_message_id=_original_message_id(parsed) or (found[1] if found else None),
         original_envelope_id=None,
     )
-
-
-def classify_status(status: RecipientStatus, rules: Sequence[Rule] | None = None) -> Classified:
-    """The class of one recipient's outcome, from its diagnostic (the remote server's reply)
-    and its status code, whether it came in a delivery report or a plain-text bounce."""
-    default_code = 550 if (status.status or "5").startswith("5") else 450
-    found = _REPLY_CODE.match(status.diagnostic or "")
-    code = int(found[1]) if found else default_code
-    text = (found[2] if found else status.diagnostic or "").strip()
-    # The report's status code stands first when the reply carries none of its own.
-    if status.status and not _STATUS.match(text):
-        text = f"{status.status} {text}"
-    return classify(code, text, rules)
 
 
 def _plain_text(message: Message) -> str:

@@ -8,7 +8,8 @@ import contextlib
 import email.policy
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -26,6 +27,7 @@ from gateway.addresses import (
     bounce_address,
     message_tokens,
 )
+from gateway.bounce_matching import Rule
 from gateway.clock import Clock, rfc3339
 from gateway.directory import AccountDirectory
 from gateway.events import Event, Status
@@ -44,6 +46,7 @@ from inbound.queue import InboundQueue
 from inbound.received import ReceivedMessage
 from inbound.reports import parse_arf, parse_dsn, parse_plain_bounce
 from inbound.unsubscribe import Unsubscriber, message_event
+from outbound.bounces import judge_report, settle
 from outbound.headers import AddressRefused
 from outbound.relay import OutgoingMessage, RelayTransport
 from outbound.suppression import Suppression, SuppressionList
@@ -74,8 +77,10 @@ class InboundRouter:
         transport: RelayTransport,
         resolver: dns.resolver.Resolver,
         clock: Clock,
+        bounce_rules: Callable[[], Sequence[Rule]],
         outage: Outage | None = None,
     ) -> None:
+        self.bounce_rules = bounce_rules
         self.queue = queue
         self.redis: Redis = queue.redis
         self.keys: Keys = queue.keys
@@ -87,7 +92,7 @@ class InboundRouter:
         self.transport = transport
         self.resolver = resolver
         self.clock = clock
-        self.suppressions = SuppressionList(self.redis, self.keys)
+        self.suppressions = SuppressionList(self.redis, self.keys, clock)
         self.unsubscriber = Unsubscriber(self.redis, self.keys, events, clock)
         self.outage = outage or PROCESS
         self._stopping = asyncio.Event()
@@ -267,8 +272,9 @@ class InboundRouter:
     # Delivery reports, complaints and unsubscribes
 
     async def _report(self, message: ReceivedMessage, token: str | None) -> list[Event]:
-        """A DSN marks hard bounces suppressed and records soft ones; a feedback report
-        (a complaint) stops the reminders and follow-ups to that address."""
+        """A delivery report's failures are bounces, which suppress the address when their
+        class is about the address (outbound/bounces.py), and its delays deferrals; a
+        feedback report (a complaint) stops the reminders and follow-ups to that address."""
         report = parse_dsn(message.data)
         feedback = parse_arf(message.data) if report is None else None
         if report is None and feedback is None:
@@ -286,7 +292,8 @@ class InboundRouter:
             return [self._event(message, "skipped", f"{what} about no message we keep")]
         if report is None and feedback is None:
             return [self._event(message, "skipped", "neither a delivery nor a feedback report")]
-        at = rfc3339(self.clock.now())
+        now = self.clock.now()
+        at = rfc3339(now)
         events: list[Event] = []
         if feedback is not None:
             detail = f"feedback report ({feedback.feedback_type})"
@@ -294,17 +301,24 @@ class InboundRouter:
                 Suppression(sent["recipient"], "complaint", detail, at, sent["account"])
             )
             events.append(message_event(sent, token, "opted_out", detail, at))
+        durations = self.settings().suppression
         for status in report.recipients if report else ():
+            if status.action not in ("failed", "delayed"):
+                continue
+            failed = status.action == "failed"
             detail = status.diagnostic or f"{status.action} {status.status or ''}".strip()
             address = status.recipient or sent["recipient"]
-            if status.hard:
-                await self.suppressions.add(
-                    Suppression(address, "hard_bounce", detail, at, sent["account"])
+            verdict = judge_report(status.status, status.diagnostic, failed, self.bounce_rules())
+            await settle(
+                self.suppressions, durations, verdict, address, detail, sent["account"], now
+            )
+            if failed:
+                event = message_event(sent, token, "bounced", detail, at, address)
+            else:
+                event = message_event(
+                    sent, token, "deferred", f"soft bounce: {detail}", at, address
                 )
-                events.append(message_event(sent, token, "bounced", detail, at, address))
-            elif status.soft:
-                soft = f"soft bounce: {detail}"
-                events.append(message_event(sent, token, "deferred", soft, at, address))
+            events.append(replace(event, bounce_class=verdict.bounce_class))
         return events
 
     async def _unsubscribe_by_mail(self, message: ReceivedMessage, token: str) -> list[Event]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 from twisted.internet.defer import maybeDeferred
 
+from gateway.bounce_matching import Rule
 from gateway.clock import Clock
 from gateway.directory import AccountDirectory
 from gateway.errors import ConfigError, ConfigProblem
@@ -121,10 +122,15 @@ class InboundService:
             self.children.stop()
 
     def router(
-        self, transport: RelayTransport, signer: Callable[[], Signer], outage: Outage | None = None
+        self,
+        transport: RelayTransport,
+        signer: Callable[[], Signer],
+        bounce_rules: Callable[[], Sequence[Rule]],
+        outage: Outage | None = None,
     ) -> InboundRouter:
         """The router of accepted mail, forwarding through the outbound relay, signed by the
-        daemon's signer (the outbound side's, a new one after a reload)."""
+        daemon's signer (the outbound side's, a new one after a reload), its bounces
+        classified by the configured rules (new ones after a reload)."""
         settings = self.settings()
         forwarder = Forwarder(signer, self.clock)
         return InboundRouter(
@@ -137,6 +143,7 @@ class InboundService:
             transport,
             resolver_for(settings.relay.mx.resolvers),
             self.clock,
+            bounce_rules,
             outage,
         )
 

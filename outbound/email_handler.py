@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -15,6 +15,8 @@ from gateway import metrics
 from gateway.account import Account
 from gateway.backoff import retry_delay
 from gateway.bookings import booked_from
+from gateway.bounce_classes import BounceClass
+from gateway.bounce_matching import Rule
 from gateway.clock import Clock, rfc3339
 from gateway.delivered import DeliveredRecipients
 from gateway.directory import AccountDirectory
@@ -25,11 +27,12 @@ from gateway.keys import Keys
 from gateway.message_records import MessageRecord, record_message
 from gateway.outage import PROCESS
 from gateway.settings import Settings
+from outbound.bounces import judge, settle
 from outbound.builder import MessageBuilder, job_appointment, job_kind
 from outbound.headers import AddressRefused
 from outbound.in_flight import InFlightMarks
 from outbound.relay import OutgoingMessage, RecipientResult, RelayTransport
-from outbound.suppression import Suppression, SuppressionList, normalise
+from outbound.suppression import SuppressionList, normalise
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +69,10 @@ class EmailHandler:
         builder: MessageBuilder,
         transport: RelayTransport,
         clock: Clock,
+        bounce_rules: Callable[[], Sequence[Rule]],
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        self.bounce_rules = bounce_rules
         self.redis = redis
         self.keys = keys
         self.directory = directory
@@ -78,7 +83,7 @@ class EmailHandler:
         self.transport_name = settings().relay.transport
         self.clock = clock
         self.jitter = jitter
-        self.suppressions = SuppressionList(redis, keys)
+        self.suppressions = SuppressionList(redis, keys, clock)
         self.delivered = DeliveredRecipients(redis, keys)
         self.in_flight = InFlightMarks(redis, keys)
         # One message signed at a time, after the loop has run what was ready: signing
@@ -132,7 +137,9 @@ class EmailHandler:
         # The relay's schedule runs past queue.max_attempts, to relay.max_lifetime from
         # the first attempt (`elapsed` counts this wait too).
         ends = self.clock.now() + relay.max_lifetime.total_seconds() - (elapsed - delay)
-        raise TemporaryFailure(reason, retry_after=delay, events=final, give_up_at=ends)
+        # Each waiting recipient's own `deferred` event (its reply and class) goes out too.
+        events = [*final, *waiting]
+        raise TemporaryFailure(reason, retry_after=delay, events=events, give_up_at=ends)
 
     async def _send_one(
         self,
@@ -211,7 +218,15 @@ class EmailHandler:
             )
         blocked = blocking(replies)
         if blocked is not None:
-            return self._outcome(job, account, address, "suppressed", blocked.reason, None)
+            return self._outcome(
+                job,
+                account,
+                address,
+                "suppressed",
+                blocked.reason,
+                None,
+                bounce_class=blocked.bounce_class,
+            )
         interrupted = mark.token != identity.token
         if interrupted:
             # The same message as the interrupted send, Message-ID included: a mailbox
@@ -249,19 +264,29 @@ class EmailHandler:
             # Recorded at once, for an attempt that may yet be interrupted (see _send);
             # the relay has the message, so Redis away is waited out, not a failure.
             await PROCESS.retried("e-mail handler", partial(self._sent, job, result, message_id))
-        if result.status == "bounced":
-            await self.suppressions.add(
-                Suppression(
-                    result.recipient,
-                    "hard_bounce",
-                    detail,
-                    rfc3339(self.clock.now()),
-                    account.id,
-                )
-            )
-        status: Status = result.status
+            return self._outcome(job, account, result.recipient, "sent", detail, message_id)
+        verdict = judge(
+            result.code, result.response, result.status == "bounced", self.bounce_rules()
+        )
+        await settle(
+            self.suppressions,
+            self.settings().suppression,
+            verdict,
+            result.recipient,
+            detail,
+            account.id,
+            self.clock.now(),
+        )
+        retried = verdict.action == "retry"
         return self._outcome(
-            job, account, result.recipient, status, detail, message_id, final=status != "deferred"
+            job,
+            account,
+            result.recipient,
+            "deferred" if retried else "bounced",
+            detail,
+            message_id,
+            final=not retried,
+            bounce_class=verdict.bounce_class,
         )
 
     async def _sent(self, job: EmailJob, result: RecipientResult, message_id: str) -> None:
@@ -281,6 +306,7 @@ class EmailHandler:
         reason: str | None,
         message_id: str | None,
         final: bool = True,
+        bounce_class: BounceClass | None = None,
     ) -> Outcome:
         event = Event(
             job=job.id,
@@ -293,5 +319,6 @@ class EmailHandler:
             recipient=address,
             reason=reason,
             message_id=message_id,
+            bounce_class=bounce_class,
         )
         return Outcome(event, final)

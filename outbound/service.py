@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
+from gateway.bounce_matching import Rule
 from gateway.clock import Clock
 from gateway.directory import AccountDirectory
 from gateway.keys import Keys
@@ -33,6 +34,7 @@ class OutboundService:
         keys: Keys,
         directory: AccountDirectory,
         clock: Clock,
+        bounce_rules: Callable[[], Sequence[Rule]],
     ) -> None:
         current = settings()
         self.settings = settings
@@ -41,7 +43,7 @@ class OutboundService:
         self.transport: RelayTransport = build_transport(current.relay)
         self.builder = MessageBuilder(settings, lambda: self.templates, signer, clock)
         self.email = EmailHandler(
-            redis, keys, directory, settings, self.builder, self.transport, clock
+            redis, keys, directory, settings, self.builder, self.transport, clock, bounce_rules
         )
 
     def reload(self, settings: Settings) -> None:

@@ -106,7 +106,13 @@ class Gateway:
         )
         self.signer = Signer.from_settings(config.settings)
         self.outbound = OutboundService(
-            lambda: config.settings, lambda: self.signer, redis, keys, self.directory, clock
+            lambda: config.settings,
+            lambda: self.signer,
+            redis,
+            keys,
+            self.directory,
+            clock,
+            lambda: config.bounce_rules,
         )
         self.outbound.email.jitter = lambda: 0.0
         self.sms = SmsService(
@@ -134,7 +140,7 @@ class Gateway:
             "test",
             WorkerOptions(block_ms=10),
         )
-        self.suppressions = SuppressionList(redis, keys)
+        self.suppressions = SuppressionList(redis, keys, clock)
         self.webhook: Any = None
 
     async def run(self, job: dict[str, Any]) -> None:

@@ -157,6 +157,8 @@ class _Handler:
     async def handle_RCPT(
         self, server: _Session, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        if address in self.owner.rcpt_replies:
+            return self.owner.rcpt_replies[address]
         if "reject" in address:
             return f"550 5.1.1 <{address}>: no such user"
         if "defer" in address:
@@ -172,6 +174,9 @@ class _Handler:
             await asyncio.sleep(0.05)
         if "datafail" in recipients:
             return "554 5.6.0 message refused"
+        for recipient in envelope.rcpt_tos:
+            if recipient in self.owner.data_replies:
+                return self.owner.data_replies[recipient]
         held = "hold" in recipients and not self.owner.held.is_set()
         login = session.auth_data
         self.owner.messages.append(
@@ -215,7 +220,8 @@ class SmtpServer:
     "reject" 550 and "defer" 450 at RCPT; DATA waits `slow_seconds` when a recipient
     contains "slow", 50 ms for "pause", and answers 554 for "datafail". The first message
     to a recipient containing "hold" is kept, then its 250 waits for `release` (`held` is
-    set meanwhile).
+    set meanwhile). `rcpt_replies` and `data_replies` give the reply (one line, or lines
+    joined by CRLF, as a multi-line reply) to a recipient at RCPT or at the end of DATA.
     """
 
     def __init__(
@@ -238,6 +244,8 @@ class SmtpServer:
         self.active: set[_Session] = set()
         self.max_active = 0
         self.messages: list[Received] = []
+        self.rcpt_replies: dict[str, str] = {}
+        self.data_replies: dict[str, str] = {}
         self.dropped = False
         self.held = asyncio.Event()
         self.release = asyncio.Event()

@@ -193,6 +193,24 @@ def test_bad_duration(tmp_path: Path) -> None:
     assert keys(path) == [f"{path}:queue.visibility_timeout", f"{path}:queue.backoff_max"]
 
 
+def test_suppression_durations_by_class(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[suppression]\nbad_domain = "7d"\ninvalid_recipient = "0s"\nmailbox_full = "1d"\n',
+    )
+    assert keys(path) == [
+        f"{path}:suppression.invalid_recipient",
+        f"{path}:suppression.mailbox_full",
+    ]
+    assert problems(path)[1] == f"{path}:suppression.mailbox_full: unknown key"
+    path = write(tmp_path, '[suppression]\nbad_domain = "7d"\n')
+    settings = load_config(path).settings.suppression
+    assert (settings.expiry("bad_domain"), settings.expiry("invalid_recipient")) == (
+        timedelta(days=7), timedelta(days=365)
+    )  # fmt: skip
+    assert settings.expiry("mailbox_full") is None
+
+
 def test_bad_enum(tmp_path: Path) -> None:
     path = write(tmp_path, '[log]\nlevel = "verbose"\n')
     assert problems(path) == [f"{path}:log.level: must be one of: debug, info, warning, error"]

@@ -48,7 +48,7 @@ class Inbound:
         self.port = port
         self.web_port = web_port
         self.router: InboundRouter = service.router(
-            gateway.outbound.transport, lambda: gateway.signer
+            gateway.outbound.transport, lambda: gateway.signer, lambda: gateway.config.bounce_rules
         )
 
     async def route(self) -> None:
@@ -189,7 +189,7 @@ async def test_forged_tokens_and_relaying_are_refused_at_rcpt(inbound: Inbound) 
     assert await inbound.service.queue.read("test", 10, 10) == []
 
 
-async def test_a_dsn_suppresses_the_address(inbound: Inbound) -> None:
+async def test_a_dsn_suppresses_the_address(inbound: Inbound, clock: FixedClock) -> None:
     reminder = await inbound.notification("r4", "101")
     token = reminder["Message-ID"].strip("<>").split("@")[0]
     dsn = (
@@ -208,10 +208,49 @@ async def test_a_dsn_suppresses_the_address(inbound: Inbound) -> None:
     assert bounced.returncode == 0, bounced.transcript
     await inbound.route()
     [entry] = await inbound.gateway.suppressions.entries()
-    assert (entry.address, entry.reason) == (CLIENT, "hard_bounce")
+    assert (entry.address, entry.reason, entry.bounce_class) == (
+        CLIENT, "hard_bounce", "invalid_recipient"
+    )  # fmt: skip
     [event] = [e for e in await inbound.gateway.events() if e["status"] == "bounced"]
     assert (event["job"], event["recipient"]) == ("r4", CLIENT)
     assert "User unknown" in event["reason"]
+    assert event["bounce_class"] == "invalid_recipient"
+
+    # The same report a day later: one entry, seen twice, first seen kept.
+    first_seen = entry.first_seen
+    clock.current += 86400
+    again = await swaks(
+        inbound.port, "--from", "", "--to", f"b-{token}@{DOMAIN}", "--data", str(sample)
+    )
+    assert again.returncode == 0, again.transcript
+    await inbound.route()
+    [entry] = await inbound.gateway.suppressions.entries()
+    assert (entry.count, entry.first_seen) == (2, first_seen)
+    assert entry.last_seen is not None and entry.last_seen > first_seen
+
+
+async def test_a_dsn_refusing_the_message_not_the_address_suppresses_nothing(
+    inbound: Inbound,
+) -> None:
+    reminder = await inbound.notification("r9", "101")
+    token = token_of(reminder)
+    text = (
+        (ROOT / "samples" / "postfix-hard.eml")
+        .read_text(encoding="utf-8")
+        .replace("camille.martin@example.org", CLIENT)
+        .replace("hq3xw7r2k5mzb4tnc6vd2fy7ga", token)
+        .replace("5.1.1", "5.7.26")
+    )
+    path = Path(str(inbound.gateway.config.path)).parent / "dsn-auth.eml"
+    path.write_text(text, encoding="utf-8")
+    sent = await swaks(
+        inbound.port, "--from", "", "--to", f"b-{token}@{DOMAIN}", "--data", str(path)
+    )
+    assert sent.returncode == 0, sent.transcript
+    await inbound.route()
+    assert await inbound.gateway.suppressions.entries() == []
+    [event] = [e for e in await inbound.gateway.events() if e["status"] == "bounced"]
+    assert (event["recipient"], event["bounce_class"]) == (CLIENT, "authentication")
 
 
 async def test_a_plain_text_bounce_goes_the_way_of_a_dsn(inbound: Inbound) -> None:

@@ -292,8 +292,11 @@ async def test_temporary_failure_is_retried_on_the_relay_schedule(
     await gateway.run(confirmation("c3", "defer-me@example.com", "zoe@example.com"))
     events = await gateway.events()
     assert [(e["recipient"], e["status"]) for e in events if e.get("recipient")] == [
-        ("zoe@example.com", "sent")
+        ("zoe@example.com", "sent"),
+        ("defer-me@example.com", "deferred"),
     ]
+    # The waiting recipient's own event says why, with the reply's class.
+    assert events[-2]["bounce_class"] == "inactive_mailbox"
     assert events[-1]["status"] == "deferred"
     assert "450 4.2.1" in events[-1]["reason"]
     for expected_delay in (300, 600, 1200):
@@ -385,9 +388,10 @@ async def test_hipaa_mail_waits_for_verified_tls(
         await gateway.run(confirmation("h1", "zoe@example.com"))
     finally:
         await gateway.close()
-    [event] = await gateway.events()
-    assert event["status"] == "deferred"
+    recipient, event = await gateway.events()
+    assert (recipient["status"], event["status"]) == ("deferred", "deferred")
     assert "TLS" in event["reason"]
+    assert recipient["recipient"] == "zoe@example.com" and "bounce_class" in recipient
     assert smtp.messages == []  # the server offers no STARTTLS: nothing was sent in clear
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from gateway.bounce_classes import BOUNCE_CLASSES
 from tests.test_daemon import mailgw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,3 +175,94 @@ def test_history_prints_an_appointment_s_entries(tmp_path: Path, redis_url: str)
     assert printed == entry
     unknown = mailgw(config, "history", "appt-8")
     assert unknown.returncode == 1 and "no history for appointment 'appt-8'" in unknown.stderr
+
+
+def test_suppression_show_list_export_and_import(tmp_path: Path, redis_url: str) -> None:
+    config = example_config(tmp_path, redis_url)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    # As 0.1 wrote them: no class, no count, no expiry, "at" for when.
+    old = {"address": "old@example.com", "reason": "hard_bounce", "detail": "550 5.1.1 gone",
+           "at": "2025-03-01T10:00:00.000Z", "account": "atelier-elodie"}  # fmt: skip
+    client.hset("mailgw:suppressed", "old@example.com", json.dumps(old))
+    client.hset("mailgw:suppressed", "expired@example.com", json.dumps(
+        {**old, "address": "expired@example.com", "bounce_class": "bad_domain",
+         "expires_at": "2025-04-01T00:00:00.000Z"}
+    ))  # fmt: skip
+    mailgw(config, "suppression", "add", "old@example.com", "--reason", "unsubscribe",
+           "--account", "atelier-elodie")  # fmt: skip
+
+    shown = mailgw(config, "suppression", "show", "OLD@example.com")
+    assert shown.returncode == 0, shown.stderr
+    hard, opt_out = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert (hard["reason"], hard["bounce_class"], hard["first_seen"], hard["count"]) == (
+        "hard_bounce", None, "2025-03-01T10:00:00.000Z", 1
+    )  # fmt: skip
+    assert hard["expires_at"] is None  # kept until removed, as 0.1 kept it
+    assert (opt_out["reason"], opt_out["account"]) == ("unsubscribe", "atelier-elodie")
+    # An expired entry blocks nothing and is not listed.
+    gone = mailgw(config, "suppression", "show", "expired@example.com")
+    assert gone.returncode == 1 and "is not suppressed" in gone.stderr
+
+    moved = tmp_path / "moved.csv"
+    moved.write_text(
+        "address,reason,class\n"
+        "Paul@Example.com,,invalid_recipient\n"
+        "lea@example.com,,\n"
+        "nodomain@example.net,hard_bounce,bad_domain\n",
+        encoding="utf-8",
+    )
+    imported = mailgw(config, "suppression", "import", str(moved))
+    assert imported.stdout == "imported 3 entries\n", imported.stderr
+    listed = mailgw(config, "suppression", "list", "--class", "invalid_recipient").stdout
+    [paul] = [json.loads(line) for line in listed.splitlines()]
+    assert (paul["address"], paul["reason"], paul["count"]) == (
+        "Paul@Example.com", "hard_bounce", 1
+    )  # fmt: skip
+    assert paul["expires_at"] > paul["first_seen"]  # a year: the class's default
+    everything = mailgw(config, "suppression", "list").stdout
+    assert sorted(json.loads(line)["address"] for line in everything.splitlines()) == [
+        "Paul@Example.com", "lea@example.com", "nodomain@example.net", "old@example.com"
+    ]  # fmt: skip
+
+    exported = tmp_path / "export.csv"
+    done = mailgw(config, "suppression", "export", str(exported))
+    assert done.stdout == f"exported 5 entries to {exported}\n", done.stderr
+    rows = exported.read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "address,reason,class,account,detail,first_seen,last_seen,count,expires_at"
+    assert any(r.startswith("old@example.com,unsubscribe,,atelier-elodie,") for r in rows)
+    assert (
+        mailgw(config, "suppression", "export", "--account", "atelier-elodie").stdout.count("\n")
+        == 2
+    )
+    # What was exported comes back as it was.
+    client.delete("mailgw:suppressed", "mailgw:optout:atelier-elodie")
+    assert mailgw(config, "suppression", "import", str(exported)).stdout == "imported 5 entries\n"
+    again = tmp_path / "again.csv"
+    mailgw(config, "suppression", "export", str(again))
+    assert again.read_text(encoding="utf-8") == exported.read_text(encoding="utf-8")
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "address,class,count,first_seen\n"
+        "ok@example.com,,,\n"
+        "x@example.com,no_such_class,,\n"
+        "not an address,,,\n"
+        "y@example.com,,0,\n"
+        "z@example.com,,,yesterday\n",
+        encoding="utf-8",
+    )
+    refused = mailgw(config, "suppression", "import", str(bad))
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-5:] == [
+        "mailgw: nothing was imported:",
+        f"{bad}:3: class 'no_such_class' is none of " + ", ".join(BOUNCE_CLASSES),
+        f"{bad}:4: 5.1.3 'not an address' is not a valid address",
+        f"{bad}:5: count '0' is not a whole number above 0",
+        f"{bad}:6: first_seen 'yesterday' is not a date and time (RFC 3339)",
+    ]
+    assert "ok@example.com" not in mailgw(config, "suppression", "list").stdout
+    assert (
+        "--class is for list and export"
+        in mailgw(config, "suppression", "show", "x@example.com", "--class", "bad_domain").stderr
+    )
+    client.close()

@@ -13,16 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.bounce_rule_files import shipped_rules
 from inbound.reports import (
     Action,
     DeliveryReport,
     FeedbackReport,
     RecipientStatus,
-    classify_status,
     parse_arf,
     parse_dsn,
     parse_plain_bounce,
 )
+from outbound.bounces import judge_report
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DOMAIN = "acuityscheduling.com"
@@ -589,8 +590,8 @@ def test_plain_text_bounces(
     [found] = report.recipients
     assert (found.recipient, found.action, found.status) == (recipient, "failed", status)
     assert found.diagnostic is not None and diagnostic in found.diagnostic
-    classified = classify_status(found)
-    assert (classified.bounce_class, classified.permanent) == (bounce_class, True)
+    verdict = judge_report(found.status, found.diagnostic, True, shipped_rules())
+    assert verdict.bounce_class == bounce_class
 
 
 def test_a_reply_or_a_report_is_no_plain_bounce() -> None:
@@ -600,11 +601,8 @@ def test_a_reply_or_a_report_is_no_plain_bounce() -> None:
 
 def test_a_report_status_is_classified_with_its_diagnostic() -> None:
     [failed] = dsn("gmail-hard.eml").recipients
-    assert classify_status(failed).bounce_class == "invalid_recipient"
-    bare = RecipientStatus("x@example.org", "failed", "5.2.2", None, None)
-    assert classify_status(bare).bounce_class == "mailbox_full"
-    delayed = RecipientStatus("x@example.org", "delayed", "4.4.7", "Connection timed out", None)
-    assert (classify_status(delayed).bounce_class, classify_status(delayed).permanent) == (
-        "transient",
-        False,
-    )
+    verdict = judge_report(failed.status, failed.diagnostic, True, shipped_rules())
+    assert verdict.bounce_class == "invalid_recipient"
+    assert judge_report("5.2.2", None, True, shipped_rules()).bounce_class == "mailbox_full"
+    delayed = judge_report("4.4.7", "Connection timed out", False, shipped_rules())
+    assert (delayed.bounce_class, delayed.action) == ("transient", "retry")

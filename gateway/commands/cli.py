@@ -369,10 +369,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
             if args.command == "dkim":
                 return outbound.cmd_dkim(config, args, out)
-            outbound_command = (
-                outbound.cmd_render if args.command == "render" else outbound.cmd_suppression
-            )
-            return asyncio.run(outbound_command(config, args, out))
+            if args.command == "suppression":
+                from gateway.commands.suppression import cmd_suppression
+
+                return asyncio.run(cmd_suppression(config, args, out))
+            return asyncio.run(outbound.cmd_render(config, args, out))
         return asyncio.run(ASYNC_COMMANDS[args.command](config, args, out))
     except ConfigError as exc:
         for problem in exc.problems:

@@ -147,6 +147,7 @@ class Daemon:
                         keys,
                         self.directory,
                         self.clock,
+                        lambda: self.config.bounce_rules,
                     )
                 except ConfigError as exc:
                     for problem in exc.problems:
@@ -229,7 +230,9 @@ class Daemon:
             self._spawn_part("the SMTP server", self.inbound.run)
         if self.outbound is not None:
             assert self.sms is not None and self.inbound is not None
-            router = self.inbound.router(self.outbound.transport, self._signer, self.outage)
+            router = self.inbound.router(
+                self.outbound.transport, self._signer, lambda: self.config.bounce_rules, self.outage
+            )
             self._stoppables.append(router)
             consumer = f"{socket.gethostname()}-{os.getpid()}"
             self._spawn_part("the inbound router", partial(router.run, consumer))

@@ -1,17 +1,16 @@
-"""`mailgw` commands of the outbound side: suppression, render, dkim keygen."""
+"""`mailgw` commands of the outbound side: render, dkim keygen (suppression: its own module)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.account import Account
-from gateway.clock import SystemClock, rfc3339
+from gateway.clock import SystemClock
 from gateway.commands.support import CommandError, redis_for_cli
 from gateway.config import Config
 from gateway.directory import AccountDirectory
@@ -25,59 +24,7 @@ from outbound.render_pool import RenderPool
 from outbound.rendering import Renderer
 from outbound.samples import sample_context
 from outbound.sms.compose import TextRefused, compose_text
-from outbound.sms.optouts import SmsOptOuts
 from outbound.sms.segments import count
-from outbound.suppression import Suppression, SuppressionList
-
-
-async def cmd_suppression(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    redis = redis_for_cli(config)
-    keys = Keys(config.settings.redis.prefix)
-    suppressions = SuppressionList(redis, keys)
-    history_ttl = int(config.settings.queue.history_ttl.total_seconds())
-    numbers = SmsOptOuts(redis, keys, SystemClock(), lambda: history_ttl)
-    try:
-        if args.action == "list":
-            for entry in await suppressions.entries(args.account):
-                out.write(entry.to_json() + "\n")
-            if args.account is None:
-                for number, why in (await numbers.entries()).items():
-                    out.write(json.dumps({"number": number, **why}, ensure_ascii=False) + "\n")
-            return 0
-        if not args.address:
-            raise CommandError(f"suppression {args.action} needs an ADDRESS or +NUMBER")
-        if args.address.startswith("+"):
-            return await _number(numbers, args, out)
-        if args.action == "remove":
-            if not await suppressions.remove(args.address, args.account):
-                raise CommandError(f"{args.address} is not suppressed")
-            out.write(f"removed {args.address}\n")
-            return 0
-        if args.reason in ("unsubscribe", "complaint") and not args.account:
-            raise CommandError(f"--reason {args.reason} needs --account")
-        entry = Suppression(
-            args.address, args.reason, args.detail, rfc3339(SystemClock().now()), args.account
-        )
-        await suppressions.add(entry)
-        out.write(entry.to_json() + "\n")
-        return 0
-    finally:
-        await redis.aclose()
-
-
-async def _number(numbers: SmsOptOuts, args: argparse.Namespace, out: TextIO) -> int:
-    """A phone number (E.164) is added to or removed from the SMS opt-outs, which stop
-    every text to it, as a STOP from it would."""
-    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", args.address):
-        raise CommandError(f"{args.address} is not an E.164 number (+ and 7 to 15 digits)")
-    if args.action == "remove":
-        if not await numbers.opt_in(args.address):
-            raise CommandError(f"{args.address} has not opted out")
-        out.write(f"removed {args.address}\n")
-        return 0
-    dropped = await numbers.opt_out(args.address, args.detail or "added by an administrator")
-    out.write(f"added {args.address}; {dropped} waiting text(s) dropped\n")
-    return 0
 
 
 def read_json(path: str) -> Any:

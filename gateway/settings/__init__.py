@@ -22,6 +22,7 @@ from gateway.settings.reply_tokens import ReplyTokensSettings
 from gateway.settings.restart import RestartOnly, changed_restart_only, restart_only_keys
 from gateway.settings.sender_domains import DkimKey, DkimSelector, SenderDomain
 from gateway.settings.sms import SmsFileOptions, SmsSettings
+from gateway.settings.suppression import SuppressionSettings
 from gateway.settings.templates import TemplatesSettings
 from gateway.settings.types import (
     MODEL_CONFIG,
@@ -64,6 +65,7 @@ __all__ = [
     "SmsFileOptions",
     "SmsSettings",
     "StartTls",
+    "SuppressionSettings",
     "TemplatesSettings",
     "changed_restart_only",
     "default_state_dir",

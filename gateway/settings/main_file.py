@@ -21,6 +21,7 @@ from gateway.settings.reply_tokens import ReplyTokensSettings
 from gateway.settings.restart import RestartOnly
 from gateway.settings.sender_domains import DkimKey, SenderDomain, embedded_sender_domains
 from gateway.settings.sms import SmsSettings
+from gateway.settings.suppression import SuppressionSettings
 from gateway.settings.templates import TemplatesSettings
 from gateway.settings.types import MODEL_CONFIG, not_empty
 from gateway.validation_errors import Loc, invalid
@@ -70,6 +71,7 @@ class Settings(BaseModel):
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     reply_tokens: ReplyTokensSettings = Field(default_factory=ReplyTokensSettings)
     bounces: BouncesSettings = Field(default_factory=BouncesSettings)
+    suppression: SuppressionSettings = Field(default_factory=SuppressionSettings)
     sms: Annotated[SmsSettings, RestartOnly] = Field(default_factory=SmsSettings)
 
     @model_validator(mode="before")
