@@ -51,16 +51,6 @@ class RecipientStatus:
     diagnostic: str | None
     remote_mta: str | None
 
-    @property
-    def hard(self) -> bool:
-        """Failed for good: the address must not be written to again."""
-        return self.action == "failed" and (self.status or "").startswith("5.")
-
-    @property
-    def soft(self) -> bool:
-        """Delayed, or failed for a reason that may pass (a full mailbox, a server down)."""
-        return self.action == "delayed" or (self.status or "").startswith("4.")
-
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
