@@ -20,6 +20,7 @@ Status = Literal[
     "opted_out",
     "opted_in",
     "applied",
+    "expired",
 ]
 
 

@@ -16,6 +16,7 @@ from gateway.account import Account
 from gateway.backoff import retry_delay
 from gateway.bookings import booked_from
 from gateway.clock import Clock, rfc3339
+from gateway.deadlines import expired_reason, seconds_left, too_late_to_retry
 from gateway.delivered import DeliveredRecipients
 from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure, TemporaryFailure
@@ -100,6 +101,12 @@ class EmailHandler:
             # Their outcomes were recorded with the retry.
             done = await self.delivered.settled(job.id)
         recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
+        expired = expired_reason(job, self.clock.now())
+        if expired is not None:
+            # Past its deadline, whatever delayed it (a backlog, an outage, a retry).
+            return [
+                self._outcome(job, account, r, "expired", expired, None).event for r in recipients
+            ]
         outcomes = await asyncio.gather(
             *(self._send_one(job, account, kind, appointment, r) for r in recipients)
         )
@@ -113,7 +120,8 @@ class EmailHandler:
         self, job: EmailJob, attempt: int, final: list[Event], waiting: list[Event]
     ) -> list[Event]:
         """Retry the recipients not reached yet on the relay's schedule, or give them
-        up as bounced once the message has outlived relay.max_lifetime."""
+        up as bounced once the message has outlived relay.max_lifetime, or as expired when
+        the next attempt would come after the job's deadline."""
         relay = self.settings().relay
         initial, maximum = relay.retry_initial.total_seconds(), relay.retry_max.total_seconds()
         elapsed = relay_elapsed(attempt, initial, maximum)
@@ -122,16 +130,25 @@ class EmailHandler:
             return final + [
                 replace(e, status="bounced", reason=f"{expired}: {e.reason}") for e in waiting
             ]
+        delay = retry_delay(attempt, initial, maximum, self.jitter())
+        now = self.clock.now()
+        left = seconds_left(job, now)
+        if left is not None and delay > left:
+            expired = too_late_to_retry(job)
+            return final + [
+                replace(e, status="expired", reason=f"{expired} ({e.reason})") for e in waiting
+            ]
         if final:
             # Recipients already done are skipped when the job comes back.
             await self.delivered.record(
                 job.id, {e.recipient: e.status for e in final if e.recipient}, self._kept()
             )
         reason = "; ".join(f"{e.recipient}: {e.reason}" for e in waiting)
-        delay = retry_delay(attempt, initial, maximum, self.jitter())
         # The relay's schedule runs past queue.max_attempts, to relay.max_lifetime from
-        # the first attempt (`elapsed` counts this wait too).
-        ends = self.clock.now() + relay.max_lifetime.total_seconds() - (elapsed - delay)
+        # the first attempt (`elapsed` counts this wait too), and never past the deadline.
+        ends = now + relay.max_lifetime.total_seconds() - (elapsed - delay)
+        if left is not None:
+            ends = min(ends, now + left)
         raise TemporaryFailure(reason, retry_after=delay, events=final, give_up_at=ends)
 
     async def _send_one(

@@ -2,6 +2,7 @@
 per section, the general value types in `types`, the paths and secrets in `files`."""
 
 from gateway.settings.accounts import AccountsSettings
+from gateway.settings.deadlines import DeadlinesSettings
 from gateway.settings.files import (
     SECRET_MIN_BYTES,
     ConfigPath,
@@ -36,6 +37,7 @@ __all__ = [
     "SECRET_MIN_BYTES",
     "AccountsSettings",
     "ConfigPath",
+    "DeadlinesSettings",
     "DkimKey",
     "DkimSelector",
     "DnsName",
