@@ -159,7 +159,7 @@ class _Handler:
     ) -> str:
         if "reject" in address:
             return f"550 5.1.1 <{address}>: no such user"
-        if "defer" in address:
+        if "defer" in address or self.owner.deferring:
             return f"450 4.2.1 <{address}>: try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -215,7 +215,8 @@ class SmtpServer:
     "reject" 550 and "defer" 450 at RCPT; DATA waits `slow_seconds` when a recipient
     contains "slow", 50 ms for "pause", and answers 554 for "datafail". The first message
     to a recipient containing "hold" is kept, then its 250 waits for `release` (`held` is
-    set meanwhile).
+    set meanwhile). While `deferring` is set, every recipient gets 450 (a relay deferring
+    all mail).
     """
 
     def __init__(
@@ -239,6 +240,7 @@ class SmtpServer:
         self.max_active = 0
         self.messages: list[Received] = []
         self.dropped = False
+        self.deferring = False
         self.held = asyncio.Event()
         self.release = asyncio.Event()
         self._server: asyncio.Server | None = None
