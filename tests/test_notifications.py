@@ -7,10 +7,9 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from datetime import UTC, datetime
 from importlib.resources import files
 from json.encoder import encode_basestring
-
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
