@@ -19,6 +19,7 @@ from gateway.lua import lua_source
 from gateway.notifications import entry_middle
 from gateway.ordering import order_key
 from gateway.queue import NotificationPlan
+from gateway.settings import DeadlinesSettings
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
@@ -162,6 +163,38 @@ async def test_a_backlog_after_an_outage_goes_nearest_deadline_first(
         ("j2", "sent"),
         ("j1", "sent"),
     ]
+
+
+async def test_the_deadlines_follow_the_settings(
+    gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    # Notices allowed after the start, follow-ups a day of grace, purchases an hour.
+    settings = gateway.config.settings
+    deadlines = DeadlinesSettings(
+        follow_up_grace=timedelta(days=1), purchase_grace=timedelta(hours=1), after_start=True
+    )
+    object.__setattr__(
+        gateway.config, "settings", settings.model_copy(update={"deadlines": deadlines})
+    )
+    smtp.deferring = True
+    await gateway.run(appointment_job("b1", "appointment.booked", START))
+    await gateway.run(
+        {
+            "v": 1, "id": "o1", "kind": "order.placed", "account": "atelier-elodie",
+            "product": "package",
+            "order": {"id": "o1", "name": "Forfait", "client": {"name": "Zoé",
+                                                                "emails": ["zoe@example.com"]}},
+        }
+    )  # fmt: skip
+    await gateway.queue.promote_due(100)
+    stored = await redis.hgetall("mailgw:payloads")
+    jobs = {job["template"]: job for job in map(json.loads, stored.values())}
+    # The confirmation and the 2d reminder were made at once, deferred: no deadline.
+    assert "expires_at" not in jobs["confirmation"] and "expires_at" not in jobs["reminder"]
+    assert jobs["order"]["expires_at"] == rfc3339_second(int(NOW.timestamp() + 3600) * 1000)
+    waiting = await gateway.queue.waiting_notifications("appt-7")
+    assert {w.late_ms for w in waiting if w.kind == "follow_up"} == {86_400_000}
+    assert [w.late_ms for w in waiting if w.kind == "reminder"] == [None, None, None]
 
 
 async def test_due_notifications_go_nearest_deadline_first(
