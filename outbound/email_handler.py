@@ -101,12 +101,6 @@ class EmailHandler:
             # Their outcomes were recorded with the retry.
             done = await self.delivered.settled(job.id)
         recipients = [r for r in dict.fromkeys(normalise(a) for a in job.to) if r not in done]
-        expired = expired_reason(job, self.clock.now())
-        if expired is not None:
-            # Past its deadline, whatever delayed it (a backlog, an outage, a retry).
-            return [
-                self._outcome(job, account, r, "expired", expired, None).event for r in recipients
-            ]
         outcomes = await asyncio.gather(
             *(self._send_one(job, account, kind, appointment, r) for r in recipients)
         )
@@ -230,6 +224,11 @@ class EmailHandler:
         if blocked is not None:
             return self._outcome(job, account, address, "suppressed", blocked.reason, None)
         interrupted = mark.token != identity.token
+        # Past its deadline, whatever delayed it (a backlog, an outage, a retry), nothing is
+        # sent; after an interrupted send, once the relay is found not to have it.
+        expired = expired_reason(job, self.clock.now())
+        if expired is not None and not interrupted:
+            return self._outcome(job, account, address, "expired", expired, None)
         if interrupted:
             # The same message as the interrupted send, Message-ID included: a mailbox
             # that got both can tell them for one.
@@ -251,6 +250,8 @@ class EmailHandler:
         if interrupted and await self.transport.has(envelope):
             result = RecipientResult(address, "sent", 250, TAKEN_BY_INTERRUPTED, None)
             return await self._result(job, account, result, identity.message_id)
+        if expired is not None:
+            return self._outcome(job, account, address, "expired", expired, None)
         started = time.perf_counter()
         [result] = await self.transport.deliver(envelope)
         metrics.observe_relay(self.transport_name, result.status, time.perf_counter() - started)

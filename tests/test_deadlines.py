@@ -113,6 +113,19 @@ async def test_a_job_past_its_expires_at_is_expired_not_sent(
     )
 
 
+async def test_a_send_interrupted_then_past_its_deadline_is_not_sent_again(
+    gateway: Gateway, smtp: SmtpServer, redis: Redis, clock: FixedClock
+) -> None:
+    # A worker killed while sending leaves its mark; the job is reclaimed after its
+    # deadline. SMTP cannot say whether the relay took it: not sent a second time, late.
+    await redis.hset("mailgw:inflight:late", "zoe@example.com", "abcdefghijklmnopqrstuvwxyz")
+    await gateway.run(email_job("late", "zoe@example.com", NOW - timedelta(minutes=1)))
+    assert smtp.messages == []
+    [event] = await gateway.events()
+    assert event["status"] == "expired"
+    assert await redis.hkeys("mailgw:inflight:late") == []
+
+
 async def test_an_sms_reminder_past_the_start_after_an_outage_is_expired_not_sent(
     gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
 ) -> None:
