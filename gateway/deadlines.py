@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+import re
+from datetime import datetime, timedelta
 
 from gateway.clock import rfc3339
 from gateway.jobs import EmailJob, SmsJob
@@ -64,6 +66,24 @@ def _until_start(job: EmailJob | SmsJob) -> bool:
 def seconds_left(job: EmailJob | SmsJob, now: float) -> float | None:
     """How long the job may still go out, or None when it has no deadline."""
     return None if job.expires_at is None else job.expires_at.timestamp() - now
+
+
+# A job's `expires_at` as its JSON text writes it (see deadline_in).
+_EXPIRES_AT = re.compile(r'"expires_at"\s*:\s*"([^"]*)"')
+
+
+def deadline_in(job_text: str) -> float:
+    """The deadline a job's JSON text gives (epoch seconds), math.inf for none or one it
+    cannot read: a search, not a parse, since it only orders jobs (as gateway/lua/
+    deadline.lua does); whether one is expired is decided on the parsed job."""
+    found = _EXPIRES_AT.search(job_text)
+    if found is None:
+        return math.inf
+    try:
+        moment = datetime.fromisoformat(found.group(1))
+    except ValueError:
+        return math.inf
+    return moment.timestamp() if moment.tzinfo is not None else math.inf
 
 
 def _ms(duration: timedelta) -> int:
