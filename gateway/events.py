@@ -21,6 +21,7 @@ Status = Literal[
     "opted_out",
     "opted_in",
     "applied",
+    "expired",
 ]
 
 

@@ -210,6 +210,8 @@ class _TemplateOrText(JobBase):
     context: dict[str, Any] = Field(default_factory=dict)
     text: str | None = None
     appointment: UpstreamId | None = None
+    # Its latest useful delivery time: past it, nothing is sent (gateway/deadlines.py).
+    expires_at: AwareDatetime | None = None
 
     def _check_template_or_text(self, text_fields: tuple[str, ...]) -> None:
         # null is the same as leaving the field out, until the form chosen needs the field

@@ -4,6 +4,7 @@ entry each, in its appointment's data), and its `email.send` or `sms.send` job."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from json.encoder import encode_basestring
 
@@ -25,12 +26,20 @@ class Waiting:
     index: int
     channel: str
     only_if_not_rebooked: bool
+    # How long after its due time it may still go out (its deadline), or None: no deadline.
+    late_ms: int | None
     recipient: str
 
     @classmethod
     def parse(cls, entry: str) -> Waiting:
-        due, kind, index, channel, flag, recipient = entry.split(SEP, 5)
-        return cls(int(due), kind, int(index), channel, flag == "1", recipient)
+        due, kind, index, channel, flag, late, recipient = entry.split(SEP, 6)
+        late_ms = int(late) if late else None
+        return cls(int(due), kind, int(index), channel, flag == "1", late_ms, recipient)
+
+    @property
+    def expires_ms(self) -> int | None:
+        """Its deadline, in milliseconds since the epoch."""
+        return None if self.late_ms is None else self.due_ms + self.late_ms
 
     def fields(self) -> dict[str, str | int]:
         """What the history says of it."""
@@ -43,10 +52,15 @@ class Waiting:
 
 
 @cache
-def entry_middle(kind: str, index: int, channel: str, only_if_not_rebooked: bool) -> str:
+def entry_middle(
+    kind: str, index: int, channel: str, only_if_not_rebooked: bool, late_ms: int | None
+) -> str:
     """An entry but its due time before and its recipient after: the same for every
-    appointment of an account, so made once."""
-    return f"{SEP}{kind}{SEP}{index}{SEP}{channel}{SEP}{int(only_if_not_rebooked)}{SEP}"
+    appointment of an account, so made once. Its deadline is kept as the time after its
+    due time it may still go out (`late_ms`, empty for none), which is the same for every
+    appointment too: a reminder's offset, a follow-up's grace (gateway/deadlines.py)."""
+    late = "" if late_ms is None else str(late_ms)
+    return f"{SEP}{kind}{SEP}{index}{SEP}{channel}{SEP}{int(only_if_not_rebooked)}{SEP}{late}{SEP}"
 
 
 def parse_entries(joined: str | None) -> list[Waiting]:
@@ -81,6 +95,12 @@ def notification_id(source: str, kind: str, index: int, channel: str, recipient:
     return f"{source}/{kind}/{index}/{channel}/{recipient}"
 
 
+def expires_text(expires_ms: int) -> str:
+    """A deadline as a job's `expires_at` carries it: RFC 3339 UTC, to the second below (the
+    Lua writes the same: rfc3339_seconds in gateway/lua/notification_job.lua)."""
+    return datetime.fromtimestamp(expires_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def as_cjson_writes(json_text: str) -> str:
     """JSON text written by the standard library's encoder, as Redis's Lua (cjson) writes
     it, so that a job made here is the job the Lua makes of the same notification, to the
@@ -98,6 +118,7 @@ def notification_job(
     channel: str,
     to: str,
     only_if_not_rebooked: bool,
+    expires_ms: int | None,
 ) -> tuple[str, bytes]:
     """A notification's job (JSON, UTF-8) and its id: an `email.send` to one address or an
     `sms.send` to one number, with its context (`appointment`'s, for an appointment's
@@ -117,9 +138,11 @@ def notification_job(
     if added:
         context = context[:-1] + added.encode() + b"}"
     concerns = "" if appointment is None else f'"appointment":{encode_basestring(appointment)},'
+    expires = "" if expires_ms is None else f'"expires_at":"{expires_text(expires_ms)}",'
     head = (
         f'{{"v":1,"id":{encode_basestring(job_id)},"kind":"{job_kind}",'
-        f'"account":"{account}",{concerns}"to":{recipient},"template":"{kind}","context":'
+        f'"account":"{account}",{concerns}"to":{recipient},"template":"{kind}",{expires}'
+        '"context":'
     )
     # The context is the caller's, written as it is on both sides.
     return job_id, as_cjson_writes(head).encode() + context + b"}"

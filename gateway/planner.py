@@ -8,11 +8,13 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
 
 from gateway.clock import Clock, rfc3339
+from gateway.deadlines import at_once_expires_ms, purchase_expires_ms, waiting_late_ms
 from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure
 from gateway.events import Event
@@ -36,13 +38,15 @@ from gateway.ordering import Applied, order_key, position
 from gateway.phone_numbers import NumberRefused, to_e164
 from gateway.planning import Skipped, Timetable, Timetables, plan_resend
 from gateway.queue import JobQueue, NotificationPlan
+from gateway.settings import DeadlinesSettings
 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
     """A timetable as the planner uses it (made once for most, see planning.Timetables):
     what is skipped, what is made at once (kind, channel, index, only if not rebooked),
-    and what waits (microseconds after the start, the entry's middle, channel)."""
+    and what waits (microseconds after the start, the entry's middle with its deadline,
+    channel)."""
 
     skipped: tuple[Skipped, ...]
     at_once: tuple[tuple[AppointmentKind, Channel, int, bool], ...]
@@ -51,8 +55,8 @@ class Layout:
     texts: bool
 
 
-def lay_out(timetable: Timetable) -> Layout:
-    """The layout of a timetable."""
+def lay_out(deadlines: DeadlinesSettings, timetable: Timetable) -> Layout:
+    """The layout of a timetable, its waiting entries with the deadlines the settings give."""
     skipped, at_once, waiting, texts = [], [], [], False
     for item in timetable:
         if isinstance(item, Skipped):
@@ -63,7 +67,9 @@ def lay_out(timetable: Timetable) -> Layout:
         if after_start is None:
             at_once.append((kind, channel, index, flag))
         else:
-            waiting.append((after_start, entry_middle(kind, index, channel, flag), channel))
+            late = waiting_late_ms(kind, after_start, deadlines)
+            middle = entry_middle(kind, index, channel, flag, late)
+            waiting.append((after_start, middle, channel))
     return Layout(tuple(skipped), tuple(at_once), tuple(waiting), texts)
 
 
@@ -79,6 +85,7 @@ class Planner:
         directory: AccountDirectory,
         clock: Clock,
         history_ttl: Callable[[], int],
+        deadlines: Callable[[], DeadlinesSettings],
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -86,7 +93,16 @@ class Planner:
         self.directory = directory
         self.clock = clock
         self.history_ttl = history_ttl
-        self.timetables = Timetables(lay_out)
+        self.deadlines = deadlines
+        self._laid_out_with = deadlines()
+        self.timetables = Timetables(partial(lay_out, self._laid_out_with))
+
+    def _timetables(self, deadlines: DeadlinesSettings) -> Timetables[Layout]:
+        """The timetables, laid out anew when the deadline settings changed (a reload)."""
+        if deadlines != self._laid_out_with:
+            self._laid_out_with = deadlines
+            self.timetables = Timetables(partial(lay_out, deadlines))
+        return self.timetables
 
     async def handle(self, job: Job, attempt: int) -> list[Event]:
         if isinstance(job, AppointmentJob):
@@ -113,7 +129,9 @@ class Planner:
             sequence = await self._sequence(job)
             if sequence != appointment.sequence:
                 appointment = appointment.model_copy(update={"sequence": sequence})
-        start, layout = self.timetables.of(kind, account, appointment, now)
+        deadlines = self.deadlines()
+        start, layout = self._timetables(deadlines).of(kind, account, appointment, now)
+        now_ms = int(self.clock.now() * 1000)
         context = appointment_context(appointment)
         clients = _addresses(appointment.clients)
         account_id, source = job.account, job.id
@@ -123,7 +141,7 @@ class Planner:
         made_now = [
             notification_job(
                 source, account_id, appointment.id, context, notice, index, channel, recipient,
-                flag,
+                flag, at_once_expires_ms(notice, start // 1000, now_ms, deadlines),
             )
             for notice, channel, index, flag in layout.at_once
             for recipient in recipients[channel]
@@ -167,6 +185,9 @@ class Planner:
         sequence = await self._sequence(job)
         details = job.appointment.model_copy(update={"sequence": sequence})
         context = b'{"appointment":' + details.model_dump_json().encode() + b"}"
+        start_ms = int(job.appointment.start.timestamp() * 1000)
+        expires = at_once_expires_ms("confirmation", start_ms, int(now.timestamp() * 1000),
+                                     self.deadlines())  # fmt: skip
         events: list[Event] = []
         jobs: list[tuple[str, bytes]] = []
         for item in plan_resend(account, job.appointment, now):
@@ -176,7 +197,7 @@ class Planner:
             jobs += [
                 notification_job(
                     job.id, job.account, job.appointment.id, context, item.kind, 0, "email",
-                    address, False,
+                    address, False, expires,
                 )
                 for address in _addresses(job.appointment.clients)
             ]  # fmt: skip
@@ -247,6 +268,9 @@ class Planner:
         if account is None:
             raise PermanentFailure(f"unknown account '{job.account}'")
         reason: str | None = None
+        # Neither an order nor a charge says when it happened: the job is handled then.
+        handled_ms = int(self.clock.now() * 1000)
+        expires = purchase_expires_ms(handled_ms, self.deadlines())
         if isinstance(job, OrderJob):
             template, client = "order", job.order.client
             context: dict[str, Any] = {"order": _plain(job.order), "product": job.product}
@@ -258,6 +282,9 @@ class Planner:
         elif isinstance(job, SubscriptionRenewalUpcomingJob):
             template, client = "subscription_renewal_reminder", job.subscription.client
             context = {"subscription": _plain(job.subscription)}
+            if job.subscription.renews_at is not None:
+                # Not after the renewal.
+                expires = int(job.subscription.renews_at.timestamp() * 1000)
             if not account.notifications.subscription_renewal_reminder:
                 reason = "renewal reminders turned off"
         elif isinstance(job, SubscriptionCancelledJob):
@@ -274,7 +301,9 @@ class Planner:
             ]  # fmt: skip
         text = json.dumps(context, separators=(",", ":")).encode()
         jobs = [
-            notification_job(job.id, job.account, None, text, template, 0, "email", address, False)
+            notification_job(
+                job.id, job.account, None, text, template, 0, "email", address, False, expires
+            )
             for address in _addresses([client])
         ]
         # Read back as any job is: what the upstream sent must make a valid `email.send`.

@@ -72,8 +72,9 @@ def plan_cancellation(account: Account, appointment: Appointment, now: datetime)
 def plan_resend(account: Account, appointment: Appointment, now: datetime) -> Plan:
     """appointment.confirmation.resend: the confirmation now.
 
-    Sent even when the appointment is past: someone asked for it explicitly, and a
-    client may want it as a record. The account's settings and `notify` still apply,
+    Made even when the appointment is past: someone asked for it explicitly. Its
+    deadline (gateway/deadlines.py) still applies when it is sent: past the start, it
+    goes only with `deadlines.after_start`. The account's settings and `notify` apply,
     as for any confirmation.
     """
     plan = [_immediate("confirmation", account.notifications.confirmation, _utc(now))]

@@ -36,7 +36,7 @@ CLAIM = _script("claim", "publish", "settled", "sends", "arrival")
 COMPLETE = _script("complete", "publish", "settled")
 RETRY = _script("retry", "publish", "settled")
 DEAD_LETTER = _script("dead_letter", "publish", "settled", "sends")
-PROMOTE = _script("promote")
+PROMOTE = _script("promote", "deadline")
 REPLAY = _script("replay")
 FORGET_CONSUMER = _script("forget_consumer")
 CANCEL_APPOINTMENT = _script("cancel_appointment", "appointment_data")
@@ -47,6 +47,6 @@ PLAN_NOTIFICATIONS = _script(
 RESEND_CONFIRMATION = _script("resend_confirmation", "appointment_data")
 RESERVE_ARRIVAL = _script("reserve_arrival", "arrival")
 PROMOTE_NOTIFICATIONS = _script(
-    "promote_notifications", "appointment_data", "notification_job", "keep_waiting"
+    "promote_notifications", "appointment_data", "deadline", "notification_job", "keep_waiting"
 )
 DROP_TEXTS = _script("drop_texts", "appointment_data", "keep_waiting")

@@ -30,6 +30,9 @@ class TextMessage:
     parts: int
     # Where the provider should post this message's delivery reports, if it can.
     status_callback: str | None = None
+    # Seconds the text is still worth delivering (its deadline, gateway/deadlines.py), for
+    # the providers that can stop their own retries then; None: no deadline.
+    valid_for: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

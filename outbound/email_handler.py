@@ -18,6 +18,7 @@ from gateway.bookings import booked_from
 from gateway.bounce_classes import BounceClass
 from gateway.bounce_matching import Rule
 from gateway.clock import Clock, rfc3339
+from gateway.deadlines import expired_reason, seconds_left, too_late_to_retry
 from gateway.delivered import DeliveredRecipients
 from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure, TemporaryFailure
@@ -118,7 +119,8 @@ class EmailHandler:
         self, job: EmailJob, attempt: int, final: list[Event], waiting: list[Event]
     ) -> list[Event]:
         """Retry the recipients not reached yet on the relay's schedule, or give them
-        up as bounced once the message has outlived relay.max_lifetime."""
+        up as bounced once the message has outlived relay.max_lifetime, or as expired when
+        the next attempt would come after the job's deadline."""
         relay = self.settings().relay
         initial, maximum = relay.retry_initial.total_seconds(), relay.retry_max.total_seconds()
         elapsed = relay_elapsed(attempt, initial, maximum)
@@ -127,16 +129,25 @@ class EmailHandler:
             return final + [
                 replace(e, status="bounced", reason=f"{expired}: {e.reason}") for e in waiting
             ]
+        delay = retry_delay(attempt, initial, maximum, self.jitter())
+        now = self.clock.now()
+        left = seconds_left(job, now)
+        if left is not None and delay > left:
+            expired = too_late_to_retry(job)
+            return final + [
+                replace(e, status="expired", reason=f"{expired} ({e.reason})") for e in waiting
+            ]
         if final:
             # Recipients already done are skipped when the job comes back.
             await self.delivered.record(
                 job.id, {e.recipient: e.status for e in final if e.recipient}, self._kept()
             )
         reason = "; ".join(f"{e.recipient}: {e.reason}" for e in waiting)
-        delay = retry_delay(attempt, initial, maximum, self.jitter())
         # The relay's schedule runs past queue.max_attempts, to relay.max_lifetime from
-        # the first attempt (`elapsed` counts this wait too).
-        ends = self.clock.now() + relay.max_lifetime.total_seconds() - (elapsed - delay)
+        # the first attempt (`elapsed` counts this wait too), and never past the deadline.
+        ends = now + relay.max_lifetime.total_seconds() - (elapsed - delay)
+        if left is not None:
+            ends = min(ends, now + left)
         # Each waiting recipient's own `deferred` event (its reply and class) goes out too.
         events = [*final, *waiting]
         raise TemporaryFailure(reason, retry_after=delay, events=events, give_up_at=ends)
@@ -228,6 +239,11 @@ class EmailHandler:
                 bounce_class=blocked.bounce_class,
             )
         interrupted = mark.token != identity.token
+        # Past its deadline, whatever delayed it (a backlog, an outage, a retry), nothing is
+        # sent; after an interrupted send, once the relay is found not to have it.
+        expired = expired_reason(job, self.clock.now())
+        if expired is not None and not interrupted:
+            return self._outcome(job, account, address, "expired", expired, None)
         if interrupted:
             # The same message as the interrupted send, Message-ID included: a mailbox
             # that got both can tell them for one.
@@ -249,6 +265,8 @@ class EmailHandler:
         if interrupted and await self.transport.has(envelope):
             result = RecipientResult(address, "sent", 250, TAKEN_BY_INTERRUPTED, None)
             return await self._result(job, account, result, identity.message_id)
+        if expired is not None:
+            return self._outcome(job, account, address, "expired", expired, None)
         started = time.perf_counter()
         [result] = await self.transport.deliver(envelope)
         metrics.observe_relay(self.transport_name, result.status, time.perf_counter() - started)

@@ -125,7 +125,10 @@ class Gateway:
             lambda: self.outbound.templates,
         )
         self.queue = JobQueue(redis, QueueOptions(), clock)
-        self.planner = Planner(redis, keys, self.queue, self.directory, clock, lambda: 86400)
+        self.planner = Planner(
+            redis, keys, self.queue, self.directory, clock, lambda: 86400,
+            lambda: config.settings.deadlines,
+        )  # fmt: skip
         self.worker = Worker(
             self.queue,
             self.directory,

@@ -161,7 +161,7 @@ class _Handler:
             return self.owner.rcpt_replies[address]
         if "reject" in address:
             return f"550 5.1.1 <{address}>: no such user"
-        if "defer" in address:
+        if "defer" in address or self.owner.deferring:
             return f"450 4.2.1 <{address}>: try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -222,6 +222,7 @@ class SmtpServer:
     to a recipient containing "hold" is kept, then its 250 waits for `release` (`held` is
     set meanwhile). `rcpt_replies` and `data_replies` give the reply (one line, or lines
     joined by CRLF, as a multi-line reply) to a recipient at RCPT or at the end of DATA.
+    While `deferring` is set, every recipient gets 450 (a relay deferring all mail).
     """
 
     def __init__(
@@ -247,6 +248,7 @@ class SmtpServer:
         self.rcpt_replies: dict[str, str] = {}
         self.data_replies: dict[str, str] = {}
         self.dropped = False
+        self.deferring = False
         self.held = asyncio.Event()
         self.release = asyncio.Event()
         self._server: asyncio.Server | None = None

@@ -211,6 +211,18 @@ def test_suppression_durations_by_class(tmp_path: Path) -> None:
     assert settings.expiry("mailbox_full") is None
 
 
+def test_bad_deadlines(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[deadlines]\nfollow_up_grace = "a week"\npurchase_grace = "0s"\nafter_start = 1\n',
+    )
+    assert keys(path) == [
+        f"{path}:deadlines.follow_up_grace",
+        f"{path}:deadlines.purchase_grace",
+        f"{path}:deadlines.after_start",
+    ]
+
+
 def test_bad_enum(tmp_path: Path) -> None:
     path = write(tmp_path, '[log]\nlevel = "verbose"\n')
     assert problems(path) == [f"{path}:log.level: must be one of: debug, info, warning, error"]

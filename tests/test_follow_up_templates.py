@@ -70,12 +70,16 @@ async def test_a_follow_up_is_rendered_from_the_template_it_names(
     config = write_daemon_config(tmp_path, redis_url, smtp.port)
     # The blocking readiness wait holds the SMTP server's loop: nothing is sent yet.
     daemon = start_daemon(config)
-    # Started a day ago but 3 s: the confirmation goes out now, the 1-day follow-up in 3 s.
+    # Started a day ago but 3 s: the confirmation, past the start, is expired, not sent
+    # (docs/planner.md, "Delivery deadlines"); the 1-day follow-up goes in 3 s.
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1) + timedelta(seconds=3)
     queue = JobQueue(redis, QueueOptions(), FixedClock(time.time()))
     await queue.enqueue(parse_job(json.dumps(booking(start))))
-    confirmation, follow_up = await messages(smtp, 2, daemon)
-    assert confirmation["Subject"].startswith("Rendez-vous confirmé")
+    [follow_up] = await messages(smtp, 1, daemon)
+    expired = [json.loads(e) for _, e in await queue.events("0", 100)]
+    assert [(e["kind"], e["status"]) for e in expired if e["status"] == "expired"] == [
+        ("confirmation", "expired")
+    ]
     # config/templates/fr/merci.*: the service-wide templates the example ships.
     assert follow_up["Subject"] == "Merci de votre visite chez L'Atelier d'Élodie & Fils"
     text = follow_up.get_body(("plain",)).get_content()
@@ -101,7 +105,7 @@ async def test_the_accounts_own_template_comes_before_the_service_wide_one(
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1) + timedelta(seconds=3)
     queue = JobQueue(redis, QueueOptions(), FixedClock(time.time()))
     await queue.enqueue(parse_job(json.dumps(booking(start))))
-    _, follow_up = await messages(smtp, 2, daemon)
+    [follow_up] = await messages(smtp, 1, daemon)
     # The text is the account's; the subject and HTML, which it has not, the service-wide ones.
     text = follow_up.get_body(("plain",)).get_content()
     assert text.splitlines() == ["Merci Zoé Martin, de la part d'Élodie."]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from datetime import UTC, datetime
 from importlib.resources import files
 from json.encoder import encode_basestring
 
@@ -62,6 +63,8 @@ TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 # The account ids and kinds the job schema allows: both sides write them as they are.
 ACCOUNT = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", fullmatch=True)
 KIND = st.sampled_from(NOTIFICATION_KINDS)
+# Deadlines in milliseconds since the epoch, none or any up to the last second of year 9999.
+DEADLINE = st.one_of(st.none(), st.integers(min_value=0, max_value=253_402_300_799_999))
 ENTRY_TEXT = st.text(
     st.characters(exclude_categories=("Cs",), exclude_characters="\x1d\x1e\x1f"), max_size=40
 )
@@ -70,10 +73,13 @@ ENTRY_TEXT = st.text(
 def test_a_notification_job_is_a_valid_job() -> None:
     context = b'{"appointment":{"id":"a/7"}}'
     job_id, email = notification_job(
-        "b/1", "atelier-elodie", "a/7", context, "follow_up", 1, "email", "zoé@example.com", True
-    )
+        "b/1", "atelier-elodie", "a/7", context, "follow_up", 1, "email", "zoé@example.com", True,
+        1_796_000_000_999,
+    )  # fmt: skip
     parsed = parse_job(email)
     assert isinstance(parsed, EmailJob)
+    # To the second below.
+    assert parsed.expires_at == datetime(2026, 11, 30, 0, 53, 20, tzinfo=UTC)
     assert (parsed.id, parsed.account, parsed.appointment) == (job_id, "atelier-elodie", "a/7")
     assert (parsed.to, parsed.template) == (["zoé@example.com"], "follow_up")
     assert parsed.context == {
@@ -81,10 +87,10 @@ def test_a_notification_job_is_a_valid_job() -> None:
     }  # fmt: skip
     assert job_id == "b/1/follow_up/1/email/zoé@example.com"
     _, text = notification_job("o1", "atelier-elodie", None, b"{}", "order", 0, "sms",
-                               "+33612345678", False)  # fmt: skip
+                               "+33612345678", False, None)  # fmt: skip
     parsed = parse_job(text)
     assert isinstance(parsed, SmsJob)
-    assert (parsed.to, parsed.appointment) == ("+33612345678", None)
+    assert (parsed.to, parsed.appointment, parsed.expires_at) == ("+33612345678", None, None)
 
 
 def test_python_writes_a_json_string_as_redis_lua_does(redis_url: str) -> None:
@@ -97,16 +103,18 @@ def test_python_writes_a_json_string_as_redis_lua_does(redis_url: str) -> None:
     client.close()
 
 
-def _both(client: SyncRedis, *args: str | int | bool) -> tuple[list[bytes], list[bytes]]:
+def _both(
+    client: SyncRedis, *args: str | int | bool, expires: int | None = None
+) -> tuple[list[bytes], list[bytes]]:
     """The id and job of one notification, made in Python and in Lua."""
     (source, account, appointment, context, kind, index, channel, to, flag) = args
     job_id, job = notification_job(
         str(source), str(account), str(appointment), str(context).encode(), str(kind),
-        int(index), str(channel), str(to), bool(flag),
+        int(index), str(channel), str(to), bool(flag), expires,
     )  # fmt: skip
     lua = client.eval(
         LUA_JOB, 0, source, account, appointment, context, kind, str(index), channel, to,
-        "1" if flag else "0",
+        "1" if flag else "0", "" if expires is None else str(expires),
     )  # fmt: skip
     return [job_id.encode(), job], lua
 
@@ -142,6 +150,7 @@ def test_the_lua_makes_the_job_python_makes_of_hostile_text(redis_url: str, text
     to=TEXT,
     flag=st.booleans(),
     note=TEXT,
+    expires=DEADLINE,
 )
 def test_the_lua_makes_the_job_python_makes_of_any_text(
     redis_url: str,
@@ -154,11 +163,12 @@ def test_the_lua_makes_the_job_python_makes_of_any_text(
     to: str,
     flag: bool,
     note: str,
+    expires: int | None,
 ) -> None:
     client = SyncRedis.from_url(redis_url)
     context = json.dumps({"appointment": {"note": note}}, ensure_ascii=False)
     python, lua = _both(client, source, account, appointment, context, kind, index, channel, to,
-                        flag)  # fmt: skip
+                        flag, expires=expires)  # fmt: skip
     client.close()
     assert python == lua
 
@@ -187,7 +197,11 @@ async def test_a_job_made_when_due_is_the_job_python_makes(
     queue = JobQueue(redis, QueueOptions(), clock)
     context = json.dumps({"appointment": {"note": note}}, ensure_ascii=False).encode()
     due = int(clock.now() * 1000) + 1000
-    notifications = [("follow_up", index, "email", True), ("reminder", index, "sms", False)]
+    # A follow-up's week of grace; a reminder sent whenever it comes (deadlines turned off).
+    notifications = [
+        ("follow_up", index, "email", True, 604_800_000),
+        ("reminder", index, "sms", False, None),
+    ]
     await queue.plan_notifications(
         NotificationPlan(
             appointment=appointment,
@@ -211,11 +225,12 @@ async def test_a_job_made_when_due_is_the_job_python_makes(
     entries = await redis.xrange(queue.keys.jobs)
     made = [fields["job"].encode("utf-8", "surrogateescape") for _, fields in entries]
     expected = [
-        notification_job(source, "atelier-elodie", appointment, context, *notice[:3], to,
-                         notice[3])[1]
-        for notice in notifications
+        notification_job(source, "atelier-elodie", appointment, context, kind, index, channel,
+                         to, flag, None if late is None else due + late)[1]
+        for kind, index, channel, flag, late in notifications
     ]  # fmt: skip
     assert made == expected
+    assert b'"expires_at":"' in made[0]
 
 
 def _lua_files() -> dict[str, str]:

@@ -187,17 +187,22 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
         ("reminder", 0, "sms", False, "+33612345678"),
     ]
     now = int(clock.now() * 1000)
+    # The same deadline, an hour ahead, for the follow-up; none for the reminder.
+    deadlines = {"follow_up": now + 3_600_000, "reminder": None}
     for appointment, source, due in (('a"7', "b/1", now), ('a"8', "b/2", now + 1000)):
         made_now: list[tuple[str, bytes]] = []
         entries: list[str] = []
         for kind, index, channel, flag, to in notifications:
             if due == now:
                 made = notification_job(
-                    source, "atelier-elodie", appointment, context, kind, index, channel, to, flag
-                )
+                    source, "atelier-elodie", appointment, context, kind, index, channel, to, flag,
+                    deadlines[kind],
+                )  # fmt: skip
                 made_now.append(made)
             else:
-                entries.append(f"{due}{entry_middle(kind, index, channel, flag)}{to}")
+                deadline = deadlines[kind]
+                late = None if deadline is None else deadline - due
+                entries.append(f"{due}{entry_middle(kind, index, channel, flag, late)}{to}")
         plan = NotificationPlan(
             appointment=appointment,
             account="atelier-elodie",
@@ -227,6 +232,8 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
     assert at_once[0]["context"]["follow_up"] == 1
     assert "follow_up" not in at_once[1]["context"]
     assert [job["to"] for job in at_once] == [["zoé.o'hara@example.com"], "+33612345678"]
+    an_hour_on = datetime.fromtimestamp(now // 1000 + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [job.get("expires_at") for job in at_once] == [an_hour_on, None]
 
 
 async def test_staff_chose_not_to_notify(gateway: Gateway, redis: Redis, smtp: SmtpServer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,6 +205,15 @@ async def test_a_long_text_goes_in_parts(provider: KannelProvider, kannel: Kanne
     await provider.send(text("+33612340003", body, "job-3"))
     sms = await kannel.smsc.text_to("+33612340003")
     assert (sms.text, sms.parts) == (body, 2)
+
+
+async def test_kannel_takes_a_text_with_the_validity_of_its_deadline(
+    provider: KannelProvider, kannel: Kannel
+) -> None:
+    # Ten minutes left: Kannel takes `validity` (minutes) and passes the text on within it.
+    message = replace(text("+33612340005", "Rappel", "job-5"), valid_for=600)
+    await provider.send(message)
+    assert (await kannel.smsc.text_to("+33612340005")).text == "Rappel"
 
 
 async def test_a_text_from_a_phone_reaches_the_webhook(

@@ -484,6 +484,20 @@ def test_submit_sm_body() -> None:
     )
 
 
+def test_submit_sm_validity_period_is_the_time_left() -> None:
+    # SMPP 3.4 section 7.1.1, relative: years, months (30 days), days, hours, minutes and
+    # seconds, "000R"; the SMSC stops its own retries then.
+    body = smpp_pdu.submit_sm(
+        Address(5, 0, "Mailgw"), Address(1, 1, "33612345678"), b"Hi",
+        esm_class=0, data_coding=0, registered_delivery=1, valid_for=3 * 3600 + 61,
+    )  # fmt: skip
+    # After an empty schedule_delivery_time.
+    assert b"\x00" + b"000000030101000R\x00\x01" in body
+    assert smpp_pdu.relative_time(0) == "000000000001000R"
+    assert smpp_pdu.relative_time(400 * 86400 + 1) == "010105000001000R"
+    assert smpp_pdu.relative_time(200 * 365 * 86400) == "991130235959000R"
+
+
 def test_field_limits() -> None:
     with pytest.raises(ValueError, match="short_message holds at most 254 octets"):
         smpp_pdu.submit_sm(

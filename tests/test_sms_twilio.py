@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -108,6 +109,18 @@ async def test_sends_form_fields_with_basic_auth(
     assert request.content_type == "application/x-www-form-urlencoded"
     assert accepted.provider_id == request.sid
     assert accepted.provider_id.startswith("SM") and len(accepted.provider_id) == 34
+
+
+async def test_the_time_left_before_the_deadline_is_the_validity_period(
+    make_provider: MakeProvider, api: TwilioApi
+) -> None:
+    # Twilio's queue drops a text past it; beyond its 10-hour maximum (and without a
+    # deadline) its own default, 36,000 seconds, applies.
+    provider = await make_provider()
+    for valid_for in (0, 600, 35_999, 36_000, 86_400, None):
+        await provider.send(replace(text(), valid_for=valid_for))
+    periods = [request.form.get("ValidityPeriod") for request in api.requests]
+    assert periods == ["1", "600", "35999", None, None, None]
 
 
 async def test_connections_are_reused_and_sends_run_concurrently(

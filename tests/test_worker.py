@@ -416,3 +416,29 @@ async def test_an_upsert_whose_sms_text_can_never_render_is_dead_lettered(
         "invalid account: job u1:notifications.sms_reminder.text: line 1: no filter named 'shout'"
     ]
     assert await worker.directory.get("shouty") is None
+
+
+async def test_a_backlog_read_in_one_go_starts_nearest_deadline_first(
+    redis: Redis, clock: FixedClock
+) -> None:
+    # Enqueued while no worker ran: farthest deadline first, one without any, one whose
+    # deadline is given with an offset (09:30+01:00 is 08:30 UTC, the nearest).
+    recorder = Recorder()
+    worker = make_worker(redis, clock, every_kind(recorder), concurrency=8)
+    await worker.queue.ensure_group()
+    backlog = {
+        "far": "2030-01-01T12:00:00Z",
+        "none": None,
+        "mid": "2030-01-01T10:00:00Z",
+        "offset": "2030-01-01T09:30:00+01:00",
+        "near": "2030-01-01T09:00:00Z",
+    }
+    for job_id, expires_at in backlog.items():
+        extra = {} if expires_at is None else {"expires_at": expires_at}
+        await xadd(redis, email(job_id, **extra))
+    running = asyncio.create_task(worker.run())
+    while len(await statuses(worker)) < len(backlog):
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    assert recorder.jobs == ["offset", "near", "mid", "far", "none"]

@@ -348,6 +348,12 @@ class TwilioApi:
             return _error(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."
             )
+        validity = form.get("ValidityPeriod")
+        if validity is not None and not (validity.isdigit() and 1 <= int(validity) <= 36_000):
+            # Twilio's error 21624 (docs/api/errors/21624): 1 to 36,000 seconds.
+            return _error(
+                400, 21624, "Validity period can only be set to integers between 1 and 36,000"
+            )
         return None
 
     def _message(self, taken: TwilioRequest) -> dict[str, Any]:

@@ -252,6 +252,7 @@ class Daemon:
                         self.directory,
                         self.clock,
                         lambda: int(self.config.settings.queue.history_ttl.total_seconds()),
+                        lambda: self.config.settings.deadlines,
                     ),
                 ),
                 consumer=f"{socket.gethostname()}-{os.getpid()}",

@@ -3,6 +3,7 @@ per section, the general value types in `types`, the paths and secrets in `files
 
 from gateway.settings.accounts import AccountsSettings
 from gateway.settings.bounces import BouncesSettings
+from gateway.settings.deadlines import DeadlinesSettings
 from gateway.settings.files import (
     SECRET_MIN_BYTES,
     ConfigPath,
@@ -39,6 +40,7 @@ __all__ = [
     "AccountsSettings",
     "BouncesSettings",
     "ConfigPath",
+    "DeadlinesSettings",
     "DkimKey",
     "DkimSelector",
     "DnsName",

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from gateway.settings.accounts import AccountsSettings
 from gateway.settings.bounces import BouncesSettings
+from gateway.settings.deadlines import DeadlinesSettings
 from gateway.settings.files import ConfigPath, default_state_dir
 from gateway.settings.inbound import InboundSettings
 from gateway.settings.log import LogSettings
@@ -68,6 +69,7 @@ class Settings(BaseModel):
         description='Domains mail is sent from. Default: "localhost" with two generated keys.',
     )
     relay: RelaySettings = Field(default_factory=RelaySettings)
+    deadlines: DeadlinesSettings = Field(default_factory=DeadlinesSettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     reply_tokens: ReplyTokensSettings = Field(default_factory=ReplyTokensSettings)
     bounces: BouncesSettings = Field(default_factory=BouncesSettings)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from gateway import metrics
 from gateway.account import Account
 from gateway.clock import Clock, rfc3339
+from gateway.deadlines import expired_reason, seconds_left, too_late_to_retry
 from gateway.directory import AccountDirectory
 from gateway.errors import PermanentFailure, TemporaryFailure
 from gateway.events import Event, Status
@@ -95,6 +96,7 @@ class SmsHandler:
             encoding=segments.encoding,
             parts=segments.parts,
             status_callback=self.context.callback_url("status"),
+            valid_for=_whole_seconds(seconds_left(job, self.clock.now())),
         )
         text = SentText(job.id, account.id, job.appointment_id, number, job.template or job.kind)
         described = _describe(message, composed)
@@ -109,6 +111,13 @@ class SmsHandler:
                 await self.records.not_in_flight(job.id, number, reference)
                 return [self._event(job, number, "suppressed", "the number answered STOP")]
         now = self.clock.now()
+        # Checked once nothing is out to the number (a text in flight was looked for above):
+        # past its deadline, whatever delayed it, it is not sent.
+        expired = expired_reason(job, now)
+        if expired is not None:
+            if state.in_flight_since is not None:
+                await self.records.not_in_flight(job.id, number, reference)
+            return [self._event(job, number, "expired", expired)]
         made = await self.records.in_flight(text, reference, now)
         try:
             accepted = await provider.send(message)
@@ -220,6 +229,11 @@ class SmsHandler:
                 queue.backoff_initial.total_seconds(),
                 queue.backoff_max.total_seconds(),
             )
+            left = seconds_left(job, self.clock.now())
+            # Without a wait of its own, the queue's backoff may still bring the job back
+            # past its deadline: that run expires it.
+            if left is not None and wait is not None and wait > left:
+                return [self._event(job, number, "expired", f"{too_late_to_retry(job)} ({exc})")]
             raise TemporaryFailure(f"{number}: {exc}", retry_after=wait)
         if not made:
             # The job ends here: an earlier attempt's mark goes too (its record stays, for a
@@ -255,6 +269,10 @@ class SmsHandler:
             reason=reason,
             message_id=provider_id,
         )
+
+
+def _whole_seconds(left: float | None) -> int | None:
+    return None if left is None else max(0, int(left))
 
 
 def _describe(message: TextMessage, composed: ComposedText) -> str:

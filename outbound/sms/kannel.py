@@ -155,6 +155,10 @@ class KannelProvider:
         if self._options.dlr_mask:
             query["dlr-mask"] = str(self._options.dlr_mask)
             query["dlr-url"] = self._dlr_url(message)
+        if message.valid_for is not None:
+            # Kannel's validity is in minutes: the SMSC drops the text past its deadline
+            # (rounded down, and at least the one minute Kannel can say).
+            query["validity"] = str(max(1, message.valid_for // 60))
         url = f"{self._options.sendsms_url}?{urlencode(query)}"
         response, body = await self._http.request("GET", url)
         if response.code in (200, 202):

@@ -471,6 +471,7 @@ class SmppProvider:
                 esm_class=encoded.esm_class,
                 data_coding=encoded.data_coding,
                 registered_delivery=self.options.registered_delivery,
+                valid_for=message.valid_for,
             )
             await self.pace.wait()
             answer = await session.request(Command.SUBMIT_SM, body)

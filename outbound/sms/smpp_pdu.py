@@ -114,8 +114,10 @@ def submit_sm(
     esm_class: int,
     data_coding: int,
     registered_delivery: int,
+    valid_for: int | None = None,
 ) -> bytes:
-    """The body of submit_sm (section 4.4.1), delivered at once within the SMSC's validity."""
+    """The body of submit_sm (section 4.4.1), delivered at once, within `valid_for` seconds
+    if given (a relative validity_period), else within the SMSC's own validity."""
     if len(short_message) > MAX_SHORT_MESSAGE:
         raise ValueError(
             f"SMPP short_message holds at most {MAX_SHORT_MESSAGE} octets, not {len(short_message)}"
@@ -128,10 +130,26 @@ def submit_sm(
         c_octet_string(destination.address, 21, "destination_addr"),
         bytes((esm_class, 0, 0)),  # protocol_id, priority_flag
         c_octet_string("", 17, "schedule_delivery_time"),
-        c_octet_string("", 17, "validity_period"),
+        c_octet_string(
+            "" if valid_for is None else relative_time(valid_for), 17, "validity_period"
+        ),
         bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
         short_message,
     ))  # fmt: skip
+
+
+def relative_time(seconds: int) -> str:
+    """A relative time (section 7.1.1): "YYMMDDhhmmss000R", years of 365 days and months of
+    30 (as SMSCs read them), capped at 99 years."""
+    seconds = max(1, seconds)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    days, hour = divmod(hours, 24)
+    years, days = divmod(days, 365)
+    months, day = divmod(days, 30)
+    if years > 99:
+        return "991130235959000R"
+    return f"{years:02d}{months:02d}{day:02d}{hour:02d}{minute:02d}{second:02d}000R"
 
 
 def concatenation_udh(reference: int, total: int, number: int) -> bytes:

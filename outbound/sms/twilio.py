@@ -108,6 +108,10 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+# Twilio's longest ValidityPeriod, in seconds (its error 90007).
+MAX_VALIDITY = 36_000
+
+
 class SharedKey(BaseModel):
     """A Twilio SharedKey that a Webhook Setting signs webhooks with."""
 
@@ -204,6 +208,10 @@ class TwilioProvider:
         form = [("To", message.to), self._sender, ("Body", message.text)]
         if self._options.status_callbacks:
             form.append(("StatusCallback", message.status_callback or self._status_callback))
+        if message.valid_for is not None and message.valid_for < MAX_VALIDITY:
+            # Twilio's queue drops the text past its deadline (error 30036); 36,000 seconds
+            # is its longest, and its default.
+            form.append(("ValidityPeriod", str(max(1, message.valid_for))))
         response, body = await self._http.request("POST", self._url, data=form, auth=self._auth)
         if response.code == 201:
             return _accepted(body)
