@@ -32,7 +32,12 @@ class Waiting:
 
     @classmethod
     def parse(cls, entry: str) -> Waiting:
-        due, kind, index, channel, flag, late, recipient = entry.split(SEP, 6)
+        fields = entry.split(SEP, 6)
+        if len(fields) == 6:
+            # Written by 0.1, without the deadline field: no deadline (an upgrade keeps
+            # what was waiting).
+            fields.insert(5, "")
+        due, kind, index, channel, flag, late, recipient = fields
         late_ms = int(late) if late else None
         return cls(int(due), kind, int(index), channel, flag == "1", late_ms, recipient)
 

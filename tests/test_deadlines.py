@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from gateway.clock import rfc3339
 from gateway.jobs import parse_job
 from gateway.lua import lua_source
-from gateway.notifications import entry_middle
+from gateway.notifications import entry_middle, waiting_in
 from gateway.ordering import order_key
 from gateway.queue import NotificationPlan
 from gateway.settings import DeadlinesSettings
@@ -283,3 +283,24 @@ def test_the_lua_orders_a_job_without_a_readable_deadline_last(redis_url: str) -
     for job in ('{"v":1}', "not json", '{"expires_at":"tomorrow"}', '{"expires_at":7}'):
         assert client.eval(script, 0, job) == b"inf"
     client.close()
+
+
+async def test_what_0_1_left_waiting_is_still_sent(
+    gateway: Gateway, redis: Redis, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    await gateway.run(appointment_job("b1", "appointment.booked", START))
+    await gateway.drain()
+    sent_before = len(smtp.messages)
+    # As 0.1 wrote them: each waiting entry without its deadline field (the sixth).
+    key = "mailgw:apptdata:appt-7"
+    data = (await redis.get(key)).split("\x1d")
+    data[2] = "\x1e".join(
+        "\x1f".join(e.split("\x1f")[:5] + e.split("\x1f")[6:]) for e in data[2].split("\x1e")
+    )
+    await redis.set(key, "\x1d".join(data), keepttl=True)
+    waiting = waiting_in(await redis.get(key))
+    assert waiting and all(w.late_ms is None for w in waiting)
+    # The 24h reminder falls due: it is sent, without a deadline.
+    await run_until(gateway, clock, START - timedelta(hours=23))
+    assert len(smtp.messages) == sent_before + 1
+    assert outcomes(await history(redis))[-1] == ("reminder", "sent")

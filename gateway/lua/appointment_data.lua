@@ -15,6 +15,22 @@ local function split(text, sep, count)
   return parts
 end
 
+-- One waiting entry's fields (see gateway/notifications.py): due ms, kind, index, channel,
+-- flag, ms it may go after its due time ('' for no deadline), recipient; false for an
+-- entry that cannot be read. An entry written by 0.1, without the deadline field, reads as
+-- one without a deadline: an upgrade keeps what was waiting.
+local function entry_fields(entry)
+  local fields = split(entry, '\31', 7)
+  if fields then
+    return fields
+  end
+  fields = split(entry, '\31', 6)
+  if fields then
+    table.insert(fields, 6, '')
+  end
+  return fields
+end
+
 -- Puts a notification's job on the stream, once: returns its id, or true when a job of
 -- that id was made already (the same planning job run again). Taking the entry back
 -- costs only that rare case; checking first would cost every job a lookup.

@@ -8,7 +8,7 @@ for i = 3, #ARGV do
   local data = read_data(key)
   local rest, gone = {}, {}
   for entry in string.gmatch(data and data[3] or '', '[^\30]+') do
-    local fields = split(entry, '\31', 7)
+    local fields = entry_fields(entry)
     if fields and fields[4] == 'sms' and fields[7] == ARGV[2] then
       table.insert(gone, entry)
     elseif fields then

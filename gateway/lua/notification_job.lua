@@ -67,7 +67,7 @@ end
 -- prefix of the job states' keys. Returns what make_job returns, or false for an entry it
 -- cannot read.
 local function dispatch(states, jobs, ttl, appointment, entry, data)
-  local fields = split(entry, '\31', 7)
+  local fields = entry_fields(entry)
   if not fields then
     return false
   end
