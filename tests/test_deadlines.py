@@ -23,7 +23,7 @@ from gateway.settings import DeadlinesSettings
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
-from tests.test_planner import NOW, appointment_job, history
+from tests.test_planner import NOW, appointment_job, history, run_until
 
 START = NOW + timedelta(days=2)
 
@@ -47,28 +47,6 @@ def email_job(job_id: str, to: str, expires_at: datetime | None, **fields: Any) 
     if expires_at is not None:
         job["expires_at"] = expires_at.isoformat()
     return job
-
-
-async def next_due(redis: Redis) -> float | None:
-    """When the next waiting job, retry or notification falls due."""
-    due = [
-        score
-        for key in ("mailgw:scheduled", "mailgw:retry", "mailgw:notifications")
-        for _, score in await redis.zrange(key, 0, 0, withscores=True)
-    ]
-    return min(due) / 1000 if due else None
-
-
-async def run_until(gateway: Gateway, clock: FixedClock, moment: datetime) -> None:
-    """Let time pass to `moment`, running every job and retry that falls due on the way."""
-    while True:
-        await gateway.drain()
-        due = await next_due(gateway.queue.redis)
-        if due is None or due > moment.timestamp():
-            break
-        clock.current = max(clock.current, due)
-        await gateway.queue.promote_due(100)
-    clock.current = moment.timestamp()
 
 
 def outcomes(events: list[dict[str, Any]], channel: str = "email") -> list[tuple[str, str]]:

@@ -69,22 +69,23 @@ def _jobs(stream: list[Any]) -> list[dict[str, Any]]:
 
 
 async def next_due(redis: Redis) -> float | None:
+    """When the next waiting job, retry or notification falls due."""
     due = [
         score
-        for key in ("mailgw:scheduled", "mailgw:notifications")
+        for key in ("mailgw:scheduled", "mailgw:retry", "mailgw:notifications")
         for _, score in await redis.zrange(key, 0, 0, withscores=True)
     ]
     return min(due) / 1000 if due else None
 
 
 async def run_until(gateway: Gateway, clock: FixedClock, moment: datetime) -> None:
-    """Let time pass to `moment`, running every job that falls due on the way."""
+    """Let time pass to `moment`, running every job and retry that falls due on the way."""
     while True:
         await gateway.drain()
         due = await next_due(gateway.queue.redis)
         if due is None or due > moment.timestamp():
             break
-        clock.current = due
+        clock.current = max(clock.current, due)
         await gateway.queue.promote_due(100)
     clock.current = moment.timestamp()
 
