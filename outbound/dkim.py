@@ -194,14 +194,15 @@ class Signer:
             headers, body = dkim_relaxed.parse_message(message)
         except dkim_relaxed.MessageFormatError as exc:
             raise DkimError(f"cannot DKIM-sign the message: {exc}") from exc
-        signed_names = dkim_relaxed.headers_to_sign(headers, _SIGNED_HEADERS)
+        names = [name.lower() for name, _ in headers]
+        signed_names = dkim_relaxed.headers_to_sign(names, _SIGNED_HEADERS)
         if b"from" not in signed_names:
             raise DkimError("cannot DKIM-sign the message: it has no From header field")
         # what every signature shares, made once: both are relaxed/relaxed over SHA-256, so
         # one body hash and one canonical text of the signed header fields
         signed_headers = b"".join(
             dkim_relaxed.relaxed_header(name, value) + b"\r\n"
-            for name, value in dkim_relaxed.select_headers(headers, signed_names)
+            for name, value in dkim_relaxed.select_headers(headers, names, signed_names)
         )
         body_hash = base64.b64encode(hashlib.sha256(dkim_relaxed.relaxed_body(body)).digest())
         timestamp = int(time.time())

@@ -20,6 +20,7 @@ _END_OF_HEADERS = re.compile(rb"\n\r?\n")
 # a header field's name: printable US-ASCII but ':' (RFC 5322 2.2), up to the first colon
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
 _WHITESPACE_RUN = re.compile(rb"[\t ]+")
+_SPACES = re.compile(rb"  +")
 
 
 class MessageFormatError(ValueError):
@@ -60,13 +61,14 @@ def parse_message(message: bytes) -> tuple[list[Header], bytes]:
 def relaxed_body(body: bytes) -> bytes:
     """The body canonicalized "relaxed" (RFC 6376 3.4.4): whitespace at line ends removed,
     other runs of it made one space, empty lines at the end removed, CRLF-terminated."""
-    # bytes.replace in place of dkimpy's regular expressions: the same result, ~30x faster;
-    # each pass at least halves the runs of spaces, so a hostile run of n costs log2(n) passes
+    # one pass of bytes.replace and one of a regular expression that scans for its literal
+    # prefix: the same result as dkimpy's two regular expressions matching every space, but
+    # ~5x faster
     if b"\t" in body:
         body = body.replace(b"\t", b" ")
-    while b"  " in body:
-        body = body.replace(b"  ", b" ")
-    body = body.replace(b" \r\n", b"\r\n")
+    body = _SPACES.sub(b" ", body)
+    if b" \r\n" in body:
+        body = body.replace(b" \r\n", b"\r\n")
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2
@@ -79,29 +81,38 @@ def relaxed_body(body: bytes) -> bytes:
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """One header field canonicalized "relaxed" (RFC 6376 3.4.2), without its CRLF:
     lower-case name, value unfolded, runs of whitespace made one space, ends stripped."""
+    # most values are one line with single spaces: then no regular expression needs to run
+    if value.endswith(b"\r\n") and value.count(b"\n") == 1:
+        value = value[:-2]
+    else:
+        value = _LINE_BREAK.sub(b"", value)
+    if b"\t" in value or b"  " in value:
+        value = _WHITESPACE_RUN.sub(b" ", value)
     # strip() also drops CR, VT and FF at the ends, as dkimpy's does
-    unfolded = _LINE_BREAK.sub(b"", value)
-    return name.lower().rstrip() + b":" + _WHITESPACE_RUN.sub(b" ", unfolded).strip()
+    return name.lower().rstrip() + b":" + value.strip()
 
 
-def headers_to_sign(headers: Sequence[Header], signed: frozenset[bytes]) -> list[bytes]:
-    """The h= list: every header present whose name is in `signed`, in the message's order,
-    then From once more, so that no From can be added without breaking the signature."""
-    names = [name.lower() for name, _ in headers if name.lower() in signed]
-    return names + [name for name in names if name == b"from"]
+def headers_to_sign(names: Sequence[bytes], signed: frozenset[bytes]) -> list[bytes]:
+    """The h= list, from the message's header names in lower case: every one in `signed`, in
+    the message's order, then From once more, so that no From can be added unseen."""
+    listed = [name for name in names if name in signed]
+    return listed + [name for name in listed if name == b"from"]
 
 
-def select_headers(headers: Sequence[Header], names: Sequence[bytes]) -> list[Header]:
-    """The header fields the h= names sign (RFC 6376 5.4.2): a name listed n times signs
-    its n last instances, bottom up; one listed more times than present signs nothing more."""
+def select_headers(
+    headers: Sequence[Header], names: Sequence[bytes], signed_names: Sequence[bytes]
+) -> list[Header]:
+    """The header fields the h= names sign (RFC 6376 5.4.2), `names` the headers' own in
+    lower case: a name listed n times signs its n last instances, bottom up; one listed
+    more times than present signs nothing more."""
     selected: list[Header] = []
     # below which index the next instance of a name is searched
     below: dict[bytes, int] = {}
-    for name in names:
+    for name in signed_names:
         index = below.get(name, len(headers))
         while index > 0:
             index -= 1
-            if headers[index][0].lower() == name:
+            if names[index] == name:
                 selected.append(headers[index])
                 break
         below[name] = index
