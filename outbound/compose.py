@@ -152,11 +152,10 @@ def _body(message: Message, spec: MailSpec) -> None:
     # Transfer encodings: 7-bit only (the relay does not ask for 8BITMIME), and for each text
     # part the shorter of quoted-printable and base64, as Python's set_content chooses:
     # QP for mostly Latin text, base64 for other scripts. Shorter matters for DKIM, not only
-    # on the wire: dkimpy's relaxed body canonicalization runs two regular expressions over
-    # the whole body for each signature, at ~10 ns a byte whether or not the body has spaces
-    # (Python's re engine tries each position), so its cost follows the body's length. All
-    # base64 was measured (bench/build.py): 9.4 KB of body instead of 7.7 KB for the sample
-    # confirmation, and ~0.12 ms more per dual signature than QP. The boundaries begin with
+    # on the wire: DKIM's relaxed body canonicalization and hash (outbound/dkim_relaxed.py)
+    # cost follows the body's length. All base64 was measured (bench/build.py, with dkimpy's
+    # canonicalization then): 9.4 KB of body instead of 7.7 KB for the sample confirmation,
+    # and ~0.12 ms more per dual signature than QP. The boundaries begin with
     # "=_", which neither encoding can produce, so no line of a part can be a boundary.
     alternatives = [_text_part("plain", spec.text)]
     if spec.html is not None:

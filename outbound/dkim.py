@@ -1,21 +1,23 @@
-"""DKIM signing (RFC 6376, RSA and RFC 8463 Ed25519): dkimpy's canonicalization, OpenSSL's keys."""
+"""DKIM signing (RFC 6376, RSA and RFC 8463 Ed25519): the keys, and signing with OpenSSL."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-import dkim
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from gateway.errors import ConfigError, ConfigProblem, GatewayError
 from gateway.secret_files import create_private_file
 from gateway.settings import DkimKey, Settings
+from outbound import dkim_relaxed
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ RSA_BITS = 2048
 # RFC 8301: verifiers ignore RSA keys under 1024 bits.
 MIN_RSA_BITS = 1024
 
-# Signed when present; From is signed once more (dkimpy's "frozen" headers) so that no
+# Signed when present; From is signed once more (dkim_relaxed.headers_to_sign) so that no
 # second From can be added without breaking the signatures.
 SIGNED_HEADERS = (
     "from",
@@ -45,7 +47,6 @@ SIGNED_HEADERS = (
     "auto-submitted",
     "feedback-id",
 )
-OVERSIGNED_HEADERS = ("from",)
 
 
 class DkimError(GatewayError):
@@ -169,14 +170,13 @@ class Signer:
 
     def __init__(self, keys: Mapping[str, Sequence[SigningKey]]) -> None:
         self.keys: dict[str, tuple[SigningKey, ...]] = {}
-        self._keys: dict[str, tuple[_DkimpyKey, ...]] = {}
         for domain, domain_keys in keys.items():
             if not domain_keys or any(k.domain != domain for k in domain_keys):
                 raise ValueError(f"DKIM keys of {domain!r}: at least one, all of that domain")
             # RSA on top: every receiver knows it, and some check only the first signature
-            ordered = sorted(domain_keys, key=lambda k: k.algorithm != "rsa")
-            self.keys[domain.lower()] = tuple(ordered)
-            self._keys[domain.lower()] = tuple(_DkimpyKey.of(k) for k in ordered)
+            self.keys[domain.lower()] = tuple(
+                sorted(domain_keys, key=lambda k: k.algorithm != "rsa")
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
@@ -186,153 +186,53 @@ class Signer:
 
     def sign(self, message: bytes, domain: str) -> bytes:
         """The message (CRLF line endings) with a DKIM-Signature for each key prepended."""
-        keys = self._keys.get(domain.lower())
+        keys = self.keys.get(domain.lower())
         if keys is None:
-            known = ", ".join(sorted(self._keys)) or "none"
+            known = ", ".join(sorted(self.keys)) or "none"
             raise DkimError(f"no DKIM key for sender domain {domain!r} (keys for: {known})")
-        # Where the time goes (bench/dkim.py, the ~8 KB sample confirmation): OpenSSL's RSA
-        # signature ~0.26 ms; dkimpy's parse of the message ~0.13 ms, once; then per
-        # signature its relaxed body canonicalization, ~0.2 ms (two regular expressions over
-        # the whole body, ~10 ns a byte with or without spaces, hence compose() sending the
-        # shorter of QP and base64, not base64 throughout) and its header canonicalization
-        # and hashing, ~0.05 ms. Its re-parse of the RSA key is avoided (_UNPARSED_RSA_KEY).
         try:
-            # one parse of the message for all the signatures
-            signer = _OpenSslDkim(message)
-            headers = [signer.sign_with(key) for key in keys]
-        except dkim.DKIMException as exc:
+            headers, body = dkim_relaxed.parse_message(message)
+        except dkim_relaxed.MessageFormatError as exc:
             raise DkimError(f"cannot DKIM-sign the message: {exc}") from exc
-        return b"".join(headers) + message
-
-
-@dataclass(frozen=True, slots=True)
-class _Signature:
-    """What dkimpy reads from a key's sign(): the signature bytes."""
-
-    signature: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _OpenSslKey:
-    """A key object of the shape dkimpy signs with: sign(digest).signature."""
-
-    key: PrivateKey
-
-    def sign(self, digest: bytes) -> _Signature:
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            # RSASSA-PKCS1-v1_5 over dkimpy's SHA-256 of the canonical headers (a=rsa-sha256)
-            return _Signature(
-                self.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
-            )
-        # RFC 8463: PureEdDSA over the SHA-256 digest (a=ed25519-sha256)
-        return _Signature(self.key.sign(digest))
-
-
-# What DKIM.sign() is handed as the "private key" of an RSA signature: a PKCS#1
-# RSAPrivateKey whose nine integers are all 0. sign() parses its privkey argument with its
-# own pure-Python PEM and ASN.1 code before anything else, on every call: ~0.16 ms for a real
-# 2048-bit key, more than half of OpenSSL's whole signature, and there is no argument or
-# attribute through which it would take a parsed key instead. The key it parses only goes
-# to gen_header (see _OpenSslDkim.gen_header), which signs with our OpenSSL key instead, so
-# this stub (parsed in ~5 us) stands in for it and the real key is never serialized nor
-# parsed again. Fail-safe: were the seam ever bypassed, dkimpy's own RSA code given a
-# modulus of 0 raises (digest too large for modulus), which Signer.sign reports as a
-# DkimError; it can never produce a signature with it.
-_UNPARSED_RSA_KEY: Final = (
-    b"-----BEGIN RSA PRIVATE KEY-----\n"
-    + base64.b64encode(b"\x30\x1b" + b"\x02\x01\x00" * 9)
-    + b"\n-----END RSA PRIVATE KEY-----\n"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _DkimpyKey:
-    """A key with what DKIM.sign() is given for it, prepared once."""
-
-    domain: bytes
-    selector: bytes
-    signature_algorithm: bytes
-    # what dkimpy's sign() parses: the stub above for RSA, the base64 seed for Ed25519 (its
-    # parse with PyNaCl is cheap); either way the signature is made with `openssl`
-    dkimpy_private_key: bytes
-    openssl: _OpenSslKey
-
-    @classmethod
-    def of(cls, key: SigningKey) -> _DkimpyKey:
-        if isinstance(key.private_key, rsa.RSAPrivateKey):
-            dkimpy_private_key = _UNPARSED_RSA_KEY
-            algorithm = b"rsa-sha256"
-        else:
-            dkimpy_private_key = base64.b64encode(
-                key.private_key.private_bytes(
-                    serialization.Encoding.Raw,
-                    serialization.PrivateFormat.Raw,
-                    serialization.NoEncryption(),
-                )
-            )
-            algorithm = b"ed25519-sha256"
-        return cls(
-            key.domain.encode("ascii"),
-            key.selector.encode("ascii"),
-            algorithm,
-            dkimpy_private_key,
-            _OpenSslKey(key.private_key),
+        names = [name.lower() for name, _ in headers]
+        signed_names = dkim_relaxed.headers_to_sign(names, _SIGNED_HEADERS)
+        if b"from" not in signed_names:
+            raise DkimError("cannot DKIM-sign the message: it has no From header field")
+        # what every signature shares, made once: both are relaxed/relaxed over SHA-256, so
+        # one body hash and one canonical text of the signed header fields
+        signed_headers = b"".join(
+            dkim_relaxed.relaxed_header(name, value) + b"\r\n"
+            for name, value in dkim_relaxed.select_headers(headers, names, signed_names)
         )
-
-
-class _OpenSslDkim(dkim.DKIM):  # type: ignore[misc]  # dkimpy has no type hints
-    """dkimpy's DKIM signer, everything but the private-key operation left to it."""
-
-    signature_algorithm: bytes
-
-    def __init__(self, message: bytes) -> None:
-        super().__init__(message)
-        self.should_sign = {name.encode("ascii") for name in SIGNED_HEADERS}
-        self.frozen_sign = {name.encode("ascii") for name in OVERSIGNED_HEADERS}
-        self.openssl_key: _OpenSslKey | None = None
-
-    def sign_with(self, key: _DkimpyKey) -> bytes:
-        """The DKIM-Signature header line (CRLF-terminated) for one key."""
-        self.openssl_key = key.openssl
-        try:
-            # include_headers omitted: dkimpy takes the should_sign headers present, in the
-            # message's order, and the frozen ones once more
-            header: bytes = self.sign(
-                key.selector,
-                key.domain,
-                key.dkimpy_private_key,
-                signature_algorithm=key.signature_algorithm,
-                canonicalize=(b"relaxed", b"relaxed"),
+        body_hash = base64.b64encode(hashlib.sha256(dkim_relaxed.relaxed_body(body)).digest())
+        timestamp = int(time.time())
+        lines = []
+        for key in keys:
+            fields = dkim_relaxed.signature_fields(
+                _ALGORITHM_TAGS[key.algorithm],
+                key.domain.encode("ascii"),
+                key.selector.encode("ascii"),
+                timestamp,
+                signed_names,
+                body_hash,
             )
-        finally:
-            self.openssl_key = None
-        return header
+            covered = signed_headers + dkim_relaxed.unsigned_signature_header(fields)
+            signature = base64.b64encode(_sign(key.private_key, covered))
+            lines.append(dkim_relaxed.signature_header(fields, signature))
+        return b"".join(lines) + message
 
-    def gen_header(
-        self,
-        fields: Any,
-        include_headers: Any,
-        canon_policy: Any,
-        header_name: bytes,
-        pk: Any,
-        standardize: bool = False,
-    ) -> Any:
-        # The seam. DKIM.sign() has canonicalized and hashed the body and built every tag
-        # (a= included) when it calls this; gen_header then hashes the canonical headers and
-        # signs that digest according to self.signature_algorithm: the ed25519 branch calls
-        # `pk.sign(digest).signature` on the key object it is given, the RSA branch calls
-        # dkimpy's module-level, pure-Python RSASSA_PKCS1_v1_5_sign (~20x slower than OpenSSL).
-        # So both kinds take the key-object branch with our OpenSSL key in place of `pk`,
-        # dkimpy's parse of what sign() was given (_UNPARSED_RSA_KEY for RSA): nothing else
-        # in gen_header reads signature_algorithm, so the header, its hash and the a= tag
-        # stay dkimpy's (tests/test_dkim.py checks both signatures are byte for byte what
-        # stock dkimpy 1.1.8 writes with the real keys). This avoids replacing dkimpy's
-        # module globals, which would change every other DKIM/ARC signer in the process.
-        algorithm = self.signature_algorithm
-        self.signature_algorithm = b"ed25519-sha256"
-        try:
-            return super().gen_header(
-                fields, include_headers, canon_policy, header_name, self.openssl_key, standardize
-            )
-        finally:
-            self.signature_algorithm = algorithm
+
+_SIGNED_HEADERS: Final = frozenset(name.encode("ascii") for name in SIGNED_HEADERS)
+_ALGORITHM_TAGS: Final[dict[Algorithm, bytes]] = {
+    "rsa": b"rsa-sha256",
+    "ed25519": b"ed25519-sha256",
+}
+
+
+def _sign(private_key: PrivateKey, covered: bytes) -> bytes:
+    """OpenSSL's signature of what a DKIM signature covers."""
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        # a=rsa-sha256: RSASSA-PKCS1-v1_5 over SHA-256
+        return private_key.sign(covered, padding.PKCS1v15(), hashes.SHA256())
+    # a=ed25519-sha256 (RFC 8463): PureEdDSA over the SHA-256 digest, not over the text
+    return private_key.sign(hashlib.sha256(covered).digest())
