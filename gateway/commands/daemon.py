@@ -11,12 +11,14 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from gateway import systemd
 from gateway.clock import SystemClock
+from gateway.commands.queue_options import queue_options
+from gateway.commands.roles import Role
 from gateway.commands.support import load_checked_config
 from gateway.config import Config
 from gateway.directory import AccountDirectory
@@ -26,7 +28,7 @@ from gateway.handlers import builtin_handlers
 from gateway.keys import Keys
 from gateway.outage import PROCESS, backoff, is_outage
 from gateway.planner import Planner
-from gateway.queue import JobQueue, QueueOptions
+from gateway.queue import JobQueue
 from gateway.redis_conn import connect
 from gateway.scheduler import Scheduler
 from gateway.settings import Settings, changed_restart_only
@@ -42,22 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Role = Literal["all", "outbound", "inbound", "scheduler"]
-ROLES: tuple[Role, ...] = ("all", "outbound", "inbound", "scheduler")
 # How often systemd's STATUS= (the queue depths in `systemctl status`) is refreshed.
 STATUS_INTERVAL = 10.0
-
-
-def queue_options(settings: Settings) -> QueueOptions:
-    return QueueOptions.from_settings(
-        prefix=settings.redis.prefix,
-        group=settings.redis.group,
-        idempotency_ttl=settings.queue.idempotency_ttl,
-        events_max_length=settings.queue.events_max_length,
-        visibility_timeout=settings.queue.visibility_timeout,
-        max_deliveries=settings.queue.max_deliveries,
-        history_ttl=settings.queue.history_ttl,
-    )
 
 
 def worker_options(settings: Settings) -> WorkerOptions:

@@ -3,7 +3,9 @@ configuration as the daemon takes it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any, TextIO
 
 from redis.asyncio import Redis
 
@@ -42,3 +44,8 @@ def load_checked_config(path: Path | None) -> Config:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def print_json(value: Any, out: TextIO) -> None:
+    """`value` as one line of JSON, non-ASCII characters as they are."""
+    out.write(json.dumps(value, ensure_ascii=False) + "\n")
