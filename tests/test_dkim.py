@@ -8,13 +8,11 @@ import logging
 import re
 import stat
 import subprocess
-import time
 from collections.abc import Callable
 from email import policy
 from email.header import decode_header, make_header
 from pathlib import Path
 
-import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -129,43 +127,6 @@ def test_every_verifier_passes_both_signatures(
     assert results(perl)["rsa-sha256"] == "pass"
     assert results(perl)["ed25519-sha256"] in ("invalid", "pass")
     assert {(v["domain"], v["selector"]) for v in perl} >= {(DOMAIN, "mailgw-rsa")}
-
-
-def test_signature_is_stock_dkimpys(
-    signer: Signer, rsa_key: SigningKey, ed_key: SigningKey, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """RSA PKCS#1 v1.5 and Ed25519 signatures are deterministic, so stock dkimpy given the same
-    keys, time and headers writes the same (more messages in test_dkim_relaxed.py)."""
-    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
-    message = realistic_message()
-    ours = signer.sign(message, DOMAIN)
-    assert isinstance(rsa_key.private_key, rsa.RSAPrivateKey)
-    assert isinstance(ed_key.private_key, ed25519.Ed25519PrivateKey)
-    rsa_pem = rsa_key.private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    seed = ed_key.private_key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    signed_headers = [name.encode() for name in SIGNED.split(" : ")]
-    stock = [
-        dkim.sign(
-            message,
-            key.selector.encode(),
-            DOMAIN.encode(),
-            private,
-            signature_algorithm=algorithm,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=signed_headers,
-        )
-        for key, private, algorithm in (
-            (rsa_key, rsa_pem, b"rsa-sha256"),
-            (ed_key, base64.b64encode(seed), b"ed25519-sha256"),
-        )
-    ]
-    assert ours == b"".join(stock) + message
 
 
 def _from_header(message: bytes) -> bytes:
