@@ -20,9 +20,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 
 from gateway import metrics
 from gateway.clock import SystemClock
+from gateway.depth_metrics import refresh_queue_depths, watch_queue_depths
 from gateway.errors import ConfigError
 from gateway.queue import JobQueue, QueueOptions
-from gateway.queue_depths import refresh_queue_depths, watch_queue_depths
 from gateway.settings import Endpoint, InboundSettings, Settings
 from inbound import smtp_replies as replies
 from inbound.received import ReceivedMessage
@@ -304,7 +304,7 @@ async def test_watching_survives_redis_out_of_reach(caplog: pytest.LogCaptureFix
         return await depths()
 
     queue.depths = counted  # type: ignore[method-assign]
-    with caplog.at_level(logging.WARNING, logger="gateway.queue_depths"):
+    with caplog.at_level(logging.WARNING, logger="gateway.depth_metrics"):
         watcher = asyncio.create_task(watch_queue_depths(queue, interval=0.05))
         for _ in range(100):
             if attempts >= 3:

@@ -203,7 +203,7 @@ class Daemon:
 
     async def _start_role(self, queue: JobQueue, settings: Settings) -> None:
         from gateway import metrics
-        from gateway.queue_depths import watch_queue_depths
+        from gateway.depth_metrics import watch_queue_depths
 
         self.metrics_port = metrics.serve_metrics(
             settings, str(self.config.path or "(defaults)"), METRICS_PORT_OFFSETS[self.role]
