@@ -13,17 +13,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from outbound.sms.kannel import KannelOptions, kannel_config
-from outbound.sms.service import provider_context
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
-from tests.kannel_server import start_kannel
 from tests.redis_server import free_port
 from tests.smsc import PASSWORD, SYSTEM_ID, running_smsc
 from tests.smtp_server import SmtpServer
 from tests.test_planner import NOW
 from tests.test_sms import sms_job
-from tests.test_sms_providers import gateway_with
+from tests.test_sms_providers import gateway_with, kannel_for
 from tests.twilio_api import Scripted, TwilioApi
 
 SID = "AC" + "0123456789abcdef" * 2
@@ -276,12 +273,7 @@ webhook_url = "http://127.0.0.1:{port}"
 password_file = "{tmp_path}/kannel.password"
 sender = "Atelier"
 """
-    probe = gateway_with(tmp_path / "probe", redis_url, redis, smtp, clock, table)
-    await probe.close()
-    assert isinstance(probe.config.sms_options, KannelOptions)
-    groups = kannel_config(probe.config.sms_options, provider_context(probe.config.settings))
-    (tmp_path / "kannel").mkdir()
-    kannel = start_kannel(tmp_path / "kannel", groups)
+    kannel = await kannel_for(tmp_path, redis_url, redis, smtp, clock, table)
     try:
         async with answer_dropping_proxy(kannel.sendsms_port) as (proxy, dropped):
             sendsms = f'sendsms_url = "http://127.0.0.1:{proxy}/cgi-bin/sendsms"\n'

@@ -21,7 +21,7 @@ from outbound.sms.service import provider_context
 from outbound.sms.text import default_text
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway, write_config
-from tests.kannel_server import start_kannel
+from tests.kannel_server import Kannel, start_kannel
 from tests.redis_server import free_port
 from tests.smsc import PASSWORD, SYSTEM_ID, running_smsc
 from tests.smtp_server import SmtpServer
@@ -56,6 +56,18 @@ def gateway_with(
     with config.open("a", encoding="utf-8") as file:
         file.write(sms)
     return Gateway(load_config(config), redis, clock)
+
+
+async def kannel_for(
+    tmp_path: Path, redis_url: str, redis: Redis, smtp: SmtpServer, clock: FixedClock, table: str
+) -> Kannel:
+    """A real Kannel set up as the gateway's `[sms]` `table` configures it (kannel_config)."""
+    probe = gateway_with(tmp_path / "probe", redis_url, redis, smtp, clock, table)
+    await probe.close()
+    assert isinstance(probe.config.sms_options, KannelOptions)
+    groups = kannel_config(probe.config.sms_options, provider_context(probe.config.settings))
+    (tmp_path / "kannel").mkdir()
+    return start_kannel(tmp_path / "kannel", groups)
 
 
 async def remind(gateway: Gateway, clock: FixedClock) -> None:
@@ -144,12 +156,7 @@ password_file = "{tmp_path}/kannel.password"
 callback_secret_file = "{tmp_path}/kannel.secret"
 sender = "Atelier"
 """
-    probe = gateway_with(tmp_path / "probe", redis_url, redis, smtp, clock, table)
-    await probe.close()
-    assert isinstance(probe.config.sms_options, KannelOptions)
-    groups = kannel_config(probe.config.sms_options, provider_context(probe.config.settings))
-    (tmp_path / "kannel").mkdir()
-    kannel = start_kannel(tmp_path / "kannel", groups)
+    kannel = await kannel_for(tmp_path, redis_url, redis, smtp, clock, table)
     try:
         sendsms = f'sendsms_url = "{kannel.sendsms_url}"\n'
         gateway = gateway_with(tmp_path / "gw", redis_url, redis, smtp, clock, table + sendsms)
