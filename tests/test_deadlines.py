@@ -17,13 +17,11 @@ from gateway.clock import rfc3339
 from gateway.jobs import parse_job
 from gateway.lua import lua_source
 from gateway.notifications import entry_middle, waiting_in
-from gateway.ordering import order_key
-from gateway.queue import NotificationPlan
 from gateway.settings import DeadlinesSettings
 from tests.conftest import FixedClock
 from tests.gateway_harness import Gateway
 from tests.smtp_server import SmtpServer
-from tests.test_planner import NOW, appointment_job, history, run_until
+from tests.test_planner import NOW, appointment_job, booking_plan, history, run_until
 
 START = NOW + timedelta(days=2)
 
@@ -202,20 +200,13 @@ async def test_due_notifications_go_nearest_deadline_first(
     for appointment, (due, late) in waiting.items():
         middle = entry_middle("reminder", 0, "email", False, late)
         await gateway.queue.plan_notifications(
-            NotificationPlan(
-                appointment=appointment,
-                account="atelier-elodie",
-                source=f"b-{appointment}",
-                context=b'{"appointment":{}}',
-                replace=False,
-                ttl=3600,
-                clients=[],
-                start=clock.now(),
-                cancelled=False,
-                entries=[f"{due}{middle}{appointment}@example.com"],
-                dues=[due],
-                made_now=[],
-                order=order_key("appointment.booked", 0, "1-0"),
+            booking_plan(
+                appointment,
+                f"b-{appointment}",
+                b'{"appointment":{}}',
+                clock.now(),
+                [f"{due}{middle}{appointment}@example.com"],
+                [due],
             )
         )
     # One appointment per call: the nearest deadline first, none last.

@@ -24,10 +24,10 @@ from gateway.keys import Keys
 from gateway.lua import lua_source
 from gateway.notification_kinds import NOTIFICATION_KINDS
 from gateway.notifications import as_cjson_writes, entry_middle, notification_job
-from gateway.ordering import order_key
-from gateway.queue import JobQueue, NotificationPlan, QueueOptions
+from gateway.queue import JobQueue, QueueOptions
 from outbound.sms import queued, records
 from tests.conftest import FixedClock
+from tests.test_planner import booking_plan
 
 # The packages whose folder `lua` holds scripts, and the modules that make them.
 LUA_PACKAGES = ("gateway.lua", "outbound.sms.lua")
@@ -203,20 +203,13 @@ async def test_a_job_made_when_due_is_the_job_python_makes(
         ("reminder", index, "sms", False, None),
     ]
     await queue.plan_notifications(
-        NotificationPlan(
-            appointment=appointment,
-            account="atelier-elodie",
-            source=source,
-            context=context,
-            replace=False,
-            ttl=3600,
-            clients=[],
-            start=clock.now(),
-            cancelled=False,
-            entries=[f"{due}{entry_middle(*notice)}{to}" for notice in notifications],
-            dues=[due] * len(notifications),
-            made_now=[],
-            order=order_key("appointment.booked", 0, "1-0"),
+        booking_plan(
+            appointment,
+            source,
+            context,
+            clock.now(),
+            [f"{due}{entry_middle(*notice)}{to}" for notice in notifications],
+            [due] * len(notifications),
         )
     )
     clock.advance(1)

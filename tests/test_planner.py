@@ -52,6 +52,34 @@ def appointment_job(job_id: str, kind: str, start: datetime, **extra: Any) -> di
     }
 
 
+def booking_plan(
+    appointment: str,
+    source: str,
+    context: bytes,
+    start: float,
+    entries: list[str],
+    dues: list[int],
+    made_now: list[tuple[str, bytes]] | None = None,
+) -> NotificationPlan:
+    """What the planner gives the queue for a first booking of the example account, without
+    clients: `entries` waiting (due at `dues`, epoch ms) and `made_now`, jobs made at once."""
+    return NotificationPlan(
+        appointment=appointment,
+        account="atelier-elodie",
+        source=source,
+        context=context,
+        replace=False,
+        ttl=3600,
+        clients=[],
+        start=start,
+        cancelled=False,
+        entries=entries,
+        dues=dues,
+        made_now=made_now or [],
+        order=order_key("appointment.booked", 0, "1-0"),
+    )
+
+
 async def history(redis: Redis) -> list[dict[str, Any]]:
     return [json.loads(f["event"]) for _, f in await redis.xrange("mailgw:history:appt-7")]
 
@@ -204,20 +232,8 @@ async def test_a_job_made_at_once_is_the_job_made_when_due(
                 deadline = deadlines[kind]
                 late = None if deadline is None else deadline - due
                 entries.append(f"{due}{entry_middle(kind, index, channel, flag, late)}{to}")
-        plan = NotificationPlan(
-            appointment=appointment,
-            account="atelier-elodie",
-            source=source,
-            context=context,
-            replace=False,
-            ttl=3600,
-            clients=[],
-            start=clock.now(),
-            cancelled=False,
-            entries=entries,
-            dues=[due] * len(entries),
-            made_now=made_now,
-            order=order_key("appointment.booked", 0, "1-0"),
+        plan = booking_plan(
+            appointment, source, context, clock.now(), entries, [due] * len(entries), made_now
         )
         await gateway.queue.plan_notifications(plan)
     clock.current += 1
